@@ -1,0 +1,28 @@
+# crossan: the CROSSAN pipeline, from raw data to the paper's tables.
+#   snakemake --cores 2 all          everything configured in config.yaml (default: the demo)
+#   snakemake --cores 2 results/demo/data/stats.json   one output by its path
+from crossan.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate_config(config, schema_path=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    modality=r"video|audio|image",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/media.smk"
+
+
+rule all:
+    input:
+        all_outputs,
+    default_target: True

@@ -1,0 +1,1 @@
+"""Datasets: the demo generator, MicroLens download, layout checks and interaction sequences."""

@@ -1,0 +1,266 @@
+"""Interactions to user sequences: parse, clean, filter, truncate, map ids, split.
+
+The MicroLens convention (``method-facts.md``, "Data and evaluation"):
+
+1. each user's interactions sorted by timestamp (ties keep file order);
+2. exact duplicate ``(user, item, timestamp)`` rows dropped and counted;
+3. users with fewer than ``min_interactions`` (5) interactions dropped;
+4. item ids mapped densely to ``1..n_items`` in order of first appearance in the sorted,
+   filtered interactions (0 is padding); every item of a kept user's full history gets an
+   id, so ``stats.json`` counts match the paper's Table 2 and every item is rankable;
+5. each user keeps the last ``max_items`` (13 = max_seq_len + 3) items;
+6. leave-one-out: last item = test target, second-to-last = validation target, the rest
+   is the training sequence.
+
+Outputs in ``results/{dataset}/data/``: ``items.csv`` (``dense_id,item_id,title``),
+``sequences.parquet`` (per user, the kept chronological dense ids), ``train.parquet``,
+``valid.parquet``, ``test.parquet`` and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from crossan.atomic import atomic_output, write_text_atomic
+from crossan.data.layout import load_manifest
+from crossan.errors import DataError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("user", "item", "timestamp")
+MAX_REPORTED_ROWS = 5
+
+
+@dataclass(frozen=True)
+class SequenceStats:
+    """What ``stats.json`` records. ``users``/``items``/``interactions`` are after duplicate
+    removal and the minimum-length filter, before truncation (the paper's Table 2 counts)."""
+
+    users: int
+    items: int
+    interactions: int
+    interactions_kept: int
+    raw_rows: int
+    duplicate_rows_dropped: int
+    users_dropped_short: int
+    min_interactions: int
+    max_items: int
+    mean_sequence_length: float
+    items_without_title: int
+    empty_titles: int
+
+
+def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
+    """Parse ``user,item,timestamp`` rows (header optional) into integer columns.
+
+    Returns ``(frame, raw_rows)`` where ``frame`` has columns ``user``, ``item``,
+    ``timestamp`` (Int64) and ``line`` (1-based line number in the file). Raises
+    ``DataError`` naming the file and the first offending lines for rows with a wrong
+    field count or a non-integer value.
+    """
+    if not path.is_file():
+        raise DataError(f"interaction file {path} does not exist")
+    text = path.read_text(encoding="utf-8-sig")
+    lines = pl.DataFrame({"text": text.splitlines()}).with_row_index("line", offset=1)
+    lines = lines.filter(pl.col("text").str.strip_chars() != "")
+    if lines.is_empty():
+        raise DataError(f"{path}: the interaction file is empty")
+    first = [field.strip().lower() for field in lines["text"][0].split(",")]
+    if not all(field.lstrip("-").isdigit() for field in first):
+        if len(first) != 3 or not all(field.replace("_", "").isalpha() for field in first):
+            raise DataError(
+                f"{path}, line 1: expected a header 'user,item,timestamp' or a data row, "
+                f"got {lines['text'][0]!r}"
+            )
+        lines = lines.slice(1)
+    fields = lines.with_columns(parts=pl.col("text").str.split(","))
+    wrong_count = fields.filter(pl.col("parts").list.len() != 3)
+    _fail_on_rows(path, wrong_count, "expected 3 fields user,item,timestamp")
+    parsed = fields.with_columns(
+        pl.col("parts").list.get(i).str.strip_chars().str.to_integer(strict=False).alias(name)
+        for i, name in enumerate(COLUMNS)
+    )
+    non_integer = parsed.filter(pl.any_horizontal(pl.col(c).is_null() for c in COLUMNS))
+    _fail_on_rows(path, non_integer, "user, item and timestamp must be integers")
+    return parsed.select(*COLUMNS, "line"), lines.height
+
+
+def _fail_on_rows(path: Path, bad: pl.DataFrame, what: str) -> None:
+    if bad.is_empty():
+        return
+    shown = "\n".join(
+        f"  line {row['line']}: {row['text']!r}" for row in bad.head(MAX_REPORTED_ROWS).iter_rows(named=True)
+    )
+    more = f"\n  ... and {bad.height - MAX_REPORTED_ROWS} more" if bad.height > MAX_REPORTED_ROWS else ""
+    raise DataError(
+        f"{path}: {bad.height} malformed row(s), {what}:\n{shown}{more}\n"
+        "Fix or remove these rows and rerun."
+    )
+
+
+def read_titles(path: Path) -> dict[int, str]:
+    """Read the title file (no header, ``id,title``; a title may contain commas).
+
+    Returns ``{item_id: title}``. A non-integer id raises ``DataError`` with the line.
+    """
+    if not path.is_file():
+        raise DataError(f"title file {path} does not exist")
+    titles: dict[int, str] = {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            item_id = row[0].strip()
+            if not item_id.lstrip("-").isdigit():
+                raise DataError(
+                    f"{path}, line {line_number}: item id {item_id!r} is not an integer "
+                    "(expected rows 'id,title' with no header)"
+                )
+            titles[int(item_id)] = ",".join(row[1:]).strip()
+    return titles
+
+
+def build_sequences(
+    interactions: pl.DataFrame, min_interactions: int = 5, max_items: int = 13
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """Clean, filter, map and truncate interactions.
+
+    Args:
+        interactions: columns ``user``, ``item``, ``timestamp`` (integers) and ``line``.
+    Returns:
+        ``(sequences, items, counts)``: ``sequences`` has one row per kept user with
+        ``user_index`` (0-based), ``user`` and ``items`` (list of dense ids, chronological,
+        at most ``max_items``); ``items`` maps ``dense_id`` (1-based) to ``item``;
+        ``counts`` holds duplicates dropped, users dropped, and interaction totals.
+    """
+    deduplicated = interactions.unique(subset=list(COLUMNS), keep="first", maintain_order=True)
+    ordered = deduplicated.sort(["user", "timestamp", "line"])
+    lengths = ordered.group_by("user").len()
+    kept_users = lengths.filter(pl.col("len") >= min_interactions)["user"]
+    kept = ordered.filter(pl.col("user").is_in(kept_users.implode()))
+    items = (
+        kept.select("item")
+        .unique(maintain_order=True)
+        .with_row_index("dense_id", offset=1)
+        .with_columns(pl.col("dense_id").cast(pl.Int64))
+    )
+    sequences = (
+        kept.join(items, on="item", how="left", maintain_order="left")
+        .group_by("user", maintain_order=True)
+        .agg(pl.col("dense_id").tail(max_items).alias("items"))
+        .with_row_index("user_index")
+        .select("user_index", "user", "items")
+    )
+    counts = {
+        "duplicate_rows_dropped": interactions.height - deduplicated.height,
+        "users_dropped_short": lengths.height - kept_users.len(),
+        "interactions": kept.height,
+        "interactions_kept": int(sequences["items"].list.len().sum()),
+    }
+    return sequences, items, counts
+
+
+def leave_one_out(sequences: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Split each user's sequence: the last item is the test target, the one before the
+    validation target; ``train`` keeps ``items[:-2]``; ``valid``/``test`` hold the
+    ``history`` before their ``target``."""
+    items = pl.col("items")
+    return {
+        "train": sequences.select("user_index", "user", items.list.head(items.list.len() - 2)),
+        "valid": sequences.select(
+            "user_index",
+            "user",
+            items.list.head(items.list.len() - 2).alias("history"),
+            items.list.get(-2).alias("target"),
+        ),
+        "test": sequences.select(
+            "user_index",
+            "user",
+            items.list.head(items.list.len() - 1).alias("history"),
+            items.list.get(-1).alias("target"),
+        ),
+    }
+
+
+def prepare_sequences(
+    pairs: Path, titles: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
+) -> SequenceStats:
+    """Run the whole interactions-to-splits step and write every output atomically."""
+    if min_interactions < 3:
+        raise DataError("min_interactions must be at least 3 (train, validation and test items)")
+    interactions, raw_rows = read_interactions(pairs)
+    sequences, items, counts = build_sequences(interactions, min_interactions, max_items)
+    if sequences.is_empty():
+        raise DataError(f"{pairs}: no user has {min_interactions} or more interactions")
+    title_of = read_titles(titles)
+    items = items.with_columns(
+        pl.col("item").replace_strict(title_of, default=None, return_dtype=pl.String).alias("title")
+    )
+    without_title = items.filter(pl.col("title").is_null())["item"].to_list()
+    empty_title = items.filter(pl.col("title") == "")["item"].to_list()
+    if without_title:
+        log.warning("%d item(s) have no row in %s (treated as empty titles), e.g. %s",
+                    len(without_title), titles, without_title[:MAX_REPORTED_ROWS])
+    if empty_title:
+        log.warning("%d item(s) have an empty title in %s, e.g. %s",
+                    len(empty_title), titles, empty_title[:MAX_REPORTED_ROWS])
+    if counts["duplicate_rows_dropped"]:
+        log.warning("dropped %d duplicate (user,item,timestamp) row(s) from %s",
+                    counts["duplicate_rows_dropped"], pairs)
+    log.info("dropped %d user(s) with fewer than %d interactions",
+             counts["users_dropped_short"], min_interactions)
+
+    stats = SequenceStats(
+        users=sequences.height,
+        items=items.height,
+        interactions=counts["interactions"],
+        interactions_kept=counts["interactions_kept"],
+        raw_rows=raw_rows,
+        duplicate_rows_dropped=counts["duplicate_rows_dropped"],
+        users_dropped_short=counts["users_dropped_short"],
+        min_interactions=min_interactions,
+        max_items=max_items,
+        mean_sequence_length=round(counts["interactions_kept"] / sequences.height, 4),
+        items_without_title=len(without_title),
+        empty_titles=len(empty_title),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items_table = items.select(
+        "dense_id", pl.col("item").alias("item_id"), pl.col("title").fill_null("")
+    )
+    with atomic_output(out_dir / "items.csv") as tmp:
+        items_table.write_csv(tmp, quote_style="non_numeric")
+    frames = {"sequences": sequences, **leave_one_out(sequences)}
+    for name, frame in frames.items():
+        with atomic_output(out_dir / f"{name}.parquet") as tmp:
+            frame.write_parquet(tmp)
+    # stats.json last: its presence means every other output is complete.
+    write_text_atomic(out_dir / "stats.json", json.dumps(asdict(stats), indent=2) + "\n")
+    log.info("%s users, %s items, %s interactions (%s kept after truncation to %s)",
+             stats.users, stats.items, stats.interactions, stats.interactions_kept, max_items)
+    return stats
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``crossan sequences``."""
+    parser = subparsers.add_parser(
+        "sequences", help="interactions -> cleaned, truncated, leave-one-out user sequences"
+    )
+    parser.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--min-interactions", type=int, default=5)
+    parser.add_argument("--max-items", type=int, default=13)
+    parser.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    layout = load_manifest(args.dataset_json)
+    prepare_sequences(layout.pairs, layout.titles, args.out, args.min_interactions, args.max_items)
+    return 0

@@ -1,0 +1,1 @@
+"""Media: encoding demo clips and sampling frames, audio and covers for the encoders."""

@@ -1,0 +1,78 @@
+"""config.yaml validation: defaults, and errors that name the offending key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crossan.config import dataset_media, load_config, validate_config
+from crossan.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def shipped() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid_and_builds_the_demo(shipped: dict) -> None:
+    config = validate_config(shipped)
+    assert config["datasets"] == ["demo"]
+    assert config["catalog"]["demo"]["kind"] == "demo"
+    assert config["catalog"]["microlens-100k"]["variant"] == "100k"
+
+
+def test_defaults_are_filled() -> None:
+    config = validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}})
+    assert config["catalog"]["d"] == {"kind": "demo", "users": 1000, "items": 400, "topics": 8, "seed": 0, "media": {}}
+    assert config["media"]["frames"] == 16
+    assert config["media"]["sample_rate"] == 16000
+    assert config["sequences"] == {"min_interactions": 5, "max_items": 13}
+
+
+def test_dataset_media_overrides_only_what_it_names() -> None:
+    config = validate_config(
+        {
+            "datasets": ["d"],
+            "catalog": {"d": {"kind": "demo", "media": {"video_size": 64}}},
+            "media": {"workers": 7},
+        }
+    )
+    media = dataset_media(config, "d")
+    assert media["video_size"] == 64  # the dataset's own value
+    assert media["workers"] == 7  # the global value, not the schema default 2
+    assert media["image_size"] == 224  # the schema default
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c["catalog"]["demo"].update(users="many"), "key 'catalog.demo.users': 'many' is not of type 'integer'"),
+        (lambda c: c["catalog"]["demo"].update(colour=1), "unknown key 'catalog.demo.colour'"),
+        (lambda c: c.update(medai={}), "unknown key 'medai'"),
+        (lambda c: c["catalog"]["demo"].update(kind="dem"), "key 'catalog.demo.kind': 'dem' is not one of"),
+        (lambda c: c.update(datasets=["nope"]), "key 'datasets': 'nope' is not defined under 'catalog'"),
+        (lambda c: c["catalog"]["microlens-100k"].update(variant="10k"), "key 'catalog.microlens-100k.variant'"),
+        (lambda c: c["catalog"]["microlens-100k"].pop("url"), "key 'catalog.microlens-100k': 'url' is a required property"),
+        (lambda c: c["media"].update(frames=0), "key 'media.frames': 0 is less than the minimum of 1"),
+        (lambda c: c["catalog"].update({"bad name": {"kind": "demo"}}), "'bad name' does not match"),
+        (lambda c: c["catalog"].update(mine={"kind": "local"}), "key 'catalog.mine': 'data_dir' is a required property"),
+    ],
+)
+def test_errors_name_the_key(shipped: dict, change, expected: str) -> None:
+    config = copy.deepcopy(shipped)
+    change(config)
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert expected in str(error.value)
+
+
+def test_load_config_rejects_a_non_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(path)

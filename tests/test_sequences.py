@@ -1,0 +1,127 @@
+"""Interactions -> sequences: values checked against hand-worked cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from crossan.data.sequences import prepare_sequences, read_interactions, read_titles
+from crossan.errors import DataError
+
+# user 1: six rows, one exact duplicate, timestamps out of order; user 2: too short;
+# user 3: six items; user 4: a tie at timestamp 7 (file order decides).
+PAIRS = """user,item,timestamp
+1,10,5
+1,11,3
+2,10,1
+1,12,4
+1,13,1
+1,14,2
+1,14,2
+2,11,2
+3,20,1
+3,21,2
+3,22,3
+3,23,4
+3,24,5
+3,25,6
+4,31,7
+4,30,7
+4,10,1
+4,11,2
+4,12,3
+"""
+TITLES = '10,ten\n11,"eleven, twelve"\n12,\n13,thirteen\n14,x\n20,a\n21,b\n22,c\n23,d\n24,e\n30,p\n31,q\n'
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> tuple[dict, Path]:
+    (tmp_path / "pairs.csv").write_text(PAIRS)
+    (tmp_path / "titles.csv").write_text(TITLES)
+    stats = prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out", 5, 4)
+    return json.loads((tmp_path / "out" / "stats.json").read_text()), tmp_path / "out"
+
+
+def test_stats(outputs: tuple[dict, Path]) -> None:
+    stats, _ = outputs
+    assert stats["users"] == 3  # user 2 has two interactions
+    assert stats["users_dropped_short"] == 1
+    assert stats["duplicate_rows_dropped"] == 1
+    assert stats["raw_rows"] == 19
+    assert stats["interactions"] == 5 + 6 + 5  # before truncation
+    assert stats["interactions_kept"] == 4 + 4 + 4  # last 4 per user
+    assert stats["items"] == 5 + 6 + 2  # 10..14, 20..25, 30, 31 (10..12 shared with user 1)
+    assert stats["items_without_title"] == 1  # item 25
+    assert stats["empty_titles"] == 1  # item 12
+
+
+def test_dense_ids_follow_first_appearance_in_time_order(outputs: tuple[dict, Path]) -> None:
+    _, out = outputs
+    items = pl.read_csv(out / "items.csv")
+    # user 1 in time order: 13, 14, 11, 12, 10; then user 3: 20..25; then user 4: 31, 30.
+    assert items["item_id"].to_list() == [13, 14, 11, 12, 10, 20, 21, 22, 23, 24, 25, 31, 30]
+    assert items["dense_id"].to_list() == list(range(1, 14))
+    assert items.filter(pl.col("item_id") == 11)["title"].item() == "eleven, twelve"
+    assert items.filter(pl.col("item_id") == 25)["title"].item() in ("", None)
+
+
+def test_truncation_and_leave_one_out(outputs: tuple[dict, Path]) -> None:
+    _, out = outputs
+    sequences = pl.read_parquet(out / "sequences.parquet")
+    by_user = dict(zip(sequences["user"].to_list(), sequences["items"].to_list()))
+    # user 1: 13,14,11,12,10 -> dense 1,2,3,4,5 -> last four 2,3,4,5
+    assert by_user[1] == [2, 3, 4, 5]
+    # user 4: 10,11,12 then the tie 31 (line 16) before 30 (line 17) -> 5,3,4,12,13 -> 3,4,12,13
+    assert by_user[4] == [3, 4, 12, 13]
+    train = pl.read_parquet(out / "train.parquet")
+    valid = pl.read_parquet(out / "valid.parquet")
+    test = pl.read_parquet(out / "test.parquet")
+    row = lambda frame: frame.filter(pl.col("user") == 1).row(0, named=True)  # noqa: E731
+    assert row(train)["items"] == [2, 3]
+    assert (row(valid)["history"], row(valid)["target"]) == ([2, 3], 4)
+    assert (row(test)["history"], row(test)["target"]) == ([2, 3, 4], 5)
+
+
+def test_headerless_pairs_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("1,2,3\n4,5,6\n")
+    frame, raw_rows = read_interactions(path)
+    assert raw_rows == 2
+    assert frame["item"].to_list() == [2, 5]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "why"),
+    [
+        ("user,item,timestamp\n1,2,3\n1,x,4\n", "line 3: '1,x,4'", "must be integers"),
+        ("user,item,timestamp\n1,2,3\n\n1,2\n", "line 4: '1,2'", "expected 3 fields"),
+        ("user,item,timestamp\n1,2,3,4\n", "line 2: '1,2,3,4'", "expected 3 fields"),
+        ("user,item,timestamp\n1,,4\n", "line 2: '1,,4'", "must be integers"),
+    ],
+)
+def test_malformed_rows_name_file_and_line(tmp_path: Path, body: str, line: str, why: str) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text(body)
+    with pytest.raises(DataError) as error:
+        read_interactions(path)
+    assert str(path) in str(error.value)
+    assert line in str(error.value)
+    assert why in str(error.value)
+
+
+def test_bad_title_id_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "titles.csv"
+    path.write_text("1,a\nabc,b\n")
+    with pytest.raises(DataError, match=r"line 2: item id 'abc'"):
+        read_titles(path)
+
+
+def test_no_partial_outputs_on_failure(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_text("user,item,timestamp\n1,1,1\n")
+    (tmp_path / "titles.csv").write_text("1,a\n")
+    with pytest.raises(DataError, match="no user has 5 or more"):
+        prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out")
+    assert not (tmp_path / "out" / "stats.json").exists()

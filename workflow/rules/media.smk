@@ -1,0 +1,33 @@
+# Stage 1a, media: 16 frames and 3 s of audio per video, and the cover, into HDF5.
+
+
+rule sample_media:
+    """Sample one modality for every item; resumable, masked on bad input."""
+    input:
+        manifest="resources/{dataset}/dataset.json",
+        items="results/{dataset}/data/items.csv",
+    output:
+        "results/{dataset}/media/{modality}.h5",
+    params:
+        frames=media_setting("frames"),
+        seconds=media_setting("seconds"),
+        sample_rate=media_setting("sample_rate"),
+        video_size=media_setting("video_size"),
+        image_size=media_setting("image_size"),
+        chunk_items=media_setting("chunk_items"),
+    log:
+        "results/{dataset}/logs/sample_media_{modality}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/sample_media_{modality}.tsv"
+    threads: lambda wc: dataset_media(config, wc.dataset)["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=12 * 60,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "crossan sample-media --dataset-json {input.manifest} --items {input.items}"
+        " --out results/{wildcards.dataset}/media --modalities {wildcards.modality}"
+        " --frames {params.frames} --seconds {params.seconds} --sample-rate {params.sample_rate}"
+        " --video-size {params.video_size} --image-size {params.image_size}"
+        " --chunk-items {params.chunk_items} --workers {threads} > {log} 2>&1"
