@@ -1,6 +1,8 @@
 # crossan: the CROSSAN pipeline, from raw data to the paper's tables.
 #   snakemake --cores 2 all          everything configured in config.yaml (default: the demo)
 #   snakemake --cores 2 results/demo/data/stats.json   one output by its path
+from snakemake.utils import min_version
+
 from crossan.config import validate_config
 
 min_version("9.0")

@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: what each dataset needs and where its raw files come from.
+# Helpers shared by the workflow: what each dataset needs and where its raw files come from.
 from crossan.config import dataset_media
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
@@ -19,7 +19,7 @@ def raw_dir(wildcards):
 
 
 def raw_dir_input(wildcards):
-    """What the manifest rule waits for: the demo folder or the download's manifest."""
+    """Input of dataset_manifest: the demo folder, or the manifest of a finished download."""
     entry = dataset_entry(wildcards)
     if entry["kind"] == "demo":
         return raw_dir(wildcards)

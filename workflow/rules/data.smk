@@ -7,7 +7,7 @@ rule demo_data:
         directory("resources/{dataset}/demo"),
     params:
         users=lambda wc: dataset_entry(wc)["users"],
-        items=lambda wc: dataset_entry(wc)["items"],
+        n_items=lambda wc: dataset_entry(wc)["items"],
         topics=lambda wc: dataset_entry(wc)["topics"],
         seed=lambda wc: dataset_entry(wc)["seed"],
     log:
@@ -21,7 +21,7 @@ rule demo_data:
     conda:
         "../../envs/data.yaml"
     shell:
-        "crossan demo-data --out {output} --users {params.users} --items {params.items}"
+        "crossan demo-data --out {output} --users {params.users} --items {params.n_items}"
         " --topics {params.topics} --seed {params.seed} > {log} 2>&1"
 
 
@@ -78,7 +78,7 @@ rule sequences:
     input:
         "resources/{dataset}/dataset.json",
     output:
-        items="results/{dataset}/data/items.csv",
+        item_table="results/{dataset}/data/items.csv",
         sequences="results/{dataset}/data/sequences.parquet",
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",

@@ -5,7 +5,7 @@ rule sample_media:
     """Sample one modality for every item; resumable, masked on bad input."""
     input:
         manifest="resources/{dataset}/dataset.json",
-        items="results/{dataset}/data/items.csv",
+        item_table="results/{dataset}/data/items.csv",
     output:
         "results/{dataset}/media/{modality}.h5",
     params:
@@ -26,7 +26,7 @@ rule sample_media:
     conda:
         "../../envs/data.yaml"
     shell:
-        "crossan sample-media --dataset-json {input.manifest} --items {input.items}"
+        "crossan sample-media --dataset-json {input.manifest} --items {input.item_table}"
         " --out results/{wildcards.dataset}/media --modalities {wildcards.modality}"
         " --frames {params.frames} --seconds {params.seconds} --sample-rate {params.sample_rate}"
         " --video-size {params.video_size} --image-size {params.image_size}"

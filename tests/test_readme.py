@@ -1,0 +1,24 @@
+"""README holds exactly two set-up-to-result commands, and CI runs the second verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"```bash\n(.+?)\n```", (REPO / "README.md").read_text(), flags=re.S)
+
+
+def test_readme_has_two_commands() -> None:
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("snakemake --cores 2 all")
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci_lines
