@@ -41,7 +41,7 @@ TITLES = '10,ten\n11,"eleven, twelve"\n12,\n13,thirteen\n14,x\n20,a\n21,b\n22,c\
 def outputs(tmp_path: Path) -> tuple[dict, Path]:
     (tmp_path / "pairs.csv").write_text(PAIRS)
     (tmp_path / "titles.csv").write_text(TITLES)
-    stats = prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out", 5, 4)
+    prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out", 5, 4)
     return json.loads((tmp_path / "out" / "stats.json").read_text()), tmp_path / "out"
 
 

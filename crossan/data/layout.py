@@ -8,15 +8,28 @@ Every dataset kind (demo, microlens, local) ends in one JSON manifest,
 A raw tree has an interaction file (``user,item,timestamp``), a title file (no header,
 ``id,title``), a folder of covers ``{id}.jpg`` and a folder of videos ``{id}.mp4``. Both our
 canonical names and MicroLens' own file names are recognised.
+
+:func:`verify_layout` checks a located tree item by item: every item of the interaction file
+should have a title row, a cover and a video. Structural absence (no interaction file, no
+covers folder, ...) is fatal (:func:`require_layout` raises ``DataError``); missing individual
+titles or media are only counted and listed in a :class:`LayoutReport`, because later stages
+mask those items (an item without a title row gets an empty title).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crossan.atomic import write_text_atomic
+from crossan.data.readers import item_ids, read_titles
+from crossan.errors import DataError
+
+log = logging.getLogger(__name__)
 
 # (canonical name, then the MicroLens release's names with {v} = 100k | 50k)
 PAIRS_NAMES = ("pairs.csv", "MicroLens-{v}_pairs.csv")
@@ -105,3 +118,122 @@ def load_manifest(path: str | Path) -> DatasetLayout:
         covers=Path(record["covers"]),
         videos=Path(record["videos"]),
     )
+
+
+# --- verification of a local copy ---------------------------------------------------------------
+SHOWN_IDS = 5  # ids quoted in a log line; the JSON report lists all of them
+
+
+def require_layout(root: str | Path, name: str, kind: str) -> DatasetLayout:
+    """:func:`find_layout`, with a missing directory or part reported as ``DataError``."""
+    try:
+        return find_layout(root, name, kind)
+    except FileNotFoundError as error:
+        raise DataError(
+            f"{error}\nPoint `data_dir:` of dataset '{name}' in config.yaml at a folder in this "
+            "layout, or use kind `microlens` without `data_dir:` to download it."
+        ) from error
+
+
+def _file_stems(folder: Path, suffix: str) -> set[str]:
+    """Stems of the non-empty regular files ``{stem}{suffix}`` directly in ``folder``."""
+    stems: set[str] = set()
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(suffix) and entry.is_file() and entry.stat().st_size > 0:
+                    stems.add(entry.name[: -len(suffix)])
+    except OSError as error:
+        raise DataError(f"cannot list {folder}: {error}") from error
+    return stems
+
+
+@dataclass(frozen=True)
+class LayoutReport:
+    """What a raw tree lacks, item by item (ids in numeric order)."""
+
+    name: str
+    kind: str
+    n_items: int
+    missing_titles: tuple[str, ...] = field(default=())
+    missing_covers: tuple[str, ...] = field(default=())
+    missing_videos: tuple[str, ...] = field(default=())
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "items": self.n_items,
+            "missing_titles": len(self.missing_titles),
+            "missing_covers": len(self.missing_covers),
+            "missing_videos": len(self.missing_videos),
+        }
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing_titles or self.missing_covers or self.missing_videos)
+
+    def to_json(self) -> str:
+        record = {
+            "name": self.name,
+            "kind": self.kind,
+            "complete": self.complete,
+            "counts": self.counts,
+            "missing": {
+                "titles": list(self.missing_titles),
+                "covers": list(self.missing_covers),
+                "videos": list(self.missing_videos),
+            },
+        }
+        return json.dumps(record, indent=2) + "\n"
+
+    def write(self, path: str | Path) -> None:
+        """Write the report as JSON (atomically)."""
+        write_text_atomic(path, self.to_json())
+
+
+def verify_layout(layout: DatasetLayout) -> LayoutReport:
+    """List every item of ``layout.pairs`` with no title row, no cover or no video.
+
+    A cover or video counts as present when ``{id}.jpg`` / ``{id}.mp4`` is a non-empty file.
+    Missing entries are logged (count and the first few ids) but not fatal; an unreadable or
+    vanished interaction/title file or media folder raises ``DataError``.
+    """
+    items = item_ids(layout.pairs)
+    titled = {str(item) for item in read_titles(layout.titles)}
+    covers = _file_stems(layout.covers, ".jpg")
+    videos = _file_stems(layout.videos, ".mp4")
+    report = LayoutReport(
+        name=layout.name,
+        kind=layout.kind,
+        n_items=len(items),
+        missing_titles=_absent(items, titled),
+        missing_covers=_absent(items, covers),
+        missing_videos=_absent(items, videos),
+    )
+    _log_missing(report, layout)
+    return report
+
+
+def _absent(items: Iterable[str], present: set[str]) -> tuple[str, ...]:
+    return tuple(item for item in items if item not in present)
+
+
+def _log_missing(report: LayoutReport, layout: DatasetLayout) -> None:
+    where = {"titles": layout.titles, "covers": layout.covers, "videos": layout.videos}
+    missing = {
+        "titles": report.missing_titles,
+        "covers": report.missing_covers,
+        "videos": report.missing_videos,
+    }
+    for kind, ids in missing.items():
+        if ids:
+            log.warning(
+                "dataset '%s': %d of %d item(s) have no %s in %s (those items are masked "
+                "later), e.g. %s",
+                report.name, len(ids), report.n_items, kind[:-1], where[kind],
+                ", ".join(ids[:SHOWN_IDS]),
+            )
+    if report.complete:
+        log.info(
+            "dataset '%s': all %d items have a title, a cover and a video", report.name, report.n_items
+        )

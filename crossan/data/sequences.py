@@ -20,7 +20,6 @@ Outputs in ``results/{dataset}/data/``: ``items.csv`` (``dense_id,item_id,title`
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -30,13 +29,15 @@ import polars as pl
 
 from crossan.atomic import atomic_output, write_text_atomic
 from crossan.data.layout import load_manifest
+from crossan.data.readers import (
+    COLUMNS,
+    MAX_REPORTED_ROWS,
+    read_interactions,
+    read_titles,
+)
 from crossan.errors import DataError
 
 log = logging.getLogger(__name__)
-
-COLUMNS = ("user", "item", "timestamp")
-MAX_REPORTED_ROWS = 5
-
 
 @dataclass(frozen=True)
 class SequenceStats:
@@ -55,76 +56,6 @@ class SequenceStats:
     mean_sequence_length: float
     items_without_title: int
     empty_titles: int
-
-
-def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
-    """Parse ``user,item,timestamp`` rows (header optional) into integer columns.
-
-    Returns ``(frame, raw_rows)`` where ``frame`` has columns ``user``, ``item``,
-    ``timestamp`` (Int64) and ``line`` (1-based line number in the file). Raises
-    ``DataError`` naming the file and the first offending lines for rows with a wrong
-    field count or a non-integer value.
-    """
-    if not path.is_file():
-        raise DataError(f"interaction file {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
-    lines = pl.DataFrame({"text": text.splitlines()}).with_row_index("line", offset=1)
-    lines = lines.filter(pl.col("text").str.strip_chars() != "")
-    if lines.is_empty():
-        raise DataError(f"{path}: the interaction file is empty")
-    first = [field.strip().lower() for field in lines["text"][0].split(",")]
-    if not all(field.lstrip("-").isdigit() for field in first):
-        if len(first) != 3 or not all(field.replace("_", "").isalpha() for field in first):
-            raise DataError(
-                f"{path}, line 1: expected a header 'user,item,timestamp' or a data row, "
-                f"got {lines['text'][0]!r}"
-            )
-        lines = lines.slice(1)
-    fields = lines.with_columns(parts=pl.col("text").str.split(","))
-    wrong_count = fields.filter(pl.col("parts").list.len() != 3)
-    _fail_on_rows(path, wrong_count, "expected 3 fields user,item,timestamp")
-    parsed = fields.with_columns(
-        pl.col("parts").list.get(i).str.strip_chars().str.to_integer(strict=False).alias(name)
-        for i, name in enumerate(COLUMNS)
-    )
-    non_integer = parsed.filter(pl.any_horizontal(pl.col(c).is_null() for c in COLUMNS))
-    _fail_on_rows(path, non_integer, "user, item and timestamp must be integers")
-    return parsed.select(*COLUMNS, "line"), lines.height
-
-
-def _fail_on_rows(path: Path, bad: pl.DataFrame, what: str) -> None:
-    if bad.is_empty():
-        return
-    shown = "\n".join(
-        f"  line {row['line']}: {row['text']!r}" for row in bad.head(MAX_REPORTED_ROWS).iter_rows(named=True)
-    )
-    more = f"\n  ... and {bad.height - MAX_REPORTED_ROWS} more" if bad.height > MAX_REPORTED_ROWS else ""
-    raise DataError(
-        f"{path}: {bad.height} malformed row(s), {what}:\n{shown}{more}\n"
-        "Fix or remove these rows and rerun."
-    )
-
-
-def read_titles(path: Path) -> dict[int, str]:
-    """Read the title file (no header, ``id,title``; a title may contain commas).
-
-    Returns ``{item_id: title}``. A non-integer id raises ``DataError`` with the line.
-    """
-    if not path.is_file():
-        raise DataError(f"title file {path} does not exist")
-    titles: dict[int, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for line_number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            item_id = row[0].strip()
-            if not item_id.lstrip("-").isdigit():
-                raise DataError(
-                    f"{path}, line {line_number}: item id {item_id!r} is not an integer "
-                    "(expected rows 'id,title' with no header)"
-                )
-            titles[int(item_id)] = ",".join(row[1:]).strip()
-    return titles
 
 
 def build_sequences(

@@ -1,0 +1,652 @@
+"""Download MicroLens from its official site: resumable, retried, size-checked and recorded.
+
+``download_microlens(base_url, out_dir)`` fetches, in this order::
+
+    {base}/MicroLens-{v}_pairs.csv         -> out_dir/pairs.csv
+    {base}/MicroLens-{v}_title_en.csv      -> out_dir/titles.csv
+    {base}/MicroLens-{v}_covers.zip        -> out_dir/covers.zip, extracted to out_dir/covers/{id}.jpg
+    {base}/MicroLens-{v}_videos/{id}.mp4   -> out_dir/videos/{id}.mp4   (items of pairs.csv)
+
+and records every file (url, local path, size, sha256) in ``out_dir/manifest.json``. The remote
+names were seen in public scripts and are not guaranteed: every one is a field of
+:class:`RemoteLayout`.
+
+Failure policy
+--------------
+* Every file streams to ``name.partial`` and is renamed only once its size matches what the
+  server announced; a retry resumes with ``Range: bytes=<have>-``.
+* 5xx (and 408/425/429), refused or reset connections, timeouts, short bodies and size
+  mismatches are retried with exponential backoff; when retries run out -> ``DownloadError``.
+* Other 4xx (404 above all) are not retried -> ``DownloadError`` naming the URL.
+* pairs, titles and the covers zip are needed by everything after them: their failure stops
+  the download at once. A failed video does not: the others are finished first, the progress
+  is written to ``out_dir/manifest.incomplete.json`` and one ``DownloadError`` lists the
+  failed URLs. ``manifest.json`` (the workflow's completion marker) is written only when
+  every file is complete.
+* On a rerun, files recorded in an earlier manifest (complete or incomplete) with the same URL
+  and size are skipped. Files under their final name that no manifest records (a run killed
+  before it wrote one) are adopted and hashed: a final name only ever appears after the size
+  check passed.
+
+The ``verify-data`` subcommand (see :func:`run_verify`) checks any raw tree, downloaded or the
+user's own, with :func:`crossan.data.layout.verify_layout` and writes the dataset manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from crossan.atomic import partial_path, write_text_atomic
+from crossan.data import layout as layout_mod
+from crossan.data import readers
+from crossan.errors import ConfigError, DataError, DownloadError
+
+log = logging.getLogger(__name__)
+
+VARIANTS = layout_mod.MICROLENS_VARIANTS
+DEFAULT_BASE_URL = "https://recsys.westlake.edu.cn/MicroLens-{v}-Dataset/"
+DATASET_KINDS = ("demo", "microlens", "local")
+
+# Local names (the canonical layout of crossan.data.layout).
+PAIRS_FILE = "pairs.csv"
+TITLES_FILE = "titles.csv"
+COVERS_ZIP = "covers.zip"
+COVERS_DIR = "covers"
+VIDEOS_DIR = "videos"
+MANIFEST_FILE = "manifest.json"
+INCOMPLETE_FILE = "manifest.incomplete.json"
+
+CHUNK_BYTES = 1 << 16
+MAX_BACKOFF_S = 60.0
+JITTER = 0.1  # up to +10% on each backoff, so parallel workers do not retry in lockstep
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+MAX_LISTED_FAILURES = 50  # in the error message; the incomplete manifest lists all
+USER_AGENT = "crossan-download/0.1 (python-urllib)"
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+
+
+def default_base_url(variant: str) -> str:
+    """The official download folder of a MicroLens variant."""
+    _check_variant(variant)
+    return DEFAULT_BASE_URL.format(v=variant)
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ConfigError(
+            f"unknown MicroLens variant {variant!r}: expected one of {', '.join(VARIANTS)}"
+        )
+
+
+@dataclass(frozen=True)
+class RemoteLayout:
+    """File names relative to the base URL; ``video_pattern`` has an ``{id}`` field."""
+
+    pairs: str
+    titles: str
+    covers_zip: str
+    video_pattern: str
+
+    @classmethod
+    def for_variant(cls, variant: str = "100k") -> RemoteLayout:
+        """The names of the official release of ``variant`` (``100k`` or ``50k``)."""
+        _check_variant(variant)
+        prefix = f"MicroLens-{variant}"
+        return cls(
+            pairs=f"{prefix}_pairs.csv",
+            titles=f"{prefix}_title_en.csv",
+            covers_zip=f"{prefix}_covers.zip",
+            video_pattern=f"{prefix}_videos/{{id}}.mp4",
+        )
+
+    def video(self, item_id: str) -> str:
+        return self.video_pattern.format(id=item_id)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: ``retries`` after the first attempt, exponential backoff from
+    ``backoff_s`` (capped at ``MAX_BACKOFF_S``), ``timeout_s`` per socket operation."""
+
+    retries: int = 5
+    backoff_s: float = 1.0
+    timeout_s: float = 60.0
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        base = min(self.backoff_s * 2 ** (retry - 1), MAX_BACKOFF_S)
+        return base * (1.0 + JITTER * rng.random())
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One downloaded file: where it came from, where it lies (relative to ``out_dir``)."""
+
+    url: str
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class DownloadManifest:
+    """What a download produced; ``failed`` holds the URLs that could not be fetched."""
+
+    base_url: str
+    variant: str
+    remote: RemoteLayout
+    max_items: int | None
+    n_items: int
+    n_covers: int
+    files: list[FileRecord] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+    @property
+    def counts(self) -> dict[str, int]:
+        videos = [r for r in self.files if r.path.startswith(f"{VIDEOS_DIR}/")]
+        return {
+            "files": len(self.files),
+            "bytes": sum(r.size for r in self.files),
+            "items": self.n_items,
+            "videos": len(videos),
+            "covers": self.n_covers,
+            "failed": len(self.failed),
+        }
+
+    def to_json(self) -> str:
+        record = {
+            "base_url": self.base_url,
+            "variant": self.variant,
+            "remote": asdict(self.remote),
+            "max_items": self.max_items,
+            "complete": self.complete,
+            "counts": self.counts,
+            "files": [asdict(r) for r in sorted(self.files, key=lambda r: r.path)],
+            "failed": sorted(self.failed),
+        }
+        return json.dumps(record, indent=2) + "\n"
+
+
+def load_file_records(path: Path) -> dict[str, FileRecord]:
+    """``{local path: record}`` from a manifest written by :func:`download_microlens`;
+    empty when the file is absent or unreadable (a fresh start, not an error)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {f["path"]: FileRecord(**f) for f in record["files"]}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("ignoring unreadable manifest %s (%s): files will be re-checked", path, error)
+        return {}
+
+
+# --- one file over HTTP -------------------------------------------------------------------------
+class FetchError(DownloadError):
+    """A file that could not be downloaded; ``reason`` is the short cause."""
+
+    def __init__(self, url: str, reason: str, hint: str) -> None:
+        super().__init__(f"{url}: {reason}. {hint}")
+        self.url = url
+        self.reason = reason
+
+
+class _Transient(Exception):
+    """A failed attempt worth retrying."""
+
+
+def _permanent_hint() -> str:
+    return (
+        "Not retried. Check `url:` and `variant:` of this dataset in config.yaml "
+        "(the remote file names follow from the variant)."
+    )
+
+
+def fetch_file(
+    url: str, dest: Path, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """Download ``url`` to ``dest`` through ``dest.partial``, resuming and retrying per
+    ``policy``; return the size. Raises :class:`FetchError` on a 4xx or exhausted retries."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = partial_path(dest)
+    rng = random.Random(url)
+    last_error = ""
+    for attempt in range(policy.retries + 1):
+        if attempt:
+            delay = policy.delay(attempt, rng)
+            log.info("%s: %s; retry %d/%d in %.2fs", url, last_error, attempt, policy.retries, delay)
+            sleep(delay)
+        try:
+            size = _attempt(url, part, policy.timeout_s)
+        except _Transient as error:
+            last_error = str(error)
+            continue
+        os.replace(part, dest)
+        return size
+    raise FetchError(
+        url,
+        f"failed after {policy.retries + 1} attempts, last: {last_error}",
+        f"{part.name} is kept where present, so a rerun resumes it. "
+        "Check the network and `url:` in config.yaml.",
+    )
+
+
+def _attempt(url: str, part: Path, timeout_s: float) -> int:
+    """One request: append to (206) or restart (200) ``part``; return its verified size."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as error:
+        with error:
+            return _on_http_error(error, url, part, have)
+    except (OSError, http.client.HTTPException) as error:  # refused, reset, timeout, bad status
+        raise _Transient(f"{type(error).__name__}: {error}") from error
+    with response:
+        offset, total = _body_plan(response, part, have)
+        return _stream(response, part, offset, total)
+
+
+def _on_http_error(error: urllib.error.HTTPError, url: str, part: Path, have: int) -> int:
+    status = error.code
+    if status == 416 and have:
+        match = _UNSATISFIED_RANGE.match(error.headers.get("Content-Range", ""))
+        if match and int(match.group(1)) == have:
+            return have  # the partial file was already complete
+        part.unlink(missing_ok=True)
+        raise _Transient(f"HTTP 416 for bytes={have}- (partial file larger than the remote), restarting")
+    if status >= 500 or status in RETRYABLE_STATUS:
+        raise _Transient(f"HTTP {status} {error.reason}")
+    raise FetchError(url, f"HTTP {status} {error.reason}", _permanent_hint())
+
+
+def _body_plan(response: http.client.HTTPResponse, part: Path, have: int) -> tuple[int, int | None]:
+    """Where the body starts in the file and the full size the server announces (if any)."""
+    if response.status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != have:
+            part.unlink(missing_ok=True)
+            raise _Transient(
+                f"206 with Content-Range {response.headers.get('Content-Range')!r} "
+                f"for bytes={have}-, restarting"
+            )
+        start, end, total = match.groups()
+        length = response.headers.get("Content-Length")
+        if length is not None and int(length) != int(end) - int(start) + 1:
+            raise _Transient(f"Content-Length {length} disagrees with Content-Range {start}-{end}")
+        return have, None if total == "*" else int(total)
+    if response.status != 200:
+        raise _Transient(f"unexpected HTTP {response.status}")
+    if have:
+        log.info("%s: the server ignored Range, restarting from byte 0", response.url)
+    length = response.headers.get("Content-Length")
+    return 0, None if length is None else int(length)
+
+
+def _stream(response: http.client.HTTPResponse, part: Path, offset: int, total: int | None) -> int:
+    received = 0
+    with part.open("ab" if offset else "wb") as sink:
+        while True:
+            try:
+                chunk = response.read(CHUNK_BYTES)
+            except (OSError, http.client.HTTPException) as error:
+                raise _Transient(f"transfer broken after {offset + received} bytes: {error}") from error
+            if not chunk:
+                break
+            sink.write(chunk)
+            received += len(chunk)
+    size = offset + received
+    if total is not None and size != total:
+        if size > total:
+            part.unlink()
+        # http.client ends a short body silently on EOF; this is where a cut transfer shows.
+        raise _Transient(f"incomplete: {size} of {total} bytes")
+    return size
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- a whole download ---------------------------------------------------------------------------
+class _Session:
+    """Fetches remote files into ``out_dir``, skipping those already complete."""
+
+    def __init__(self, base_url: str, out_dir: Path, policy: RetryPolicy) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.out_dir = out_dir
+        self.policy = policy
+        self.previous = load_file_records(out_dir / INCOMPLETE_FILE)
+        self.previous.update(load_file_records(out_dir / MANIFEST_FILE))
+        self._adopted = 0
+        self._lock = threading.Lock()
+
+    def url(self, remote_name: str) -> str:
+        return self.base_url + urllib.parse.quote(remote_name)
+
+    def fetch(self, remote_name: str, local: str) -> tuple[FileRecord, bool]:
+        """Return the record of ``local`` and whether it was downloaded now."""
+        url = self.url(remote_name)
+        dest = self.out_dir / local
+        reused = self._reuse(url, local, dest)
+        if reused is not None:
+            return reused, False
+        log.debug("fetching %s -> %s", url, dest)
+        size = fetch_file(url, dest, self.policy)
+        return FileRecord(url=url, path=local, size=size, sha256=sha256_of(dest)), True
+
+    def _reuse(self, url: str, local: str, dest: Path) -> FileRecord | None:
+        if not dest.is_file():
+            return None
+        size = dest.stat().st_size
+        known = self.previous.get(local)
+        if known is None:
+            with self._lock:
+                self._adopted += 1
+            return FileRecord(url=url, path=local, size=size, sha256=sha256_of(dest))
+        if known.url == url and known.size == size:
+            return known
+        log.info("%s: differs from the manifest (url or size), downloading again", dest)
+        return None
+
+    @property
+    def adopted(self) -> int:
+        return self._adopted
+
+
+def select_items(item_ids: list[str], max_items: int | None) -> list[str]:
+    """The first ``max_items`` ids in numeric order (all when ``None``)."""
+    ordered = sorted(item_ids, key=int)
+    return ordered if max_items is None else ordered[:max_items]
+
+
+def download_microlens(
+    base_url: str,
+    out_dir: Path,
+    *,
+    variant: str = "100k",
+    remote: RemoteLayout | None = None,
+    workers: int = 8,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    timeout_s: float = 60.0,
+    max_items: int | None = None,
+) -> DownloadManifest:
+    """Download MicroLens into ``out_dir`` in the canonical layout (see the module doc).
+
+    Args:
+        base_url: folder URL the remote names are relative to.
+        variant: ``100k`` or ``50k``; picks the default :class:`RemoteLayout`.
+        remote: explicit remote names (overrides ``variant``'s).
+        workers: videos downloaded at the same time.
+        retries: retries per file after its first attempt.
+        backoff_s: first backoff; doubled on each retry.
+        timeout_s: per socket operation.
+        max_items: only the videos of the first N item ids (numeric order), for a partial run.
+    Returns:
+        The manifest, also written to ``out_dir/manifest.json``.
+    Raises:
+        DownloadError: a file could not be fetched (all failed videos in one error).
+        DataError: an unreadable pairs file or covers zip.
+    """
+    if workers < 1 or retries < 0 or (max_items is not None and max_items < 1):
+        raise ConfigError(
+            f"download: need workers >= 1, retries >= 0 and max_items >= 1 or unset "
+            f"(got {workers}, {retries}, {max_items})"
+        )
+    remote = remote or RemoteLayout.for_variant(variant)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    session = _Session(base_url, out_dir, RetryPolicy(retries, backoff_s, timeout_s))
+    records = [session.fetch(remote.pairs, PAIRS_FILE)[0], session.fetch(remote.titles, TITLES_FILE)[0]]
+    items = select_items(readers.item_ids(out_dir / PAIRS_FILE), max_items)
+    covers_record, fresh = session.fetch(remote.covers_zip, COVERS_ZIP)
+    records.append(covers_record)
+    covers_dir = out_dir / COVERS_DIR
+    if fresh or not covers_dir.is_dir():
+        n_covers = extract_covers(out_dir / COVERS_ZIP, covers_dir)
+    else:
+        n_covers = sum(1 for _ in covers_dir.glob("*.jpg"))
+    video_records, failures = _fetch_videos(session, remote, items, workers)
+    manifest = DownloadManifest(
+        base_url=session.base_url,
+        variant=variant,
+        remote=remote,
+        max_items=max_items,
+        n_items=len(items),
+        n_covers=n_covers,
+        files=sorted(records + video_records, key=lambda r: r.path),
+        failed=[failure.url for failure in failures],
+    )
+    if session.adopted:
+        log.info("adopted %d complete file(s) found under their final names", session.adopted)
+    _write_manifest(manifest, out_dir)
+    if failures:
+        raise _video_failures_error(failures, len(items), out_dir / INCOMPLETE_FILE)
+    log.info("download complete: %s", manifest.counts)
+    return manifest
+
+
+def _fetch_videos(
+    session: _Session, remote: RemoteLayout, items: list[str], workers: int
+) -> tuple[list[FileRecord], list[FetchError]]:
+    """Fetch the videos with at most ``workers`` in flight; collect failures, don't stop."""
+    (session.out_dir / VIDEOS_DIR).mkdir(exist_ok=True)
+    records: list[FileRecord] = []
+    failures: list[FetchError] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        futures: list[Future[tuple[FileRecord, bool]]] = [
+            pool.submit(session.fetch, remote.video(item), f"{VIDEOS_DIR}/{item}.mp4") for item in items
+        ]
+        try:
+            progress = tqdm(
+                as_completed(futures), total=len(futures), unit="video", desc="videos", mininterval=10
+            )
+            for future in progress:
+                try:
+                    records.append(future.result()[0])
+                except FetchError as error:
+                    failures.append(error)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # local failure (disk full, Ctrl-C)
+            raise
+    return records, failures
+
+
+def _write_manifest(manifest: DownloadManifest, out_dir: Path) -> None:
+    if manifest.complete:
+        write_text_atomic(out_dir / MANIFEST_FILE, manifest.to_json())
+        (out_dir / INCOMPLETE_FILE).unlink(missing_ok=True)
+    else:
+        # Not manifest.json: the workflow takes that file to mean "download finished".
+        (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+        write_text_atomic(out_dir / INCOMPLETE_FILE, manifest.to_json())
+
+
+def _video_failures_error(failures: list[FetchError], n_videos: int, progress: Path) -> DownloadError:
+    failures = sorted(failures, key=lambda f: f.url)
+    lines = [f"  {f.url}: {f.reason}" for f in failures[:MAX_LISTED_FAILURES]]
+    if len(failures) > MAX_LISTED_FAILURES:
+        lines.append(f"  ... and {len(failures) - MAX_LISTED_FAILURES} more, all listed in {progress}")
+    return DownloadError(
+        f"{len(failures)} of {n_videos} video(s) could not be downloaded:\n"
+        + "\n".join(lines)
+        + f"\nEvery other file is complete and recorded in {progress}; rerunning fetches only "
+        "the missing ones. If every video fails, check `url:` and `variant:` in config.yaml."
+    )
+
+
+# --- the covers zip -----------------------------------------------------------------------------
+def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename.replace("\\", "/")
+    path = PurePosixPath(name)
+    if path.is_absolute() or (path.parts and ":" in path.parts[0]):
+        return "absolute path"
+    if ".." in path.parts:
+        return "path traversal"
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        return "symbolic link"
+    return None
+
+
+def _cover_members(archive: zipfile.ZipFile, zip_path: Path) -> list[tuple[zipfile.ZipInfo, str]]:
+    """The ``.jpg`` members and their flat file names; reject the whole zip on an unsafe name."""
+    members: list[tuple[zipfile.ZipInfo, str]] = []
+    seen: set[str] = set()
+    for info in archive.infolist():
+        reason = _unsafe_reason(info)
+        if reason:
+            raise DataError(f"{zip_path}: refusing to extract, member {info.filename!r} is a {reason}")
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        if info.is_dir() or not parts or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
+            continue
+        if not parts[-1].lower().endswith(".jpg"):
+            continue
+        name = parts[-1][: -len(".jpg")] + ".jpg"
+        if name in seen:
+            raise DataError(f"{zip_path}: two members are named {name} (in different folders)")
+        seen.add(name)
+        members.append((info, name))
+    return members
+
+
+def extract_covers(zip_path: Path, dest: Path) -> int:
+    """Extract the ``.jpg`` members of ``zip_path`` flat into ``dest`` (any top folder is
+    dropped) via ``dest.partial``; return how many. A zip with an absolute, ``..`` or
+    symlink member is rejected as a whole; a corrupt zip is deleted so a rerun re-fetches it."""
+    staging = partial_path(dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = _cover_members(archive, zip_path)
+            for info, name in members:
+                with archive.open(info) as source, (staging / name).open("wb") as sink:
+                    shutil.copyfileobj(source, sink, CHUNK_BYTES)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        zip_path.unlink(missing_ok=True)
+        raise DataError(
+            f"{zip_path}: corrupt zip ({error}); it was deleted, rerun to download it again"
+        ) from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not members:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(
+            f"{zip_path}: contains no .jpg covers; check the covers file name for this variant"
+        )
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(staging, dest)
+    log.info("extracted %d covers into %s", len(members), dest)
+    return len(members)
+
+
+# --- command line -------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``crossan download`` and ``crossan verify-data``."""
+    download = subparsers.add_parser(
+        "download",
+        help="download MicroLens (resumable, retried, checked)",
+        description="Download MicroLens into the canonical raw layout and record a manifest.",
+    )
+    add = download.add_argument
+    add("--base-url", default=None, help="remote folder (default: the official one of --variant)")
+    add("--variant", choices=VARIANTS, default="100k", help="MicroLens variant (default 100k)")
+    add("--out", type=Path, required=True, help="output directory (resumed if present)")
+    add("--dataset-json", type=Path, default=None, help="also write the dataset manifest here")
+    add("--name", default=None, help="dataset name in that manifest (default microlens-VARIANT)")
+    add("--workers", type=_positive_int, default=8, help="parallel video downloads (default 8)")
+    add("--retries", type=_non_negative_int, default=5, help="retries per file (default 5)")
+    add("--max-items", type=_positive_int, default=None, help="only the first N items' videos")
+    download.set_defaults(func=run_download)
+
+    verify = subparsers.add_parser(
+        "verify-data",
+        help="check a raw dataset tree and write its dataset manifest",
+        description="List exactly which items lack a title, cover or video; record the layout.",
+    )
+    add = verify.add_argument
+    add("--data-dir", type=Path, required=True, help="raw tree in the MicroLens layout")
+    add("--name", default=None, help="dataset name (default: the folder name)")
+    add("--kind", choices=DATASET_KINDS, default="local", help="dataset kind (default local)")
+    add("--dataset-json", type=Path, default=None, help="write the dataset manifest here")
+    add("--report", type=Path, default=None, help="write the JSON list of missing ids here")
+    verify.set_defaults(func=run_verify)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Run ``download`` from parsed arguments; returns the exit status."""
+    manifest = download_microlens(
+        args.base_url or default_base_url(args.variant),
+        args.out,
+        variant=args.variant,
+        workers=args.workers,
+        retries=args.retries,
+        max_items=args.max_items,
+    )
+    if args.dataset_json is not None:
+        name = args.name or f"microlens-{args.variant}"
+        layout = layout_mod.require_layout(args.out, name, "microlens")
+        layout_mod.write_manifest(layout, args.dataset_json)
+    log.info("wrote %s (%d files)", args.out / MANIFEST_FILE, manifest.counts["files"])
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Run ``verify-data``: structural problems fail, missing items are reported."""
+    name = args.name or args.data_dir.name
+    layout = layout_mod.require_layout(args.data_dir, name, args.kind)
+    report = layout_mod.verify_layout(layout)
+    if args.report is not None:
+        report.write(args.report)
+    if args.dataset_json is not None:
+        layout_mod.write_manifest(layout, args.dataset_json)
+    return 0
+

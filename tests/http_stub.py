@@ -1,0 +1,261 @@
+"""A loopback HTTP server for download tests: in-memory files, Range support, injected faults.
+
+``StubServer(files)`` serves ``{url path: bytes}`` on 127.0.0.1 (a free port) from a thread and
+records every request. Per path, a :class:`Fault` can make it answer with an error status on
+the first k requests (or always), cut the body after N bytes on the first k requests (the full
+Content-Length is announced, then the socket is closed), ignore ``Range``, or stall before the
+body. ``max_in_flight`` is the largest number of requests handled at the same time.
+
+:func:`microlens_tree` builds a small MicroLens-shaped release to serve.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+@dataclass
+class Fault:
+    """Misbehaviour for one path; request counts are per path and 0-based."""
+
+    status: int | None = None  # answer with this status ...
+    status_times: int | None = None  # ... on the first k requests (None: always)
+    cut_after: int | None = None  # send only this many body bytes, then close ...
+    cut_times: int = 1  # ... on the first k requests
+    ignore_range: bool = False  # answer 200 with the whole file despite a Range header
+    delay_s: float = 0.0  # wait before answering (overlap transfers, or outlast a timeout) ...
+    delay_times: int | None = None  # ... on the first k requests (None: always)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    path: str
+    range: str | None
+    time: float
+
+
+@dataclass
+class _State:
+    files: dict[str, bytes]
+    faults: dict[str, Fault]
+    requests: list[RequestRecord] = field(default_factory=list)
+    per_path: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        state = self.server.state
+        path = self.path.split("?", 1)[0]
+        with state.lock:
+            index = state.per_path.get(path, 0)
+            state.per_path[path] = index + 1
+            state.requests.append(RequestRecord(path, self.headers.get("Range"), time.monotonic()))
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            fault = state.faults.get(path, Fault())
+            data = state.files.get(path)
+        self._released = False
+        try:
+            self._answer(path, index, fault, data)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        # Called before the last byte goes out, so a client can never start its next request
+        # while this one still counts as in flight.
+        if not self._released:
+            self._released = True
+            with self.server.state.lock:
+                self.server.state.in_flight -= 1
+
+    def _answer(self, path: str, index: int, fault: Fault, data: bytes | None) -> None:
+        if fault.status is not None and (fault.status_times is None or index < fault.status_times):
+            self._send(fault.status, f"injected {fault.status} for {path}\n".encode())
+            return
+        if data is None:
+            self._send(404, f"no such file: {path}\n".encode())
+            return
+        if fault.delay_s and (fault.delay_times is None or index < fault.delay_times):
+            time.sleep(fault.delay_s)
+        status, body, headers = self._select(data, fault)
+        cut = fault.cut_after if (fault.cut_after is not None and index < fault.cut_times) else None
+        self._send(status, body, headers, cut=cut)
+
+    def _select(self, data: bytes, fault: Fault) -> tuple[int, bytes, dict[str, str]]:
+        header = self.headers.get("Range")
+        match = _RANGE.match(header.strip()) if header and not fault.ignore_range else None
+        if match is None or match.groups() == ("", ""):
+            return 200, data, {}
+        first, last = match.groups()
+        if first == "":  # suffix range: the last N bytes
+            start, end = max(len(data) - int(last), 0), len(data) - 1
+        else:
+            start = int(first)
+            end = min(int(last), len(data) - 1) if last else len(data) - 1
+        if start >= len(data) or start > end:
+            return 416, b"range not satisfiable\n", {"Content-Range": f"bytes */{len(data)}"}
+        return 206, data[start : end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
+
+    def _send(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, cut: int | None = None
+    ) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if cut is not None:
+            self.wfile.write(body[:cut])
+            self._release()  # the socket is closed after this handler returns
+            return
+        self.wfile.write(body[:-1])
+        self._release()
+        self.wfile.write(body[-1:])
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a stalled handler must not hold up the end of a test
+    state: _State
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up early is part of the tests, not an error
+
+
+class StubServer:
+    """Serve ``files`` (URL path -> bytes) on 127.0.0.1; a context manager that always stops."""
+
+    def __init__(self, files: dict[str, bytes], faults: dict[str, Fault] | None = None) -> None:
+        self.state = _State(files=dict(files), faults=dict(faults or {}))
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> StubServer:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.state = self.state
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "use StubServer as a context manager"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def set_fault(self, path: str, fault: Fault | None) -> None:
+        with self.state.lock:
+            if fault is None:
+                self.state.faults.pop(path, None)
+            else:
+                self.state.faults[path] = fault
+
+    def set_file(self, path: str, data: bytes | None) -> None:
+        with self.state.lock:
+            if data is None:
+                self.state.files.pop(path, None)
+            else:
+                self.state.files[path] = data
+
+    def reset_log(self) -> None:
+        """Forget recorded requests, per-path counts and the concurrency peak."""
+        with self.state.lock:
+            self.state.requests.clear()
+            self.state.per_path.clear()
+            self.state.max_in_flight = 0
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self.state.lock:
+            return list(self.state.requests)
+
+    def requests_for(self, path: str) -> list[RequestRecord]:
+        return [r for r in self.requests if r.path == path]
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.state.max_in_flight
+
+
+# --- a MicroLens-shaped release -----------------------------------------------------------------
+@dataclass(frozen=True)
+class MicroLensTree:
+    """Remote files by name relative to the base URL, plus what they contain."""
+
+    files: dict[str, bytes]
+    item_ids: tuple[str, ...]  # items of the pairs file, numeric order
+    covers: dict[str, bytes]  # file name in covers/ -> bytes
+    videos: dict[str, bytes]  # item id -> bytes
+
+    def served(self, prefix: str) -> dict[str, bytes]:
+        """``files`` keyed by URL path under ``prefix`` (e.g. ``/MicroLens-100k-Dataset``)."""
+        return {f"{prefix}/{name}": data for name, data in self.files.items()}
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def microlens_tree(
+    variant: str = "100k", n_items: int = 12, n_rows: int = 30, seed: int = 0
+) -> MicroLensTree:
+    """A release with ``n_items`` items (ids not contiguous), ``n_rows`` interactions, one
+    title per item (one with a comma), covers zipped under a top folder (with a macOS
+    resource-fork entry to ignore) and random-byte videos of 20-40 KB."""
+    rng = random.Random(seed)
+    ids = sorted(rng.sample(range(1, 5000), n_items))
+    rows = [(1000 + i % 8, ids[i % n_items], 1_600_000_000 + i) for i in range(n_rows)]
+    rng.shuffle(rows)
+    pairs = "user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows)
+    titles = io.StringIO()
+    writer = csv.writer(titles, lineterminator="\n")
+    for n, item in enumerate(ids):
+        writer.writerow([item, f"video {item}, part {n}" if n == 0 else f"video {item}"])
+    covers = {f"{item}.jpg": b"\xff\xd8\xff\xe0" + rng.randbytes(rng.randint(200, 600)) for item in ids}
+    zipped = {f"MicroLens-{variant}_covers/{name}": data for name, data in covers.items()}
+    zipped[f"__MACOSX/MicroLens-{variant}_covers/._x.jpg"] = b"resource fork"
+    videos = {str(item): rng.randbytes(rng.randint(20_000, 40_000)) for item in ids}
+    prefix = f"MicroLens-{variant}"
+    files = {
+        f"{prefix}_pairs.csv": pairs.encode(),
+        f"{prefix}_title_en.csv": titles.getvalue().encode(),
+        f"{prefix}_covers.zip": make_zip(zipped),
+        **{f"{prefix}_videos/{item}.mp4": data for item, data in videos.items()},
+    }
+    return MicroLensTree(files=files, item_ids=tuple(str(i) for i in ids), covers=covers, videos=videos)

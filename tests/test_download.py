@@ -1,0 +1,402 @@
+"""MicroLens download against a loopback server: resume, retries, 404s, reruns, concurrency."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from http_stub import Fault, MicroLensTree, StubServer, make_zip, microlens_tree
+
+from crossan.data import download as dl
+from crossan.data.layout import find_layout, load_manifest
+from crossan.errors import ConfigError, DataError, DownloadError
+
+pytestmark = pytest.mark.timeout(60)
+
+PREFIX = "/MicroLens-100k-Dataset"
+PAIRS = f"{PREFIX}/MicroLens-100k_pairs.csv"
+TITLES = f"{PREFIX}/MicroLens-100k_title_en.csv"
+COVERS = f"{PREFIX}/MicroLens-100k_covers.zip"
+
+
+def video_path(item: str) -> str:
+    return f"{PREFIX}/MicroLens-100k_videos/{item}.mp4"
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy from the environment must never see the loopback test traffic."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="module")
+def tree() -> MicroLensTree:
+    return microlens_tree(seed=7)
+
+
+@pytest.fixture
+def server(tree: MicroLensTree) -> Iterator[StubServer]:
+    with StubServer(tree.served(PREFIX)) as stub:
+        yield stub
+
+
+def fetch(server: StubServer, out: Path, **options: object) -> dl.DownloadManifest:
+    settings: dict[str, object] = {"workers": 3, "retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
+    settings.update(options)
+    return dl.download_microlens(server.url + PREFIX + "/", out, **settings)  # type: ignore[arg-type]
+
+
+def partials(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.partial"))
+
+
+def assert_identical(tree: MicroLensTree, out: Path, items: tuple[str, ...] | None = None) -> None:
+    items = tree.item_ids if items is None else items
+    assert (out / "pairs.csv").read_bytes() == tree.files["MicroLens-100k_pairs.csv"]
+    assert (out / "titles.csv").read_bytes() == tree.files["MicroLens-100k_title_en.csv"]
+    assert {p.name: p.read_bytes() for p in (out / "covers").iterdir()} == tree.covers
+    videos = {p.stem: p.read_bytes() for p in (out / "videos").iterdir()}
+    assert videos == {i: tree.videos[i] for i in items}
+
+
+# --- clean runs ---------------------------------------------------------------------------------
+def test_clean_download_is_byte_identical_and_recorded(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "download"
+    manifest = fetch(server, out)
+
+    assert_identical(tree, out)
+    assert partials(tmp_path) == []
+    record = json.loads((out / "manifest.json").read_text())
+    assert record["complete"] is True and record["failed"] == []
+    assert record["counts"] == {
+        "files": 3 + 12, "bytes": sum(len(b) for b in tree.files.values()),
+        "items": 12, "videos": 12, "covers": 12, "failed": 0,
+    }
+    expected_paths = {"pairs.csv", "titles.csv", "covers.zip"}
+    expected_paths |= {f"videos/{i}.mp4" for i in tree.item_ids}
+    assert {f["path"] for f in record["files"]} == expected_paths
+    remote_of = {"pairs.csv": PAIRS, "titles.csv": TITLES, "covers.zip": COVERS}
+    for entry in record["files"]:
+        path = remote_of.get(entry["path"]) or video_path(Path(entry["path"]).stem)
+        served = server.state.files[path]
+        assert entry["url"] == server.url + path
+        assert entry["size"] == len(served) == (out / entry["path"]).stat().st_size
+        assert entry["sha256"] == hashlib.sha256(served).hexdigest()
+    assert manifest.counts == record["counts"]
+    assert not (out / "manifest.incomplete.json").exists()
+    assert len(server.requests) == 15  # one request per file, no retries
+
+
+def test_cli_download_writes_a_dataset_manifest(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    out, dataset_json = tmp_path / "dl", tmp_path / "resources" / "dataset.json"
+    args = parse([
+        "download", "--base-url", server.url + PREFIX, "--variant", "100k", "--out", str(out),
+        "--dataset-json", str(dataset_json), "--name", "ml", "--workers", "2", "--retries", "1",
+    ])
+    assert args.func(args) == 0
+
+    layout = load_manifest(dataset_json)
+    assert (layout.name, layout.kind) == ("ml", "microlens")
+    assert (layout.pairs, layout.titles) == (out / "pairs.csv", out / "titles.csv")
+    assert (layout.covers, layout.videos) == (out / "covers", out / "videos")
+    assert find_layout(out, "ml", "microlens") == layout
+    assert layout.video_path(tree.item_ids[0]).read_bytes() == tree.videos[tree.item_ids[0]]
+
+
+def test_complete_rerun_requests_nothing_and_adopts_unrecorded_files(
+    server: StubServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "dl"
+    first = fetch(server, out)
+    server.reset_log()
+    assert fetch(server, out).files == first.files
+    assert server.requests == []
+
+    (out / "manifest.json").unlink()  # a run killed before it wrote its manifest
+    third = fetch(server, out)
+    assert server.requests == []
+    assert sorted(third.files, key=lambda r: r.path) == sorted(first.files, key=lambda r: r.path)
+
+
+def test_max_items_fetches_the_first_ids_in_numeric_order(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "dl"
+    manifest = fetch(server, out, max_items=4)
+
+    first_four = tuple(sorted(tree.item_ids, key=int)[:4])
+    assert_identical(tree, out, items=first_four)
+    assert manifest.counts["videos"] == 4 and manifest.n_items == 4
+    requested = {r.path for r in server.requests if "_videos/" in r.path}
+    assert requested == {video_path(i) for i in first_four}
+
+
+def test_remote_names_are_parameters(tree: MicroLensTree, tmp_path: Path) -> None:
+    remote = dl.RemoteLayout(
+        pairs="p.csv", titles="t.csv", covers_zip="img/c.zip", video_pattern="v/{id}"
+    )
+    files = {
+        "/x/p.csv": tree.files["MicroLens-100k_pairs.csv"],
+        "/x/t.csv": tree.files["MicroLens-100k_title_en.csv"],
+        "/x/img/c.zip": tree.files["MicroLens-100k_covers.zip"],
+        **{f"/x/v/{i}": data for i, data in tree.videos.items()},
+    }
+    with StubServer(files) as stub:
+        dl.download_microlens(stub.url + "/x", tmp_path, remote=remote, workers=2, backoff_s=0.01)
+    assert_identical(tree, tmp_path)
+
+
+def test_variant_names() -> None:
+    assert dl.RemoteLayout.for_variant("50k") == dl.RemoteLayout(
+        pairs="MicroLens-50k_pairs.csv",
+        titles="MicroLens-50k_title_en.csv",
+        covers_zip="MicroLens-50k_covers.zip",
+        video_pattern="MicroLens-50k_videos/{id}.mp4",
+    )
+    assert dl.RemoteLayout.for_variant("100k").video("42") == "MicroLens-100k_videos/42.mp4"
+    assert dl.default_base_url("50k") == "https://recsys.westlake.edu.cn/MicroLens-50k-Dataset/"
+    with pytest.raises(ConfigError, match="1m"):
+        dl.RemoteLayout.for_variant("1m")
+
+
+# --- resume and retries -------------------------------------------------------------------------
+def test_cut_transfers_resume_from_the_bytes_on_disk(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    item = tree.item_ids[3]
+    server.set_fault(video_path(item), Fault(cut_after=7000, cut_times=2))
+    server.set_fault(PAIRS, Fault(cut_after=100))
+    out = tmp_path / "dl"
+    fetch(server, out)
+
+    ranges = [r.range for r in server.requests_for(video_path(item))]
+    assert ranges == [None, "bytes=7000-", "bytes=14000-"]
+    assert [r.range for r in server.requests_for(PAIRS)] == [None, "bytes=100-"]
+    assert_identical(tree, out)
+    assert partials(tmp_path) == []
+
+
+def test_503_is_retried_with_exponential_backoff(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(TITLES, Fault(status=503, status_times=2))
+    out = tmp_path / "dl"
+    fetch(server, out, backoff_s=0.05)
+
+    times = [r.time for r in server.requests_for(TITLES)]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.05 and times[2] - times[1] >= 0.10
+    assert_identical(tree, out)
+
+
+def test_server_ignoring_range_restarts_from_zero(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    item = tree.item_ids[0]
+    server.set_fault(video_path(item), Fault(cut_after=5000, ignore_range=True))
+    out = tmp_path / "dl"
+    fetch(server, out)
+
+    assert [r.range for r in server.requests_for(video_path(item))] == [None, "bytes=5000-"]
+    assert_identical(tree, out)
+
+
+def test_complete_partial_left_by_a_kill_is_renamed_on_416(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "dl"
+    item, other = tree.item_ids[1], tree.item_ids[2]
+    (out / "videos").mkdir(parents=True)
+    (out / "videos" / f"{item}.mp4.partial").write_bytes(tree.videos[item])
+    (out / "videos" / f"{other}.mp4.partial").write_bytes(tree.videos[other] + b"stale tail")
+    fetch(server, out)
+
+    ranges = [r.range for r in server.requests_for(video_path(item))]
+    assert ranges == [f"bytes={len(tree.videos[item])}-"]
+    # larger than the remote file: 416 with another total -> thrown away, fetched again whole
+    assert [r.range for r in server.requests_for(video_path(other))] == [
+        f"bytes={len(tree.videos[other]) + 10}-", None,
+    ]
+    assert_identical(tree, out)
+
+
+def test_persistent_503_exhausts_retries_and_stops_at_once(server: StubServer, tmp_path: Path) -> None:
+    server.set_fault(PAIRS, Fault(status=503))
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, tmp_path / "dl", retries=2)
+
+    assert server.url + PAIRS in str(caught.value)
+    assert "after 3 attempts" in str(caught.value) and "HTTP 503" in str(caught.value)
+    assert len(server.requests_for(PAIRS)) == 3
+    assert server.requests_for(TITLES) == []  # nothing after a failed interaction file
+    assert not (tmp_path / "dl" / "pairs.csv").exists()
+
+
+def test_persistent_truncation_fails_and_never_looks_whole(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    item = tree.item_ids[5]
+    server.set_fault(video_path(item), Fault(cut_after=1000, cut_times=99))
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="incomplete: 3000 of") as caught:
+        fetch(server, out, retries=2)
+
+    assert server.url + video_path(item) in str(caught.value)
+    assert not (out / "videos" / f"{item}.mp4").exists()
+    assert (out / "videos" / f"{item}.mp4.partial").read_bytes() == tree.videos[item][:3000]
+
+
+def test_a_stalled_server_times_out_and_is_retried(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(TITLES, Fault(delay_s=1.0, delay_times=1))
+    out = tmp_path / "dl"
+    fetch(server, out, timeout_s=0.2)
+
+    assert len(server.requests_for(TITLES)) == 2
+    assert_identical(tree, out)
+
+
+def test_refused_connections_are_retried_then_reported(tmp_path: Path) -> None:
+    with StubServer({}) as stub:
+        closed_url = stub.url  # nothing listens here once the server has stopped
+    with pytest.raises(DownloadError, match="after 2 attempts") as caught:
+        dl.download_microlens(closed_url + PREFIX, tmp_path, retries=1, backoff_s=0.01, timeout_s=2)
+    assert closed_url + PAIRS in str(caught.value)
+    assert "Connection" in str(caught.value) or "refused" in str(caught.value)
+
+
+# --- 404s and reruns ----------------------------------------------------------------------------
+def test_404_video_fails_after_the_others_and_a_rerun_fetches_only_it(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    item = tree.item_ids[4]
+    server.set_file(video_path(item), None)
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, out)
+
+    message = str(caught.value)
+    assert server.url + video_path(item) in message and "HTTP 404" in message
+    assert "1 of 12 video(s)" in message and "config.yaml" in message
+    assert len(server.requests_for(video_path(item))) == 1  # a 404 is not retried
+    others = tuple(i for i in tree.item_ids if i != item)
+    videos = {p.stem: p.read_bytes() for p in (out / "videos").glob("*.mp4")}
+    assert videos == {i: tree.videos[i] for i in others}
+    assert not (out / "videos" / f"{item}.mp4").exists()
+    assert partials(out) == []
+    assert not (out / "manifest.json").exists()  # the workflow's "finished" marker
+    progress = json.loads((out / "manifest.incomplete.json").read_text())
+    assert progress["complete"] is False
+    assert progress["failed"] == [server.url + video_path(item)]
+    assert len(progress["files"]) == 3 + 11
+
+    server.set_file(video_path(item), tree.videos[item])
+    server.reset_log()
+    manifest = fetch(server, out)
+    assert [r.path for r in server.requests] == [video_path(item)]
+    assert manifest.complete and manifest.counts["videos"] == 12
+    assert_identical(tree, out)
+    assert not (out / "manifest.incomplete.json").exists()
+
+
+def test_404_on_the_interaction_file_names_the_url_and_the_config(
+    server: StubServer, tmp_path: Path
+) -> None:
+    server.set_file(PAIRS, None)
+    with pytest.raises(DownloadError, match="HTTP 404") as caught:
+        fetch(server, tmp_path / "dl")
+    assert server.url + PAIRS in str(caught.value)
+    assert "`url:`" in str(caught.value) and "variant" in str(caught.value)
+    assert len(server.requests) == 1
+
+
+# --- parallelism --------------------------------------------------------------------------------
+def test_video_downloads_never_exceed_the_worker_count(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    for item in tree.item_ids:
+        server.set_fault(video_path(item), Fault(delay_s=0.05))
+    fetch(server, tmp_path / "dl", workers=3)
+
+    assert 2 <= server.max_in_flight <= 3
+    assert len(server.requests) == 15
+
+
+# --- covers zip ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "member", ["../evil.jpg", "covers/../../evil.jpg", "/tmp/evil.jpg", "C:/evil.jpg", "..\\evil.jpg"]
+)
+def test_zip_with_an_escaping_member_is_rejected(member: str, tmp_path: Path) -> None:
+    archive = tmp_path / "in" / "covers.zip"
+    archive.parent.mkdir()
+    archive.write_bytes(make_zip({"covers/1.jpg": b"ok", member: b"evil"}))
+    dest = tmp_path / "out" / "covers"
+    with pytest.raises(DataError, match="refusing to extract"):
+        dl.extract_covers(archive, dest)
+    assert not dest.exists() and not (tmp_path / "out" / "covers.partial").exists()
+    assert not list(tmp_path.rglob("evil.jpg"))
+
+
+def test_zip_with_a_symlink_member_is_rejected(tmp_path: Path) -> None:
+    info = zipfile.ZipInfo("covers/2.jpg")
+    info.external_attr = (0o120777 << 16)
+    archive = tmp_path / "covers.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("covers/1.jpg", b"ok")
+        handle.writestr(info, "/etc/passwd")
+    with pytest.raises(DataError, match="symbolic link"):
+        dl.extract_covers(archive, tmp_path / "covers")
+
+
+def test_download_rejects_a_traversal_zip(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_file(COVERS, make_zip({"1.jpg": b"x", "../../escaped.jpg": b"evil"}))
+    out = tmp_path / "a" / "dl"
+    with pytest.raises(DataError, match="path traversal"):
+        fetch(server, out)
+    assert not list(tmp_path.rglob("escaped.jpg"))
+    assert not (out / "covers").exists()
+    assert [r for r in server.requests if "_videos/" in r.path] == []
+
+
+def test_corrupt_zip_is_deleted_so_a_rerun_fetches_it_again(tmp_path: Path) -> None:
+    archive = tmp_path / "covers.zip"
+    archive.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="corrupt zip"):
+        dl.extract_covers(archive, tmp_path / "covers")
+    assert not archive.exists()
+
+
+# --- command line -------------------------------------------------------------------------------
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    dl.register_cli(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_flags_and_defaults() -> None:
+    args = parse(["download", "--out", "d"])
+    assert (args.base_url, args.variant, args.out) == (None, "100k", Path("d"))
+    assert (args.workers, args.retries) == (8, 5)
+    assert (args.max_items, args.dataset_json, args.name) == (None, None, None)
+    assert args.func is dl.run_download
+    args = parse(["download", "--out", "d", "--variant", "50k", "--max-items", "7", "--retries", "0"])
+    assert (args.variant, args.max_items, args.retries) == ("50k", 7, 0)
+    args = parse(["verify-data", "--data-dir", "raw", "--kind", "microlens", "--report", "r.json"])
+    assert (args.data_dir, args.kind, args.report) == (Path("raw"), "microlens", Path("r.json"))
+    assert args.func is dl.run_verify
+    for bad in (["--workers", "0"], ["--variant", "1m"], ["--retries", "-1"]):
+        with pytest.raises(SystemExit):
+            parse(["download", "--out", "d", *bad])

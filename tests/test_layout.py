@@ -1,0 +1,143 @@
+"""Raw-layout verification: exactly which items lack a title, cover or video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from crossan.data import download as dl
+from crossan.data.layout import (
+    DatasetLayout,
+    LayoutReport,
+    find_layout,
+    load_manifest,
+    require_layout,
+    verify_layout,
+)
+from crossan.data.readers import item_ids
+from crossan.errors import DataError
+
+# items 3, 20, 100, 7 (numeric order 3, 7, 20, 100); title rows for 3, 20, 100, 555 (not 7)
+PAIRS = "user,item,timestamp\n1,20,5\n1,3,6\n2,100,1\n2,20,2\n3,7,9\n\n"
+TITLES = '3,three\n20,"twenty, a title with a comma"\n100,\n555,not in pairs\n'
+ITEMS = ("3", "7", "20", "100")
+
+
+def write_tree(root: Path, pairs_name: str = "pairs.csv", titles_name: str = "titles.csv") -> Path:
+    (root / "covers").mkdir(parents=True)
+    (root / "videos").mkdir()
+    (root / pairs_name).write_text(PAIRS)
+    (root / titles_name).write_text(TITLES)
+    for item in ITEMS:
+        (root / "covers" / f"{item}.jpg").write_bytes(b"\xff\xd8 cover")
+        (root / "videos" / f"{item}.mp4").write_bytes(b"video " * 10)
+    return root
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    dl.register_cli(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_read_ids_with_and_without_header(tmp_path: Path) -> None:
+    with_header = tmp_path / "a.csv"
+    with_header.write_text(PAIRS)
+    assert item_ids(with_header) == list(ITEMS)
+    bare = tmp_path / "c.csv"
+    bare.write_text("1,12,5\n2,2,6\n")
+    assert item_ids(bare) == ["2", "12"]
+
+
+def test_unusable_interaction_files_are_data_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user,item,timestamp\n")
+    with pytest.raises(DataError, match="no rows"):
+        item_ids(empty)
+    short = tmp_path / "short.csv"
+    short.write_text("user,item,timestamp\n1,2,3\n4\n")
+    with pytest.raises(DataError, match="line 3"):
+        item_ids(short)
+    with pytest.raises(DataError, match="does not exist"):
+        item_ids(tmp_path / "absent.csv")
+
+
+def test_complete_tree_has_only_the_titleless_item_missing(tmp_path: Path) -> None:
+    layout = find_layout(write_tree(tmp_path / "raw"), "ds", "local")
+    report = verify_layout(layout)
+    assert report == LayoutReport(name="ds", kind="local", n_items=4, missing_titles=("7",))
+    assert not report.complete
+
+
+def test_lists_exactly_the_missing_ids(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = write_tree(tmp_path / "raw")
+    (root / "covers" / "20.jpg").unlink()
+    (root / "covers" / "555.jpg").write_bytes(b"not an item of the pairs")
+    (root / "videos" / "3.mp4").unlink()
+    (root / "videos" / "100.mp4").write_bytes(b"")  # empty counts as missing
+    (root / "videos" / "7.mp4.partial").write_bytes(b"half")  # not a video
+    (root / "titles.csv").write_text(TITLES.replace("100,\n", ""))
+    layout = find_layout(root, "ds", "microlens")
+
+    with caplog.at_level(logging.WARNING, logger="crossan.data.layout"):
+        report = verify_layout(layout)
+
+    assert report.missing_titles == ("7", "100")
+    assert report.missing_covers == ("20",)
+    assert report.missing_videos == ("3", "100")
+    assert report.counts == {"items": 4, "missing_titles": 2, "missing_covers": 1, "missing_videos": 2}
+    assert any("2 of 4 item(s) have no video" in m and "3, 100" in m for m in caplog.messages)
+    assert any("1 of 4 item(s) have no cover" in m and "20" in m for m in caplog.messages)
+
+
+def test_verify_data_cli_writes_report_and_dataset_manifest(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "raw", "MicroLens-50k_pairs.csv", "MicroLens-50k_title_en.csv")
+    (root / "covers" / "100.jpg").unlink()
+    report_path = tmp_path / "results" / "report.json"
+    dataset_json = tmp_path / "resources" / "dataset.json"
+    args = parse([
+        "verify-data", "--data-dir", str(root), "--name", "mine", "--kind", "local",
+        "--dataset-json", str(dataset_json), "--report", str(report_path),
+    ])
+    assert args.func(args) == 0
+
+    report = json.loads(report_path.read_text())
+    assert report["missing"] == {"titles": ["7"], "covers": ["100"], "videos": []}
+    assert report["counts"] == {
+        "items": 4, "missing_titles": 1, "missing_covers": 1, "missing_videos": 0,
+    }
+    assert (report["name"], report["kind"], report["complete"]) == ("mine", "local", False)
+    assert load_manifest(dataset_json) == DatasetLayout(
+        name="mine", kind="local", pairs=root / "MicroLens-50k_pairs.csv",
+        titles=root / "MicroLens-50k_title_en.csv", covers=root / "covers", videos=root / "videos",
+    )
+
+
+@pytest.mark.parametrize("remove", ["videos", "covers", "pairs.csv", "titles.csv"])
+def test_structural_absence_is_a_data_error(remove: str, tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "raw")
+    target = root / remove
+    if target.is_dir():
+        for child in target.iterdir():
+            child.unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+    with pytest.raises(FileNotFoundError):  # the existing API is unchanged
+        find_layout(root, "ds", "local")
+    with pytest.raises(DataError, match=remove.split(".")[0]) as caught:
+        require_layout(root, "ds", "local")
+    assert "data_dir" in str(caught.value)
+    args = parse(["verify-data", "--data-dir", str(root), "--dataset-json", str(tmp_path / "d.json")])
+    with pytest.raises(DataError):
+        args.func(args)
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_missing_data_dir_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        require_layout(tmp_path / "nowhere", "ds", "local")
