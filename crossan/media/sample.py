@@ -1,0 +1,682 @@
+"""``crossan sample-media``: sample every item's video frames, audio and cover into HDF5.
+
+For the items of ``items.csv`` (dense ids 1..n) this writes, under ``out_dir``:
+
+* ``video.h5``: ``frames`` uint8 ``[n+1, F, S, S, 3]`` (F frames from the first ``seconds``,
+  VideoMAE geometry), ``frame_index`` int32 ``[n+1, F]`` (-1 when invalid),
+  ``source_frames`` int32 ``[n+1]``, ``source_fps`` float32 ``[n+1]``;
+* ``audio.h5``: ``waveform`` float32 ``[n+1, seconds*sample_rate]`` (mono, zero-padded),
+  ``num_samples`` int32 ``[n+1]`` (real samples before the padding);
+* ``image.h5``: ``pixels`` uint8 ``[n+1, S, S, 3]`` (ViT geometry);
+* in each: ``valid``, ``reason``, ``item_id`` (see :mod:`crossan.media.store`);
+* ``{modality}_report.json``: valid count, bad items counted by reason with the first few
+  examples, items resumed and decoded. One file per modality, because the workflow builds
+  each modality in its own job, possibly at the same time.
+
+Every modality of every item is valid or masked with a reason: ``missing file: <path>``,
+``corrupt: <decoder message>``, ``no audio track``; row 0 is ``padding``. Bad media never
+stops the run, and a decoder that kills its worker process masks just that item.
+
+Worker processes decode blocks of ``chunk_items`` items; the main process alone writes, in
+item order, and commits each block to the resumable ``*.h5.partial`` files, so a killed run
+continues where it stopped and the result equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import json
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+import crossan
+from crossan.atomic import write_text_atomic
+from crossan.data.layout import DatasetLayout, load_manifest
+from crossan.errors import DataError
+from crossan.media import audio, image, store, video
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("video", "audio", "image")
+FILE_NAMES = {"video": "video.h5", "audio": "audio.h5", "image": "image.h5"}
+REPORT_NAME = "{modality}_report.json"
+NO_AUDIO_REASON = "no audio track"
+CRASH_REASON = "corrupt: decoder process died"
+MAX_EXAMPLES = 5
+# Test hook: seconds to sleep after each committed block, so a test can SIGKILL mid-run.
+DELAY_ENV = "CROSSAN_MEDIA_TEST_BLOCK_DELAY_S"
+# decord's C++ errors start with "[hh:mm:ss] /src/file.cc:123: "; dropped so reasons are stable.
+_DECORD_PREFIX = re.compile(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")
+
+
+@dataclass(frozen=True)
+class MediaSpec:
+    """What is sampled per item; written to each file's attributes and checked on resume."""
+
+    video_size: int = 224
+    image_size: int = 224
+    num_frames: int = 16
+    seconds: float = 3.0
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        for name in ("video_size", "image_size", "num_frames", "sample_rate"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.seconds > 0:
+            raise ValueError(f"seconds must be positive, got {self.seconds}")
+
+    @property
+    def audio_samples(self) -> int:
+        return round(self.seconds * self.sample_rate)
+
+    def fields(self, modality: str) -> dict[str, store.Field]:
+        """The per-item datasets of ``modality``'s file."""
+        if modality == "video":
+            s = self.video_size
+            return {
+                "frames": store.Field((self.num_frames, s, s, 3), "uint8", one_per_chunk=True),
+                "frame_index": store.Field((self.num_frames,), "int32", -1),
+                "source_frames": store.Field((), "int32"),
+                "source_fps": store.Field((), "float32"),
+            }
+        if modality == "audio":
+            return {
+                "waveform": store.Field((self.audio_samples,), "float32", one_per_chunk=True),
+                "num_samples": store.Field((), "int32"),
+            }
+        if modality == "image":
+            s = self.image_size
+            return {"pixels": store.Field((s, s, 3), "uint8", one_per_chunk=True)}
+        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+
+    def attrs(self, modality: str) -> dict[str, Any]:
+        """The spec attributes of ``modality``'s file (without the source description)."""
+        common = {"modality": modality, "crossan_version": crossan.__version__}
+        if modality == "video":
+            return common | {
+                "video_size": self.video_size,
+                "num_frames": self.num_frames,
+                "seconds": float(self.seconds),
+                "timestamps": video.TIMESTAMP_RULE,
+                "geometry": "shorter side resized to video_size (PIL bilinear), "
+                "center crop video_size x video_size (VideoMAE processor)",
+                "decoder": "decord get_batch on the sampled indices, RGB24",
+            }
+        if modality == "audio":
+            return common | {
+                "sample_rate": self.sample_rate,
+                "seconds": float(self.seconds),
+                "num_samples_per_item": self.audio_samples,
+                "channels": "mono (libswresample down-mix)",
+                "decoder": "PyAV, first audio stream, float32",
+            }
+        return common | {
+            "image_size": self.image_size,
+            "geometry": "converted to RGB, resized to image_size x image_size "
+            "(PIL bilinear, no crop; ViT processor)",
+        }
+
+
+@dataclass(frozen=True)
+class Item:
+    """One row of the items table with its media paths."""
+
+    row: int  # dense id
+    item_id: str
+    video: str
+    cover: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """A unit of work: consecutive items and, per modality, the rows still to sample."""
+
+    index: int
+    items: tuple[Item, ...]
+    pending: dict[str, tuple[int, ...]]  # modality -> rows (subset of the items' rows)
+
+
+@dataclass
+class ModalityReport:
+    """Outcome for one modality's file."""
+
+    modality: str
+    path: str
+    items: int
+    valid: int
+    invalid: int
+    reasons: dict[str, int]  # reason category -> count ("missing file", "corrupt", ...)
+    examples: dict[str, list[dict[str, Any]]]  # category -> first few bad items
+    resumed: int = 0  # rows found done in a partial file and not redone
+    decoded: int = 0  # rows sampled by this run
+    up_to_date: bool = False  # the final file already matched: nothing done
+    discarded_partial: str | None = None  # why an existing partial file was not resumed
+
+
+@dataclass
+class MediaReport:
+    """What :func:`sample_media` did."""
+
+    out_dir: str
+    items: int
+    modalities: dict[str, ModalityReport] = field(default_factory=dict)
+    report_paths: dict[str, str] = field(default_factory=dict)  # modality -> JSON report
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- items table
+
+
+def read_items(items_csv: Path) -> list[tuple[int, str]]:
+    """``[(dense_id, item_id)]`` from ``items.csv`` (header ``dense_id,item_id,title``,
+    dense ids exactly 1..n in order)."""
+    try:
+        with open(items_csv, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"dense_id", "item_id"} <= set(reader.fieldnames):
+                raise DataError(
+                    f"{items_csv}: expected a header with dense_id,item_id,title, "
+                    f"got {reader.fieldnames}"
+                )
+            rows = [(row["dense_id"], row["item_id"]) for row in reader]
+    except FileNotFoundError as error:
+        raise DataError(
+            f"items table {items_csv} does not exist; run the sequences step"
+        ) from error
+    items: list[tuple[int, str]] = []
+    for line, (dense, item_id) in enumerate(rows, start=2):
+        if not dense.isdigit() or int(dense) != len(items) + 1 or not item_id:
+            raise DataError(
+                f"{items_csv}:{line}: expected dense_id {len(items) + 1} and an item_id, "
+                f"got {dense!r},{item_id!r}"
+            )
+        items.append((int(dense), item_id))
+    return items
+
+
+# ---------------------------------------------------------------- decoding (worker side)
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return _DECORD_PREFIX.sub("", text) or type(error).__name__
+
+
+def _invalid(spec: MediaSpec, modality: str) -> dict[str, np.ndarray]:
+    return {
+        name: np.full(f.shape, f.fill, dtype=f.dtype) for name, f in spec.fields(modality).items()
+    }
+
+
+def _sample(modality: str, item: Item, spec: MediaSpec) -> dict[str, np.ndarray]:
+    """One modality of one item, as ``{field: array}``; raises on unreadable media."""
+    if modality == "video":
+        clip = video.sample_video(item.video, spec.video_size, spec.num_frames, spec.seconds)
+        return {
+            "frames": clip.frames,
+            "frame_index": clip.indices.astype(np.int32),
+            "source_frames": np.int32(clip.source_frames),
+            "source_fps": np.float32(clip.fps),
+        }
+    if modality == "audio":
+        waveform, count = audio.sample_audio(item.video, spec.sample_rate, spec.seconds)
+        return {"waveform": waveform, "num_samples": np.int32(count)}
+    return {"pixels": image.load_cover(item.cover, spec.image_size)}
+
+
+_ERRORS = {
+    "video": video.DECODE_ERRORS,
+    "audio": audio.DECODE_ERRORS,
+    "image": image.DECODE_ERRORS,
+}
+
+
+def sample_item(modality: str, item: Item, spec: MediaSpec) -> tuple[dict[str, np.ndarray], str]:
+    """``(fields, reason)`` for one modality of one item; reason is "" when valid, and the
+    fields are the fill values when not."""
+    path = item.cover if modality == "image" else item.video
+    if not os.path.isfile(path):
+        return _invalid(spec, modality), f"missing file: {path}"
+    try:
+        return _sample(modality, item, spec), ""
+    except audio.NoAudioTrack:
+        return _invalid(spec, modality), NO_AUDIO_REASON
+    except FileNotFoundError:
+        return _invalid(spec, modality), f"missing file: {path}"
+    except _ERRORS[modality] as error:
+        return _invalid(spec, modality), f"corrupt: {_message(error)}"
+
+
+BlockResult = dict[str, tuple[list[int], dict[str, np.ndarray], list[str]]]
+
+
+def _stack(
+    spec: MediaSpec,
+    modality: str,
+    rows: Sequence[int],
+    outcomes: list[tuple[dict[str, np.ndarray], str]],
+) -> tuple[list[int], dict[str, np.ndarray], list[str]]:
+    stacked = {
+        name: np.stack([fields[name] for fields, _ in outcomes]) for name in spec.fields(modality)
+    }
+    return list(rows), stacked, [reason for _, reason in outcomes]
+
+
+def sample_block(block: Block, spec: MediaSpec) -> BlockResult:
+    """Sample a block: modality -> ``(rows, {field: [len(rows), ...]}, reasons)``."""
+    by_row = {item.row: item for item in block.items}
+    result: BlockResult = {}
+    for modality, rows in block.pending.items():
+        outcomes = [sample_item(modality, by_row[row], spec) for row in rows]
+        result[modality] = _stack(spec, modality, rows, outcomes)
+    return result
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _quiet_decoders() -> None:
+    """Silence FFmpeg's log lines; failures are reported through the stored reasons."""
+    import av
+    import decord
+
+    av.logging.set_level(None)
+    decord.logging.set_level(decord.logging.QUIET)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Quiet the decoders and make the worker die with the main process.
+
+    A worker outliving a SIGKILLed run would sit forever on its task queue, holding the
+    inherited descriptors, and with them HDF5's lock on the partial files, so a rerun could
+    not open them. On Linux the kernel kills it at once (PR_SET_PDEATHSIG); elsewhere a
+    watchdog thread notices the new parent within a second.
+    """
+    _quiet_decoders()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork: workers start in milliseconds with the decoders already imported. Nothing in a
+    # worker touches the HDF5 files the parent has open, and forked workers leave through
+    # os._exit, so HDF5's exit handlers never run in them.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
+
+
+def _sample_isolated(block: Block, spec: MediaSpec) -> BlockResult:
+    """Re-sample a block whose worker died, one (item, modality) per task in a single-worker
+    pool, masking exactly the pairs that kill their worker again."""
+    by_row = {item.row: item for item in block.items}
+    result: BlockResult = {}
+    pool = _pool(1)
+    try:
+        for modality, rows in block.pending.items():
+            outcomes = []
+            for row in rows:
+                try:
+                    outcomes.append(pool.submit(sample_item, modality, by_row[row], spec).result())
+                except BrokenProcessPool:
+                    log.warning("%s of item %s killed its decoder", modality, by_row[row].item_id)
+                    outcomes.append((_invalid(spec, modality), CRASH_REASON))
+                    pool.shutdown(wait=True)
+                    pool = _pool(1)
+            result[modality] = _stack(spec, modality, rows, outcomes)
+    finally:
+        pool.shutdown(wait=True)
+    return result
+
+
+def _results(
+    blocks: list[Block], spec: MediaSpec, workers: int
+) -> Iterator[tuple[Block, BlockResult]]:
+    """Sample ``blocks`` and yield their results in order, with at most ``2 * workers`` blocks
+    in flight (bounded memory). ``workers == 0`` samples in this process."""
+    if workers == 0:
+        _quiet_decoders()
+        for block in blocks:
+            yield block, sample_block(block, spec)
+        return
+    todo = deque(blocks)
+    in_flight: deque[tuple[Block, Future[BlockResult]]] = deque()
+    pool = _pool(workers)
+    try:
+        while todo or in_flight:
+            try:
+                while todo and len(in_flight) < 2 * workers:
+                    in_flight.append((todo[0], pool.submit(sample_block, todo[0], spec)))
+                    todo.popleft()
+                block, future = in_flight[0]
+                result = future.result()
+                in_flight.popleft()
+            except BrokenProcessPool:
+                # A worker died. Every block in flight fails with the pool and which one
+                # killed it is unknown, so all of them are redone one item at a time.
+                pool.shutdown(wait=True, cancel_futures=True)
+                retry = [b for b, _ in in_flight]
+                in_flight.clear()
+                if not retry:  # the pool cannot even start (e.g. the initializer fails)
+                    raise
+                log.warning("a decoder process died; re-sampling %d block(s) item by item",
+                            len(retry))
+                for b in retry:
+                    yield b, _sample_isolated(b, spec)
+                pool = _pool(workers)
+                continue
+            yield block, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- orchestration (main side)
+
+
+def _category(reason: str) -> str:
+    return reason.split(":", 1)[0]
+
+
+def _summarise(modality: str, path: Path, items: list[Item]) -> ModalityReport:
+    """Count valid rows and bad rows by reason category, from the finished file."""
+    valid, reasons, _ = store.read_status(path)
+    counts: dict[str, int] = {}
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        reason = reasons[item.row]
+        if valid[item.row]:
+            continue
+        category = _category(reason)
+        counts[category] = counts.get(category, 0) + 1
+        if len(examples.setdefault(category, [])) < MAX_EXAMPLES:
+            source = item.cover if modality == "image" else item.video
+            examples[category].append(
+                {"item_id": item.item_id, "file": Path(source).name, "reason": reason}
+            )
+    good = int(valid[1:].sum())
+    return ModalityReport(
+        modality, str(path), len(items), good, len(items) - good, counts, examples
+    )
+
+
+def _log_summary(report: ModalityReport) -> None:
+    log.info("%s: %d/%d items valid", report.modality, report.valid, report.items)
+    for category, count in sorted(report.reasons.items()):
+        shown = ", ".join(f"{e['item_id']} ({e['file']})" for e in report.examples[category])
+        log.warning("%s: %d item(s) %s, e.g. %s", report.modality, count, category, shown)
+
+
+def _plan(
+    items: list[Item], stores: dict[str, store.PartialStore], chunk_items: int
+) -> list[Block]:
+    blocks = []
+    for index, start in enumerate(range(0, len(items), chunk_items)):
+        chunk = tuple(items[start : start + chunk_items])
+        pending = {
+            modality: tuple(item.row for item in chunk if not partial.done[item.row])
+            for modality, partial in stores.items()
+        }
+        pending = {modality: rows for modality, rows in pending.items() if rows}
+        if pending:
+            blocks.append(Block(index, chunk, pending))
+    return blocks
+
+
+def _source_attrs(layout: DatasetLayout, modality: str) -> dict[str, str]:
+    folder = layout.covers if modality == "image" else layout.videos
+    return {"dataset": layout.name, "source_dir": str(folder)}
+
+
+def _open_stores(
+    modalities: list[str],
+    spec: MediaSpec,
+    layout: DatasetLayout,
+    items: list[Item],
+    out_dir: Path,
+    dataset_json: Path | None,
+) -> tuple[dict[str, store.PartialStore], dict[str, dict[str, Any]]]:
+    """Open (create or resume) the files still to build. Returns the stores and, for every
+    modality, what the report should say about how it started."""
+    item_ids = [item.item_id for item in items]
+    stores: dict[str, store.PartialStore] = {}
+    notes: dict[str, dict[str, Any]] = {}
+    for modality in modalities:
+        final = out_dir / FILE_NAMES[modality]
+        attrs = spec.attrs(modality) | _source_attrs(layout, modality)
+        fields = spec.fields(modality)
+        if store.is_current(final, attrs, item_ids, fields):
+            log.info("%s is up to date", final)
+            notes[modality] = {"up_to_date": True}
+            continue
+        try:
+            partial, discarded = store.PartialStore.open(
+                final, fields, attrs, item_ids, info={"dataset_json": str(dataset_json or "")}
+            )
+        except BaseException:
+            for opened in stores.values():
+                opened.close()
+            raise
+        stores[modality] = partial
+        resumed = int(partial.done[1:].sum())
+        if resumed:
+            log.info("%s: resuming, %d of %d items already done", final.name, resumed, len(items))
+        notes[modality] = {"resumed": resumed, "discarded_partial": discarded, "decoded": 0}
+    return stores, notes
+
+
+def _fill(
+    stores: dict[str, store.PartialStore],
+    notes: dict[str, dict[str, Any]],
+    items: list[Item],
+    spec: MediaSpec,
+    workers: int,
+    chunk_items: int,
+    progress: bool,
+) -> None:
+    """Sample every pending row and commit it block by block, in item order."""
+    blocks = _plan(items, stores, chunk_items)
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    total = sum(len(block.items) for block in blocks)
+    with tqdm(
+        total=total, unit="item", desc="sample-media", disable=not progress, mininterval=1.0
+    ) as bar:
+        for block, result in _results(blocks, spec, workers):
+            for modality, (rows, data, reasons) in result.items():
+                stores[modality].write(rows, data, reasons)
+            for modality, (rows, _, _) in result.items():
+                stores[modality].commit(rows)
+                notes[modality]["decoded"] += len(rows)
+            log.debug(
+                "block %d committed (rows %d-%d)",
+                block.index, block.items[0].row, block.items[-1].row,
+            )
+            bar.update(len(block.items))
+            if delay:
+                time.sleep(delay)
+
+
+def sample_media(
+    layout: DatasetLayout,
+    items_csv: Path,
+    out_dir: Path,
+    *,
+    modalities: Sequence[str] = MODALITIES,
+    video_size: int = 224,
+    image_size: int = 224,
+    num_frames: int = 16,
+    seconds: float = 3.0,
+    sample_rate: int = 16000,
+    workers: int = 2,
+    chunk_items: int = 16,
+    dataset_json: Path | None = None,
+    progress: bool = True,
+) -> MediaReport:
+    """Sample every item's media into ``out_dir/{video,audio,image}.h5`` (see module doc).
+
+    ``workers`` decoder processes (0: decode in this process) take blocks of ``chunk_items``
+    items. Files already complete for the same spec and items are left alone; partial files
+    of an interrupted run are resumed. Returns counts per modality; also written to
+    ``out_dir/{modality}_report.json``.
+    """
+    started = time.monotonic()
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+    if workers < 0 or chunk_items < 1:
+        raise ValueError(f"need workers >= 0 and chunk_items >= 1, got {workers}, {chunk_items}")
+    chosen = [m for m in MODALITIES if m in modalities]
+    spec = MediaSpec(video_size, image_size, num_frames, seconds, sample_rate)
+    items = [
+        Item(row, item_id, str(layout.video_path(item_id)), str(layout.cover_path(item_id)))
+        for row, item_id in read_items(Path(items_csv))
+    ]
+    out_dir = Path(out_dir)
+
+    stores, notes = _open_stores(chosen, spec, layout, items, out_dir, dataset_json)
+    try:
+        _fill(stores, notes, items, spec, workers, chunk_items, progress)
+        for partial in stores.values():
+            partial.finalize()
+    finally:
+        for partial in stores.values():
+            partial.close()  # a no-op once finalised; else the partial file stays resumable
+
+    report = MediaReport(str(out_dir), len(items))
+    for modality in chosen:
+        summary = _summarise(modality, out_dir / FILE_NAMES[modality], items)
+        for key, value in notes[modality].items():
+            setattr(summary, key, value)
+        _log_summary(summary)
+        report.modalities[modality] = summary
+    report.seconds = round(time.monotonic() - started, 3)
+    for modality, summary in report.modalities.items():
+        path = out_dir / REPORT_NAME.format(modality=modality)
+        document = {
+            "dataset": layout.name,
+            "spec": spec.attrs(modality),
+            "workers": workers,
+            "chunk_items": chunk_items,
+            "run_seconds": report.seconds,
+            **asdict(summary),
+        }
+        write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+        report.report_paths[modality] = str(path)
+    return report
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _modalities(values: list[str]) -> list[str]:
+    chosen = [m.strip() for value in values for m in value.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(MODALITIES))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown modality {unknown}; choose from {MODALITIES}")
+    return chosen
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        layout = load_manifest(args.dataset_json)
+    except FileNotFoundError as error:
+        raise DataError(f"dataset manifest {args.dataset_json} does not exist") from error
+    try:
+        modalities = _modalities(args.modalities)
+    except argparse.ArgumentTypeError as error:
+        raise DataError(f"--modalities: {error}") from error
+    report = sample_media(
+        layout,
+        args.items,
+        args.out,
+        modalities=modalities,
+        video_size=args.video_size,
+        image_size=args.image_size,
+        num_frames=args.frames,
+        seconds=args.seconds,
+        sample_rate=args.sample_rate,
+        workers=args.workers,
+        chunk_items=args.chunk_items,
+        dataset_json=args.dataset_json,
+    )
+    for summary in report.modalities.values():
+        print(
+            f"{summary.modality}: {summary.valid}/{summary.items} valid, "
+            f"resumed {summary.resumed}, decoded {summary.decoded} -> {summary.path}"
+        )
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``sample-media`` subcommand; it sets ``func(args) -> int``."""
+    parser = subparsers.add_parser(
+        "sample-media",
+        help="sample video frames, audio and covers of every item into HDF5",
+        description="Sample every item's video frames, audio and cover into one HDF5 file "
+        "per modality; bad media is masked, an interrupted run resumes.",
+    )
+    parser.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
+    parser.add_argument("--items", type=Path, required=True, help="items.csv of the sequences step")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--modalities", nargs="+", default=list(MODALITIES),
+        help="any of video audio image (space or comma separated; default all)",
+    )
+    parser.add_argument("--video-size", type=_positive_int, default=224, help="frame side (224)")
+    parser.add_argument("--image-size", type=_positive_int, default=224, help="cover side (224)")
+    parser.add_argument("--frames", type=_positive_int, default=16, help="frames per video (16)")
+    parser.add_argument("--seconds", type=_positive_float, default=3.0, help="clip length (3.0)")
+    parser.add_argument("--sample-rate", type=_positive_int, default=16000, help="audio Hz (16000)")
+    parser.add_argument(
+        "--workers", type=_non_negative_int, default=2, help="decoder processes (0: in-process)"
+    )
+    parser.add_argument("--chunk-items", type=_positive_int, default=16, help="items per task (16)")
+    parser.set_defaults(func=_run)

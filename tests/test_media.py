@@ -1,0 +1,575 @@
+"""Media sampling: frame-index rule, decoded frames, geometry, audio, masks, HDF5 files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from crossan.data.layout import DatasetLayout, write_manifest
+from crossan.errors import DataError
+from crossan.media import sample as media
+from crossan.media import video as video_module
+from crossan.media.audio import NoAudioTrack, sample_audio
+from crossan.media.encode import write_mp4
+from crossan.media.image import (
+    load_cover,
+    resize_shorter_center_crop,
+    resize_square,
+    shorter_side_size,
+)
+from crossan.media.video import frame_indices, frame_timestamps, sample_video
+
+SR = 16000
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def flat_frames(values: list[int], height: int = 24, width: int = 32) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` with frame ``t`` filled with ``values[t]``."""
+    return np.stack([np.full((height, width, 3), v, dtype=np.uint8) for v in values])
+
+
+def sine(freq: float, seconds: float, rate: int = SR, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * freq * np.arange(round(seconds * rate)) / rate)).astype(
+        np.float32
+    )
+
+
+def make_dataset(
+    root: Path, kinds: dict[str, tuple[str, str]], audio_seconds: float = 2.0
+) -> tuple[DatasetLayout, Path, Path]:
+    """A raw tree with one item per entry of ``kinds``: item_id -> (video kind, cover kind).
+
+    Video kinds: ok, noaudio, missing, corrupt, truncated. Cover kinds: ok, missing, corrupt,
+    cmyk, gray. Video ``i`` (0-based) is 2 s at 10 fps with flat frames ``5 * t + i`` and a
+    ``300 + 20 * i`` Hz tone of ``audio_seconds`` (AAC encoding is the slow part). Returns the
+    layout, dataset.json and items.csv.
+    """
+    videos, covers = root / "videos", root / "covers"
+    videos.mkdir(parents=True)
+    covers.mkdir()
+    (root / "pairs.csv").write_text("user,item,timestamp\n")
+    (root / "titles.csv").write_text("")
+    rng = np.random.default_rng(0)
+    lines = ["dense_id,item_id,title"]
+    for i, (item_id, (video_kind, cover_kind)) in enumerate(kinds.items()):
+        lines.append(f"{i + 1},{item_id},title {item_id}")
+        path = videos / f"{item_id}.mp4"
+        frames = flat_frames([5 * t + i for t in range(20)])
+        tone = None if video_kind == "noaudio" else sine(300 + 20 * i, audio_seconds)
+        if video_kind in ("ok", "noaudio", "truncated"):
+            write_mp4(path, frames, 10, tone, SR)
+        if video_kind == "truncated":  # the moov atom is at the end: unreadable
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        if video_kind == "corrupt":
+            path.write_bytes(rng.bytes(4000))
+        cover = covers / f"{item_id}.jpg"
+        pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+        if cover_kind == "ok":
+            Image.fromarray(pixels).save(cover)
+        elif cover_kind == "cmyk":
+            Image.fromarray(pixels).convert("CMYK").save(cover)
+        elif cover_kind == "gray":
+            Image.fromarray(pixels).convert("L").save(cover)
+        elif cover_kind == "corrupt":
+            Image.fromarray(pixels).save(cover)
+            cover.write_bytes(cover.read_bytes()[:200])
+    items_csv = root / "items.csv"
+    items_csv.write_text("\n".join(lines) + "\n")
+    layout = DatasetLayout("toy", "local", root / "pairs.csv", root / "titles.csv", covers, videos)
+    write_manifest(layout, root / "dataset.json")
+    return layout, root / "dataset.json", items_csv
+
+
+def read_all(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as file:
+        return {
+            name: (ds.asstr()[:] if ds.dtype.kind == "O" else ds[:]) for name, ds in file.items()
+        }
+
+
+def assert_same_files(a: Path, b: Path) -> None:
+    for name in media.FILE_NAMES.values():
+        left, right = read_all(a / name), read_all(b / name)
+        assert left.keys() == right.keys()
+        for key in left:
+            np.testing.assert_array_equal(left[key], right[key], err_msg=f"{name}:{key}")
+
+
+SMALL = {"video_size": 16, "image_size": 12}
+
+
+# ---------------------------------------------------------------- frame-index rule
+
+
+def test_timestamps_are_slice_midpoints() -> None:
+    np.testing.assert_allclose(frame_timestamps(10.0, 4, 2.0), [0.25, 0.75, 1.25, 1.75])
+    np.testing.assert_allclose(frame_timestamps(1.0, 2, 3.0), [0.25, 0.75])
+
+
+@pytest.mark.parametrize(
+    ("num_video_frames", "fps", "expected"),
+    [
+        # 5 s at 25 fps: t_k * 25 = (k + 0.5) * 4.6875
+        (125, 25.0, [2, 7, 11, 16, 21, 25, 30, 35, 39, 44, 49, 53, 58, 63, 67, 72]),
+        # 1.2 s at 25 fps (30 frames): spread over the 1.2 s, (k + 0.5) * 1.875
+        (30, 25.0, [0, 2, 4, 6, 8, 10, 12, 14, 15, 17, 19, 21, 23, 25, 27, 29]),
+        # 10 s at 30 fps: (k + 0.5) * 5.625
+        (300, 30.0, [2, 8, 14, 19, 25, 30, 36, 42, 47, 53, 59, 64, 70, 75, 81, 87]),
+        # 5 frames only: indices repeat
+        (5, 25.0, [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]),
+    ],
+)
+def test_frame_indices_hand_cases(num_video_frames: int, fps: float, expected: list[int]) -> None:
+    assert frame_indices(num_video_frames, fps).tolist() == expected
+
+
+def test_frame_indices_reject_empty_video_and_bad_fps() -> None:
+    with pytest.raises(ValueError, match="no frames"):
+        frame_indices(0, 25.0)
+    with pytest.raises(ValueError, match="frame rate"):
+        frame_indices(10, 0.0)
+
+
+# ---------------------------------------------------------------- video decoding
+
+
+def test_sampled_frames_are_the_right_ones(tmp_path: Path) -> None:
+    path = tmp_path / "v.mp4"
+    values = [6 * t for t in range(40)]  # 4 s at 10 fps
+    write_mp4(path, flat_frames(values), 10, None, SR)
+    clip = sample_video(path, size=16)
+    expected = [0, 2, 4, 6, 8, 10, 12, 14, 15, 17, 19, 21, 23, 25, 27, 29]
+    assert clip.indices.tolist() == expected
+    assert (clip.source_frames, clip.fps) == (40, 10.0)
+    assert clip.frames.shape == (16, 16, 16, 3) and clip.frames.dtype == np.uint8
+    means = clip.frames.reshape(16, -1).mean(axis=1)
+    np.testing.assert_allclose(means, [6 * i for i in expected], atol=2.5)
+
+
+def test_frames_equal_a_full_pyav_decode(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    texture = rng.integers(0, 256, (48 + 30, 64 + 30, 3), dtype=np.uint8)
+    frames = np.stack([texture[t : t + 48, t : t + 64] for t in range(30)])  # 48x64, moving
+    path = tmp_path / "v.mp4"
+    write_mp4(path, frames, 10, None, SR)
+    clip = sample_video(path, size=24)
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    reference = np.stack([resize_shorter_center_crop(decoded[i], 24) for i in clip.indices])
+    difference = np.abs(reference.astype(int) - clip.frames.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+
+
+def test_short_clip_repeats_frames(tmp_path: Path) -> None:
+    path = tmp_path / "v.mp4"
+    write_mp4(path, flat_frames([40 * t for t in range(5)]), 10, None, SR)  # 0.5 s
+    clip = sample_video(path, size=8)
+    assert clip.indices.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    means = clip.frames.reshape(16, -1).mean(axis=1)
+    np.testing.assert_allclose(means, [40 * i for i in clip.indices], atol=2.5)
+
+
+def faststart_copy(source: Path, target: Path) -> None:
+    """Remux with the index (moov) in front, as streamed MP4s are: truncating such a file
+    leaves a readable beginning."""
+    with av.open(str(source)) as src, av.open(
+        str(target), "w", format="mp4", options={"movflags": "faststart"}
+    ) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+
+
+def test_truncated_file_is_sampled_as_the_shorter_clip_it_is(tmp_path: Path) -> None:
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    write_mp4(whole, flat_frames([6 * t for t in range(40)]), 10, sine(440.0, 4.0), SR)
+    faststart_copy(whole, tmp_path / "fast.mp4")
+    data = (tmp_path / "fast.mp4").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+
+    clip = sample_video(cut, size=8)
+    assert 5 < clip.source_frames < 30  # what is left of the 40 frames, under 3 s
+    assert clip.indices.tolist() == frame_indices(clip.source_frames, 10.0).tolist()
+    means = clip.frames.reshape(16, -1).mean(axis=1)
+    np.testing.assert_allclose(means, [6 * i for i in clip.indices], atol=2.5)
+    waveform, count = sample_audio(cut)
+    assert 0 < count < 48000 and not waveform[count:].any()
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def test_shorter_side_size_rounds_the_longer_side_down() -> None:
+    assert shorter_side_size(48, 96, 24) == (24, 48)
+    assert shorter_side_size(96, 48, 24) == (48, 24)
+    assert shorter_side_size(360, 640, 224) == (224, 398)  # int(224 * 640 / 360) = 398
+    assert shorter_side_size(101, 77, 32) == (41, 32)
+
+
+def _bands(height: int, width: int, horizontal: bool) -> np.ndarray:
+    """Red | green | blue bands of 1/4, 1/2, 1/4 of the longer side."""
+    long = width if horizontal else height
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    cut = [slice(0, long // 4), slice(long // 4, 3 * long // 4), slice(3 * long // 4, long)]
+    for channel, part in enumerate(cut):
+        if horizontal:
+            image[:, part, channel] = 255
+        else:
+            image[part, :, channel] = 255
+    return image
+
+
+@pytest.mark.parametrize("horizontal", [True, False])
+def test_center_crop_keeps_the_middle_of_the_longer_side(horizontal: bool) -> None:
+    shape = (48, 96) if horizontal else (96, 48)
+    out = resize_shorter_center_crop(_bands(*shape, horizontal), 24)
+    assert out.shape == (24, 24, 3) and out.dtype == np.uint8
+    # the crop is exactly the green half; only its border may blend with red/blue
+    inner = out[:, 1:-1] if horizontal else out[1:-1, :]
+    assert (inner[..., 1] == 255).all() and (inner[..., [0, 2]] == 0).all()
+
+
+def test_video_geometry_on_a_non_square_video(tmp_path: Path) -> None:
+    path = tmp_path / "wide.mp4"
+    frames = np.repeat(_bands(48, 96, horizontal=True)[None], 10, axis=0)
+    write_mp4(path, frames, 10, None, SR)
+    clip = sample_video(path, size=24)
+    middle = clip.frames[:, :, 3:-3].astype(int)  # away from the chroma-blurred edges
+    assert middle[..., 1].min() > 200 and middle[..., [0, 2]].max() < 50
+
+
+def test_cover_is_resized_directly_without_crop() -> None:
+    out = resize_square(_bands(40, 80, horizontal=True), 20)
+    assert out.shape == (20, 20, 3)
+    assert (out[:, :4, 0] == 255).all() and (out[:, -4:, 2] == 255).all()  # red and blue kept
+
+
+@pytest.mark.parametrize("mode", ["RGB", "CMYK", "L", "P", "RGBA"])
+def test_cover_modes_become_rgb(tmp_path: Path, mode: str) -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / f"cover.{'png' if mode in ('P', 'RGBA') else 'jpg'}"
+    Image.fromarray(rgb).convert(mode).save(path)
+    out = load_cover(path, 12)
+    assert out.shape == (12, 12, 3) and out.dtype == np.uint8
+    if mode == "L":
+        assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    if mode == "RGBA":
+        np.testing.assert_array_equal(out, resize_square(rgb, 12))
+
+
+# ---------------------------------------------------------------- audio
+
+
+def test_audio_recovers_a_sine_at_16k(tmp_path: Path) -> None:
+    path = tmp_path / "a.mp4"
+    write_mp4(path, flat_frames([0] * 40), 10, sine(440.0, 4.0, 22050), 22050)
+    waveform, count = sample_audio(path)
+    assert waveform.shape == (48000,) and waveform.dtype == np.float32 and count == 48000
+    spectrum = np.abs(np.fft.rfft(waveform))
+    assert np.fft.rfftfreq(48000, 1 / SR)[spectrum.argmax()] == pytest.approx(440.0, abs=1.0)
+    # in phase with the source from the first sample (priming dropped, nothing repeated)
+    ideal = sine(440.0, 3.0)
+    assert np.corrcoef(waveform[1000:-1000], ideal[1000:-1000])[0, 1] > 0.99
+
+
+def test_short_audio_is_zero_padded_with_its_true_length(tmp_path: Path) -> None:
+    path = tmp_path / "a.mp4"
+    write_mp4(path, flat_frames([0] * 15), 10, sine(500.0, 1.5), SR)
+    waveform, count = sample_audio(path)
+    assert count == 24000
+    assert not waveform[count:].any()
+    assert np.abs(waveform[1000:count - 1000]).max() > 0.4
+
+
+def test_video_without_audio_raises_no_audio_track(tmp_path: Path) -> None:
+    path = tmp_path / "silent.mp4"
+    write_mp4(path, flat_frames([0] * 10), 10, None, SR)
+    with pytest.raises(NoAudioTrack):
+        sample_audio(path)
+    item = media.Item(1, "x", str(path), "")
+    fields, reason = media.sample_item("audio", item, media.MediaSpec())
+    assert reason == "no audio track"
+    assert fields["waveform"].shape == (48000,) and not fields["waveform"].any()
+    assert fields["num_samples"] == 0
+
+
+# ---------------------------------------------------------------- whole runs
+
+KINDS = {
+    "101": ("ok", "ok"),
+    "102": ("missing", "ok"),
+    "103": ("corrupt", "missing"),
+    "104": ("noaudio", "corrupt"),
+    "105": ("truncated", "cmyk"),
+    "106": ("ok", "gray"),
+}
+
+
+def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
+    layout, dataset_json, items_csv = make_dataset(tmp_path / "raw", KINDS)
+    out = tmp_path / "media"
+    report = media.sample_media(
+        layout, items_csv, out, workers=0, chunk_items=4, dataset_json=dataset_json, **SMALL
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "audio.h5", "audio_report.json", "image.h5", "image_report.json",
+        "video.h5", "video_report.json",
+    ]
+
+    v, a, i = read_all(out / "video.h5"), read_all(out / "audio.h5"), read_all(out / "image.h5")
+    assert v["frames"].shape == (7, 16, 16, 16, 3) and v["frames"].dtype == np.uint8
+    assert a["waveform"].shape == (7, 48000) and a["waveform"].dtype == np.float32
+    assert i["pixels"].shape == (7, 12, 12, 3)
+    for data in (v, a, i):
+        assert list(data["item_id"]) == ["", *KINDS]
+        assert data["reason"][0] == "padding" and not data["valid"][0]
+    videos = Path(layout.videos)
+    assert v["valid"].tolist() == [False, True, False, False, True, False, True]
+    assert v["reason"][2] == f"missing file: {videos / '102.mp4'}"
+    assert v["reason"][3].startswith("corrupt: ") and "Invalid data" in v["reason"][3]
+    assert v["reason"][5].startswith("corrupt: ")
+    assert a["valid"].tolist() == [False, True, False, False, False, False, True]
+    assert a["reason"][4] == "no audio track"
+    assert i["valid"].tolist() == [False, True, True, False, False, True, True]
+    assert i["reason"][3] == f"missing file: {Path(layout.covers) / '103.jpg'}"
+    assert i["reason"][4].startswith("corrupt: ")
+
+    # masked rows hold fill values, valid rows real data
+    assert not v["frames"][[0, 2, 3, 5]].any() and (v["frame_index"][[0, 2, 3, 5]] == -1).all()
+    # 2 s clip, 20 frames: floor((k + 0.5) * 1.25)
+    assert v["frame_index"][1].tolist() == [0, 1, 3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16, 18, 19]
+    assert not a["waveform"][4].any() and a["num_samples"].tolist() == [0, 32000, 0, 0, 0, 0, 32000]
+    assert a["waveform"][1].any() and i["pixels"][5].any()
+
+    video_report = report.modalities["video"]
+    assert (video_report.valid, video_report.invalid) == (3, 3)
+    assert video_report.reasons == {"missing file": 1, "corrupt": 2}
+    audio_reasons = report.modalities["audio"].reasons
+    assert audio_reasons == {"missing file": 1, "corrupt": 2, "no audio track": 1}
+    assert report.modalities["image"].reasons == {"missing file": 1, "corrupt": 1}
+    def saved(modality: str) -> dict:  # type: ignore[type-arg]
+        return json.loads((out / f"{modality}_report.json").read_text())
+
+    assert saved("audio")["reasons"] == audio_reasons and saved("audio")["valid"] == 2
+    assert saved("video")["examples"]["corrupt"][0]["item_id"] == "103"
+    assert saved("image")["examples"]["missing file"][0]["file"] == "103.jpg"
+    assert saved("video")["spec"]["video_size"] == 16
+
+    with h5py.File(out / "video.h5", "r") as file:
+        assert file.attrs["video_size"] == 16 and file.attrs["num_frames"] == 16
+        assert file.attrs["seconds"] == 3.0 and "(k + 0.5)" in file.attrs["timestamps"]
+        assert file.attrs["dataset"] == "toy" and file.attrs["dataset_json"] == str(dataset_json)
+        assert "crossan_version" in file.attrs and "created" in file.attrs
+        assert file["frames"].chunks == (1, 16, 16, 16, 3)
+    with h5py.File(out / "audio.h5", "r") as file:
+        assert file.attrs["sample_rate"] == 16000 and file["waveform"].chunks == (1, 48000)
+
+    # worker processes produce the same files as the in-process path
+    parallel = media.sample_media(
+        layout, items_csv, tmp_path / "parallel", workers=2, chunk_items=2,
+        dataset_json=dataset_json, progress=False, **SMALL,
+    )
+    assert parallel.modalities["video"].decoded == 6
+    assert_same_files(out, tmp_path / "parallel")
+
+    again = media.sample_media(
+        layout, items_csv, out, workers=0, dataset_json=dataset_json, **SMALL
+    )
+    assert all(r.up_to_date and r.decoded == 0 for r in again.modalities.values())
+    assert again.modalities["video"].reasons == video_report.reasons
+
+
+def test_only_requested_modalities_are_built(tmp_path: Path) -> None:
+    layout, _, items_csv = make_dataset(tmp_path / "raw", {"1": ("ok", "ok")})
+    report = media.sample_media(
+        layout, items_csv, tmp_path / "m", modalities=("image",), workers=0, **SMALL
+    )
+    assert list(report.modalities) == ["image"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["image.h5", "image_report.json"]
+
+
+def test_decoder_crash_masks_only_that_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {str(n): ("ok", "ok") for n in range(201, 207)}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    real = video_module.sample_video
+
+    def crash_on_202_and_205(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).name in ("202.mp4", "205.mp4"):
+            os._exit(3)  # what a segfaulting decoder does to its worker
+        return real(path, *args, **kwargs)
+
+    # forked workers inherit the patched module
+    monkeypatch.setattr(video_module, "sample_video", crash_on_202_and_205)
+    report = media.sample_media(
+        layout, items_csv, tmp_path / "m", workers=2, chunk_items=1, progress=False, **SMALL
+    )
+    v, a = read_all(tmp_path / "m" / "video.h5"), read_all(tmp_path / "m" / "audio.h5")
+    assert v["valid"].tolist() == [False, True, False, True, True, False, True]
+    assert v["reason"][2] == v["reason"][5] == media.CRASH_REASON
+    assert a["valid"][1:].all()
+    assert report.modalities["video"].reasons == {"corrupt": 2}
+
+
+def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {str(n): ("ok", "ok") for n in range(301, 307)}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds)
+    out = tmp_path / "m"
+    real = media.sample_block
+
+    def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
+        if block.index == 1:
+            raise KeyboardInterrupt
+        return real(block, spec)
+
+    monkeypatch.setattr(media, "sample_block", stop_at_second_block)
+    with pytest.raises(KeyboardInterrupt):
+        media.sample_media(layout, items_csv, out, workers=0, chunk_items=2, **SMALL)
+    monkeypatch.setattr(media, "sample_block", real)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "audio.h5.partial", "image.h5.partial", "video.h5.partial"
+    ]
+    (out / "image.h5.partial").write_bytes(b"garbage")
+
+    report = media.sample_media(
+        layout, items_csv, out, workers=0, chunk_items=2, video_size=8, image_size=12
+    )
+    audio_report, video_report = report.modalities["audio"], report.modalities["video"]
+    assert (audio_report.resumed, audio_report.decoded) == (2, 4)
+    assert audio_report.discarded_partial is None
+    assert video_report.resumed == 0 and video_report.decoded == 6
+    assert video_report.discarded_partial.startswith("sampling spec changed")
+    assert report.modalities["image"].discarded_partial.startswith("unreadable")
+    with h5py.File(out / "video.h5", "r") as file:
+        assert file["frames"].shape == (7, 16, 8, 8, 3) and "_done" not in file
+
+    fresh = media.sample_media(
+        layout, items_csv, tmp_path / "fresh", workers=0, video_size=8, image_size=12
+    )
+    assert fresh.modalities["audio"].decoded == 6
+    assert_same_files(out, tmp_path / "fresh")
+
+
+# ---------------------------------------------------------------- items table and CLI
+
+
+def test_items_table_must_be_dense(tmp_path: Path) -> None:
+    good = tmp_path / "items.csv"
+    good.write_text("dense_id,item_id,title\n1,a,x\n2,b,y\n")
+    assert media.read_items(good) == [(1, "a"), (2, "b")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dense_id,item_id,title\n1,a,x\n3,b,y\n")
+    with pytest.raises(DataError, match="expected dense_id 2"):
+        media.read_items(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        media.read_items(tmp_path / "none.csv")
+
+
+def test_register_cli_parses_every_option() -> None:
+    parser = argparse.ArgumentParser()
+    media.register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["sample-media", "--dataset-json", "d.json", "--items", "i.csv", "--out", "o"]
+    )
+    assert (args.video_size, args.image_size, args.frames, args.seconds) == (224, 224, 16, 3.0)
+    assert (args.sample_rate, args.workers, args.chunk_items) == (16000, 2, 16)
+    assert args.modalities == ["video", "audio", "image"] and args.func is media._run
+    args = parser.parse_args(
+        ["sample-media", "--dataset-json", "d.json", "--items", "i.csv", "--out", "o",
+         "--modalities", "video,audio", "--video-size", "32", "--image-size", "24",
+         "--frames", "8", "--seconds", "2", "--sample-rate", "8000", "--workers", "0",
+         "--chunk-items", "4"]
+    )
+    assert media._modalities(args.modalities) == ["video", "audio"]
+    assert (args.video_size, args.image_size, args.frames, args.seconds) == (32, 24, 8, 2.0)
+    assert (args.sample_rate, args.workers, args.chunk_items) == (8000, 0, 4)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sample-media", "--dataset-json", "d", "--items", "i", "--out", "o",
+                           "--video-size", "0"])
+
+
+# ---------------------------------------------------------------- SIGKILL and resume
+
+
+def _done_masks(out: Path, timeout: float = 10.0) -> dict[str, np.ndarray]:
+    """The partial files' done masks, once nothing holds them open any more (the killed
+    run's workers die with it; a lingering worker would keep HDF5's lock and fail this)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            masks = {}
+            for name in media.FILE_NAMES.values():
+                with h5py.File(out / f"{name}.partial", "r") as file:
+                    masks[name] = file["_done"][:]
+            return masks
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def test_sigkilled_cli_run_resumes_without_redoing_finished_blocks(tmp_path: Path) -> None:
+    kinds = {str(n): ("ok", "ok") for n in range(1001, 1041)}
+    kinds["1007"], kinds["1022"] = ("corrupt", "missing"), ("noaudio", "ok")
+    layout, dataset_json, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    out = tmp_path / "media"
+    options = {"video_size": 16, "image_size": 12, "chunk_items": 4}
+    command = [
+        sys.executable, "-m", "crossan.cli", "-v", "sample-media",
+        "--dataset-json", str(dataset_json), "--items", str(items_csv), "--out", str(out),
+        "--video-size", "16", "--image-size", "12", "--chunk-items", "4", "--workers", "2",
+    ]
+    env = os.environ | {media.DELAY_ENV: "0.3"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True, env=env)
+    committed = 0
+    assert process.stderr is not None
+    for line in process.stderr:
+        committed += "committed" in line
+        if committed == 3:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=30)
+    assert committed == 3 and process.returncode == -signal.SIGKILL
+
+    masks = _done_masks(out)
+    for name in media.FILE_NAMES.values():
+        assert not (out / name).exists()
+    done = int(masks["video.h5"][1:].sum())
+    assert 12 <= done < 40 and done % 4 == 0
+    assert all(int(mask[1:].sum()) == done for mask in masks.values())
+
+    resumed = media.sample_media(
+        layout, items_csv, out, workers=0, dataset_json=dataset_json, progress=False, **options
+    )
+    for report in resumed.modalities.values():
+        assert (report.resumed, report.decoded, report.discarded_partial) == (done, 40 - done, None)
+    assert not any(p.name.endswith(".partial") for p in out.iterdir())
+
+    uninterrupted = media.sample_media(
+        layout, items_csv, tmp_path / "whole", workers=0, progress=False, **options
+    )
+    assert_same_files(out, tmp_path / "whole")
+    for modality, report in resumed.modalities.items():
+        assert report.reasons == uninterrupted.modalities[modality].reasons
+    assert resumed.modalities["audio"].reasons == {"corrupt": 1, "no audio track": 1}
