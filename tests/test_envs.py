@@ -45,6 +45,15 @@ def test_envs_use_the_package_pins_and_install_crossan() -> None:
             assert requirement == pins[name], f"{path.name}: {requirement} != pyproject's {pins[name]}"
 
 
+def test_envs_together_list_exactly_the_package_dependencies() -> None:
+    listed = {
+        _name(requirement)
+        for path in (REPO / "envs").glob("*.yaml")
+        for requirement in env_pip_requirements(path)[:-1]
+    }
+    assert listed == set(project_pins())
+
+
 def test_every_rule_env_exists() -> None:
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for env in re.findall(r'"\.\./\.\./(envs/[^"]+)"', smk.read_text()):
