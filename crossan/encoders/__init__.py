@@ -1,0 +1,1 @@
+"""Frozen foundation encoders: loading, input preparation, pooled hidden-state extraction."""
