@@ -56,6 +56,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from crossan.argtypes import non_negative_int, positive_int
 from crossan.atomic import partial_path, write_text_atomic
 from crossan.data import layout as layout_mod
 from crossan.data import readers
@@ -575,18 +576,8 @@ def extract_covers(zip_path: Path, dest: Path) -> int:
 
 
 # --- command line -------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -602,9 +593,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     add("--out", type=Path, required=True, help="output directory (resumed if present)")
     add("--dataset-json", type=Path, default=None, help="also write the dataset manifest here")
     add("--name", default=None, help="dataset name in that manifest (default microlens-VARIANT)")
-    add("--workers", type=_positive_int, default=8, help="parallel video downloads (default 8)")
-    add("--retries", type=_non_negative_int, default=5, help="retries per file (default 5)")
-    add("--max-items", type=_positive_int, default=None, help="only the first N items' videos")
+    add("--workers", type=positive_int, default=8, help="parallel video downloads (default 8)")
+    add("--retries", type=non_negative_int, default=5, help="retries per file (default 5)")
+    add("--max-items", type=positive_int, default=None, help="only the first N items' videos")
     download.set_defaults(func=run_download)
 
     verify = subparsers.add_parser(

@@ -1,12 +1,14 @@
-"""Readers of the raw tables: interactions (``user,item,timestamp``) and titles (``id,title``).
+"""Readers of the raw tables, interactions (``user,item,timestamp``) and titles (``id,title``),
+and of the pipeline's own item table ``items.csv`` (``dense_id,item_id,title``).
 
-Both fail with the file and line of the first malformed rows; every stage that reads the
-raw tables (layout verification, download, sequences) goes through these.
+All fail with the file and line of the first malformed rows; every stage that reads these
+tables (layout verification, download, sequences, media, encoders) goes through here.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -93,3 +95,32 @@ def item_ids(pairs: Path) -> list[str]:
     """The distinct item ids of an interaction file, in numeric order, as strings."""
     frame, _ = read_interactions(pairs)
     return [str(item) for item in frame["item"].unique().sort().to_list()]
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """``items.csv``: row ``i`` of each list is dense item id ``i + 1`` (0 is padding)."""
+
+    item_ids: list[str]
+    titles: list[str]
+
+
+def read_item_table(items_csv: Path) -> ItemTable:
+    """Read ``items.csv`` (header ``dense_id,item_id,title``, dense ids exactly 1..n in order;
+    empty titles stay ``""``). Raises ``DataError`` naming the file and line otherwise."""
+    try:
+        with open(items_csv, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"dense_id", "item_id", "title"} <= set(reader.fieldnames):
+                raise DataError(
+                    f"{items_csv}: expected a header with dense_id,item_id,title, got {reader.fieldnames}"
+                )
+            rows = [(row["dense_id"], row["item_id"], row["title"] or "") for row in reader]
+    except FileNotFoundError as error:
+        raise DataError(f"items table {items_csv} does not exist; run the sequences step") from error
+    for line, (dense, item_id, _) in enumerate(rows, start=2):
+        if dense != str(line - 1) or not item_id:
+            raise DataError(
+                f"{items_csv}:{line}: expected dense_id {line - 1} and an item_id, got {dense!r},{item_id!r}"
+            )
+    return ItemTable(item_ids=[row[1] for row in rows], titles=[row[2] for row in rows])

@@ -31,7 +31,6 @@ need torchvision, which crossan does not install.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import shutil
@@ -43,7 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossan.atomic import partial_path
-from crossan.errors import ConfigError, DataError
+from crossan.data.readers import read_item_table
+from crossan.errors import ConfigError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so ``crossan --help`` is fast
     import tokenizers
@@ -206,7 +206,11 @@ def _save_tokenizer(titles: Sequence[str], spec: TinySpec, directory: Path) -> i
 
 def _save_preprocessor(arch: str, spec: TinySpec, directory: Path) -> None:
     """Write the preprocessor of ``arch`` (not BERT) into ``directory``."""
-    from transformers import ASTFeatureExtractor, VideoMAEImageProcessorPil, ViTImageProcessorPil
+    from transformers import (
+        ASTFeatureExtractor,
+        VideoMAEImageProcessorPil,
+        ViTImageProcessorPil,
+    )
     from transformers.image_utils import PILImageResampling
 
     side = spec.image_size
@@ -349,24 +353,6 @@ def build_tiny_encoders(
 # ---------------------------------------------------------------- command line
 
 
-def read_titles(items_csv: Path) -> list[str]:
-    """The ``title`` column of ``items.csv`` (header ``dense_id,item_id,title``) in row order;
-    empty titles stay empty strings."""
-    try:
-        with open(items_csv, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or "title" not in reader.fieldnames:
-                raise DataError(
-                    f"{items_csv}: expected a header with dense_id,item_id,title, "
-                    f"got {reader.fieldnames}"
-                )
-            return [row["title"] or "" for row in reader]
-    except FileNotFoundError as error:
-        raise DataError(
-            f"items table {items_csv} does not exist; run the sequences step"
-        ) from error
-
-
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``crossan tiny-encoders``."""
     default = TinySpec()
@@ -391,7 +377,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         audio_max_length=args.audio_max_length,
     )
-    titles = read_titles(args.items)
+    titles = read_item_table(args.items).titles
     paths = build_tiny_encoders(args.out, titles, seed=args.seed, spec=spec)
     log.info("tiny encoders for %d titles: %s", len(titles), ", ".join(map(str, paths.values())))
     return 0

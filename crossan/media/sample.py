@@ -25,7 +25,6 @@ continues where it stopped and the result equals an uninterrupted run's.
 from __future__ import annotations
 
 import argparse
-import csv
 import ctypes
 import json
 import logging
@@ -47,8 +46,10 @@ import numpy as np
 from tqdm import tqdm
 
 import crossan
+from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
 from crossan.data.layout import DatasetLayout, load_manifest
+from crossan.data.readers import read_item_table
 from crossan.errors import DataError
 from crossan.media import audio, image, store, video
 
@@ -186,30 +187,8 @@ class MediaReport:
 
 
 def read_items(items_csv: Path) -> list[tuple[int, str]]:
-    """``[(dense_id, item_id)]`` from ``items.csv`` (header ``dense_id,item_id,title``,
-    dense ids exactly 1..n in order)."""
-    try:
-        with open(items_csv, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"dense_id", "item_id"} <= set(reader.fieldnames):
-                raise DataError(
-                    f"{items_csv}: expected a header with dense_id,item_id,title, "
-                    f"got {reader.fieldnames}"
-                )
-            rows = [(row["dense_id"], row["item_id"]) for row in reader]
-    except FileNotFoundError as error:
-        raise DataError(
-            f"items table {items_csv} does not exist; run the sequences step"
-        ) from error
-    items: list[tuple[int, str]] = []
-    for line, (dense, item_id) in enumerate(rows, start=2):
-        if not dense.isdigit() or int(dense) != len(items) + 1 or not item_id:
-            raise DataError(
-                f"{items_csv}:{line}: expected dense_id {len(items) + 1} and an item_id, "
-                f"got {dense!r},{item_id!r}"
-            )
-        items.append((int(dense), item_id))
-    return items
+    """``[(dense_id, item_id)]`` from ``items.csv``."""
+    return list(enumerate(read_item_table(items_csv).item_ids, start=1))
 
 
 # ---------------------------------------------------------------- decoding (worker side)
@@ -595,25 +574,10 @@ def sample_media(
 # ---------------------------------------------------------------- command line
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _modalities(values: list[str]) -> list[str]:
@@ -670,13 +634,13 @@ def register_cli(subparsers: Any) -> None:
         "--modalities", nargs="+", default=list(MODALITIES),
         help="any of video audio image (space or comma separated; default all)",
     )
-    parser.add_argument("--video-size", type=_positive_int, default=224, help="frame side (224)")
-    parser.add_argument("--image-size", type=_positive_int, default=224, help="cover side (224)")
-    parser.add_argument("--frames", type=_positive_int, default=16, help="frames per video (16)")
-    parser.add_argument("--seconds", type=_positive_float, default=3.0, help="clip length (3.0)")
-    parser.add_argument("--sample-rate", type=_positive_int, default=16000, help="audio Hz (16000)")
+    parser.add_argument("--video-size", type=positive_int, default=224, help="frame side (224)")
+    parser.add_argument("--image-size", type=positive_int, default=224, help="cover side (224)")
+    parser.add_argument("--frames", type=positive_int, default=16, help="frames per video (16)")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="clip length (3.0)")
+    parser.add_argument("--sample-rate", type=positive_int, default=16000, help="audio Hz (16000)")
     parser.add_argument(
-        "--workers", type=_non_negative_int, default=2, help="decoder processes (0: in-process)"
+        "--workers", type=non_negative_int, default=2, help="decoder processes (0: in-process)"
     )
-    parser.add_argument("--chunk-items", type=_positive_int, default=16, help="items per task (16)")
+    parser.add_argument("--chunk-items", type=positive_int, default=16, help="items per task (16)")
     parser.set_defaults(func=_run)
