@@ -16,12 +16,12 @@ validate_config(config, schema_path=Path(workflow.basedir) / "workflow/schemas/c
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_-]*",
-    modality=r"video|audio|image",
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/media.smk"
+include: "workflow/rules/features.smk"
 
 
 rule all:

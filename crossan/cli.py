@@ -12,13 +12,13 @@ from crossan.errors import CrossanError
 
 def build_parser() -> argparse.ArgumentParser:
     from crossan.data import demo, download, sequences
-    from crossan.encoders import tiny
+    from crossan.encoders import extract, tiny
     from crossan.media import sample
 
     parser = argparse.ArgumentParser(prog="crossan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, download, sequences, sample, tiny):
+    for module in (demo, download, sequences, sample, tiny, extract):
         module.register_cli(subparsers)
     return parser
 

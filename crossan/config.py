@@ -75,10 +75,17 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             )
     if problems:
         raise ConfigError("invalid config.yaml:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    # Keep only what the user wrote in per-dataset media blocks, so that schema defaults
-    # there never mask the global media settings.
+    # Per-dataset media and encoder blocks keep only what the user wrote, so that schema
+    # defaults there never mask the global settings; a global encoder block the user wrote
+    # partly is completed from that modality's schema default.
     for name, entry in catalog.items():
-        entry["media"] = copy.deepcopy(explicit["catalog"][name].get("media", {}))
+        for block in ("media", "encoders"):
+            entry[block] = copy.deepcopy(explicit["catalog"][name].get(block, {}))
+    encoder_schema = schema["properties"]["encoders"]["properties"]
+    layers_default = schema["$defs"]["encoder"]["properties"]["layers"]["default"]
+    for modality, spec in encoder_schema.items():
+        written = explicit.get("encoders", {}).get(modality, {})
+        config["encoders"][modality] = {"layers": list(layers_default), **spec["default"], **written}
     return config
 
 
@@ -89,6 +96,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return validate_config(config)
+
+
+def encoder_spec(config: Mapping[str, Any], name: str, modality: str) -> dict[str, Any]:
+    """Effective encoder settings of ``modality`` for dataset ``name``: the global block,
+    then the dataset's overrides (keys ``model``, ``layers``, ``batch_size``, ``max_length``)."""
+    return {**config["encoders"][modality], **config["catalog"][name]["encoders"].get(modality, {})}
 
 
 def dataset_media(config: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crossan.config import dataset_media, load_config, validate_config
+from crossan.config import dataset_media, encoder_spec, load_config, validate_config
 from crossan.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +28,12 @@ def test_shipped_config_is_valid_and_builds_the_demo(shipped: dict) -> None:
 
 def test_defaults_are_filled() -> None:
     config = validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}})
-    assert config["catalog"]["d"] == {"kind": "demo", "users": 1000, "items": 400, "topics": 8, "seed": 0, "media": {}}
+    assert config["catalog"]["d"] == {
+        "kind": "demo", "users": 1000, "items": 400, "topics": 8, "seed": 0,
+        "media": {}, "encoders": {},
+    }
+    assert config["device"] == "auto"
+    assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1}
     assert config["media"]["frames"] == 16
     assert config["media"]["sample_rate"] == 16000
     assert config["sequences"] == {"min_interactions": 5, "max_items": 13}
@@ -48,6 +53,22 @@ def test_dataset_media_overrides_only_what_it_names() -> None:
     assert media["image_size"] == 224  # the schema default
 
 
+def test_encoder_settings_merge_defaults_global_and_dataset() -> None:
+    config = validate_config(
+        {
+            "datasets": ["d"],
+            "catalog": {"d": {"kind": "demo", "encoders": {"audio": {"layers": [0, 1]}}}},
+            "encoders": {"audio": {"model": "my/ast", "max_length": 300}},
+        }
+    )
+    assert encoder_spec(config, "d", "audio") == {
+        "model": "my/ast", "layers": [0, 1], "batch_size": 8, "max_length": 300,
+    }
+    assert encoder_spec(config, "d", "text") == {
+        "model": "bert-base-uncased", "layers": [0, 2, 4, 6, 8, 10, 12], "batch_size": 64, "max_length": 30,
+    }
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -59,6 +80,9 @@ def test_dataset_media_overrides_only_what_it_names() -> None:
         (lambda c: c["catalog"]["microlens-100k"].update(variant="10k"), "key 'catalog.microlens-100k.variant'"),
         (lambda c: c["catalog"]["microlens-100k"].pop("url"), "key 'catalog.microlens-100k': 'url' is a required property"),
         (lambda c: c["media"].update(frames=0), "key 'media.frames': 0 is less than the minimum of 1"),
+        (lambda c: c["encoders"]["text"].update(layers="all"), "key 'encoders.text.layers': 'all' is not of type 'array'"),
+        (lambda c: c["encoders"].update(smell={}), "unknown key 'encoders.smell'"),
+        (lambda c: c.update(device="tpu"), "key 'device': 'tpu' is not one of"),
         (lambda c: c["catalog"].update({"bad name": {"kind": "demo"}}), "'bad name' does not match"),
         (lambda c: c["catalog"].update(mine={"kind": "local"}), "key 'catalog.mine': 'data_dir' is a required property"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
 def small_demo_config(workdir: Path, **demo: object) -> None:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["catalog"]["demo"].update({"users": 60, "items": 30, "topics": 4, **demo})
-    config["catalog"]["demo"]["media"] = {"video_size": 32, "image_size": 32}
+    config["catalog"]["demo"]["media"] = {"video_size": 64, "image_size": 64}  # the tiny encoders' input
     config["media"].update({"workers": 1, "chunk_items": 8})
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -40,7 +41,10 @@ def test_dry_run_lists_the_stage_1a_jobs(tmp_path: Path) -> None:
     small_demo_config(tmp_path)
     result = snakemake(tmp_path, "-n", "all", "--cores", "2")
     assert result.returncode == 0, result.stderr
-    for job in ("demo_data", "dataset_manifest", "sequences", "sample_media"):
+    for job in (
+        "demo_data", "dataset_manifest", "sequences", "sample_media",
+        "tiny_encoders", "extract_features", "merge_features",
+    ):
         assert job in result.stdout
 
 
@@ -79,10 +83,35 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
         for item, reason in invalid.items():
             assert reason.startswith(expected[item]), (modality, item, reason)
     with h5py.File(tmp_path / "results/demo/media/video.h5") as video:
-        assert video["frames"].shape[1:] == (16, 32, 32, 3)
+        assert video["frames"].shape[1:] == (16, 64, 64, 3)
     items = (tmp_path / "results/demo/data/items.csv").read_text()
     assert f'{defects["empty_title"][0]},""' in items  # the empty title survives as empty
+
+    n_items = stats["items"]
+    for modality in ("text", "image", "video", "audio"):
+        with h5py.File(tmp_path / f"results/demo/features/{modality}.h5") as store:
+            assert store["features"].shape == (n_items + 1, 7, 32)
+            assert store["features"].dtype == "float16"
+            assert not store["features"][0].any()  # padding row
+            valid = store["valid"][:]
+        if modality == "text":
+            assert valid[1:].all()  # an empty title is still a valid input
+        else:
+            with h5py.File(tmp_path / f"results/demo/media/{modality}.h5") as media:
+                assert (valid == media["valid"][:]).all()  # the media mask carries over
 
     again = snakemake(tmp_path, "--cores", "2", "-n", "all")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Changing one encoder's kept layers reruns exactly that modality.
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["catalog"]["demo"]["encoders"]["audio"]["layers"] = [0, 3, 6]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    changed = snakemake(tmp_path, "--cores", "2", "-n", "all")
+    assert changed.returncode == 0, changed.stderr
+    planned = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: (\S+)", changed.stdout, flags=re.M)
+    assert sorted(planned) == [
+        ("extract_features", "results/demo/features/shards/audio-0-of-1.h5"),
+        ("merge_features", "results/demo/features/audio.h5"),
+    ], changed.stdout

@@ -1,7 +1,11 @@
 # Helpers shared by the workflow: what each dataset needs and where its raw files come from.
-from crossan.config import dataset_media
+from pathlib import Path
+
+from crossan.config import dataset_media, encoder_spec
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
+FEATURE_MODALITIES = ["text", "image", "video", "audio"]
+BUILT_MODELS = Path("resources/models")
 
 
 def dataset_entry(wildcards):
@@ -32,9 +36,38 @@ def media_setting(key):
     return lambda wildcards: dataset_media(config, wildcards.dataset)[key]
 
 
+def encoder_setting(key):
+    return lambda wildcards: encoder_spec(config, wildcards.dataset, wildcards.modality)[key]
+
+
+def media_input(wildcards):
+    """The media file an encoder reads; titles come from items.csv."""
+    if wildcards.modality == "text":
+        return []
+    return f"results/{wildcards.dataset}/media/{wildcards.modality}.h5"
+
+
+def encoder_model_input(wildcards):
+    """A model the workflow builds (resources/models/NAME/...) is an input: its folder NAME.
+    A Hugging Face id or a user's own folder is not tracked."""
+    model = Path(encoder_setting("model")(wildcards))
+    if model.parts[: len(BUILT_MODELS.parts)] == BUILT_MODELS.parts and len(model.parts) > 2:
+        return str(Path(*model.parts[:3]))
+    return []
+
+
+def feature_shards(wildcards):
+    count = config["features"]["shards"]
+    return expand(
+        "results/{dataset}/features/shards/{modality}-{shard}-of-{num_shards}.h5",
+        dataset=wildcards.dataset, modality=wildcards.modality, shard=range(count), num_shards=count,
+    )
+
+
 def all_outputs(wildcards):
     outputs = []
     for name in config["datasets"]:
         outputs.append(f"results/{name}/data/stats.json")
         outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=MEDIA_MODALITIES)
+        outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=FEATURE_MODALITIES)
     return outputs

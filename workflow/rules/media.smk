@@ -8,6 +8,8 @@ rule sample_media:
         item_table="results/{dataset}/data/items.csv",
     output:
         "results/{dataset}/media/{modality}.h5",
+    wildcard_constraints:
+        modality=r"video|audio|image",
     params:
         frames=media_setting("frames"),
         seconds=media_setting("seconds"),
