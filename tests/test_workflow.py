@@ -48,6 +48,20 @@ def test_dry_run_lists_the_stage_1a_jobs(tmp_path: Path) -> None:
         assert job in result.stdout
 
 
+def test_shards_scatter_into_jobs_and_gather(tmp_path: Path) -> None:
+    small_demo_config(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["features"]["shards"] = 3
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "all", "--cores", "2")
+    assert result.returncode == 0, result.stderr
+    shards = set(re.findall(r"results/demo/features/shards/(\w+)-(\d)-of-3\.h5", result.stdout))
+    assert shards == {(m, str(k)) for m in ("text", "image", "video", "audio") for k in range(3)}
+    assert re.search(r"extract_features\s+12\b", result.stdout)
+    assert re.search(r"merge_features\s+4\b", result.stdout)
+    assert "gpu=1" in result.stdout  # each shard job asks the scheduler for one GPU
+
+
 def test_a_bad_config_stops_before_any_job(tmp_path: Path) -> None:
     small_demo_config(tmp_path, users="many")
     result = snakemake(tmp_path, "--cores", "2", "all")
