@@ -73,8 +73,6 @@ import colorsys
 import csv
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +80,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossan.atomic import partial_path
+from crossan.atomic import atomic_directory
 from crossan.errors import ConfigError
 from crossan.media.encode import write_mp4
 
@@ -734,18 +732,6 @@ def _write_all(root: Path, spec: DemoSpec, plan: _Plan) -> None:
     (root / "demo_truth.json").write_text(truth, encoding="utf-8")
 
 
-def _replace_dir(built: Path, final: Path) -> None:
-    """Move the finished tree ``built`` to ``final``, replacing any previous ``final`` whole.
-    In between, ``final`` is briefly absent, never half-written."""
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(built, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def generate_demo(
     out_dir: Path,
     *,
@@ -767,18 +753,9 @@ def generate_demo(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"demo dataset: {out_dir} exists and is not a directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = partial_path(out_dir)
-    if building.exists():  # left over from a killed run
-        shutil.rmtree(building)
-    building.mkdir()
-    try:
+    with atomic_directory(out_dir) as building:
         plan = _plan(spec)
         _write_all(building, spec, plan)
-        _replace_dir(building, out_dir)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     inter, defects = plan.interactions, plan.defects
     return DemoSummary(
         out_dir=out_dir,

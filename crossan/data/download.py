@@ -57,7 +57,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from crossan.argtypes import non_negative_int, positive_int
-from crossan.atomic import partial_path, write_text_atomic
+from crossan.atomic import atomic_directory, partial_path, write_text_atomic
 from crossan.data import layout as layout_mod
 from crossan.data import readers
 from crossan.errors import ConfigError, DataError, DownloadError
@@ -546,31 +546,22 @@ def extract_covers(zip_path: Path, dest: Path) -> int:
     """Extract the ``.jpg`` members of ``zip_path`` flat into ``dest`` (any top folder is
     dropped) via ``dest.partial``; return how many. A zip with an absolute, ``..`` or
     symlink member is rejected as a whole; a corrupt zip is deleted so a rerun re-fetches it."""
-    staging = partial_path(dest)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            members = _cover_members(archive, zip_path)
-            for info, name in members:
-                with archive.open(info) as source, (staging / name).open("wb") as sink:
-                    shutil.copyfileobj(source, sink, CHUNK_BYTES)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        zip_path.unlink(missing_ok=True)
-        raise DataError(
-            f"{zip_path}: corrupt zip ({error}); it was deleted, rerun to download it again"
-        ) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not members:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DataError(
-            f"{zip_path}: contains no .jpg covers; check the covers file name for this variant"
-        )
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(staging, dest)
+    with atomic_directory(dest) as staging:
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                members = _cover_members(archive, zip_path)
+                for info, name in members:
+                    with archive.open(info) as source, (staging / name).open("wb") as sink:
+                        shutil.copyfileobj(source, sink, CHUNK_BYTES)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+            zip_path.unlink(missing_ok=True)
+            raise DataError(
+                f"{zip_path}: corrupt zip ({error}); it was deleted, rerun to download it again"
+            ) from error
+        if not members:
+            raise DataError(
+                f"{zip_path}: contains no .jpg covers; check the covers file name for this variant"
+            )
     log.info("extracted %d covers into %s", len(members), dest)
     return len(members)
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -41,7 +39,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crossan.atomic import partial_path
+from crossan.atomic import atomic_directory
 from crossan.data.readers import read_item_table
 from crossan.errors import ConfigError
 
@@ -310,17 +308,6 @@ def _write_all(root: Path, titles: Sequence[str], seed: int, spec: TinySpec) -> 
     return counts
 
 
-def _replace_dir(built: Path, final: Path) -> None:
-    """Move ``built`` to ``final``, replacing a previous ``final`` whole (never half-written)."""
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(built, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def build_tiny_encoders(
     out_dir: Path, titles: Sequence[str], *, seed: int = 0, spec: TinySpec = TinySpec()
 ) -> dict[str, Path]:
@@ -332,18 +319,9 @@ def build_tiny_encoders(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"tiny encoders: {out_dir} exists and is not a directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = partial_path(out_dir)
-    if building.exists():  # left over from a killed run
-        shutil.rmtree(building)
-    building.mkdir()
     began = time.perf_counter()
-    try:
+    with atomic_directory(out_dir) as building:
         counts = _write_all(building, list(titles), seed, spec)
-        _replace_dir(building, out_dir)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     for arch, count in counts.items():
         log.info("tiny %s: %s parameters -> %s", arch, f"{count:,}", out_dir / arch)
     log.info("tiny encoders (seed %d) written in %.1f s", seed, time.perf_counter() - began)
