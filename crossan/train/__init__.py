@@ -1,0 +1,1 @@
+"""Stage 2 training pieces: the in-batch debiased loss and full-ranking evaluation metrics."""

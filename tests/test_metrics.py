@@ -1,0 +1,163 @@
+"""Full-ranking metrics: hand-worked ranks, HR/NDCG values, chunking and the per-user file."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from crossan.train.metrics import (
+    evaluate_full_ranking,
+    hit_ndcg,
+    rank_of_targets,
+    save_per_user,
+    summarize,
+)
+
+F64 = torch.float64
+
+
+def ranks(scores, targets, history) -> list[int]:
+    return rank_of_targets(
+        torch.tensor(scores, dtype=F64), torch.tensor(targets), torch.tensor(history)
+    ).tolist()
+
+
+def test_hand_worked_ranks_with_ties_history_and_padding():
+    scores = [
+        [9, 5, 4, 3, 2, 1],  # item 0 scores highest but is padding: target 1 is first
+        [0, 1, 5, 3, 5, 2],  # items 2 and 4 beat target 3
+        [0, 2, 2, 2, 1, 2],  # target 1 ties items 2, 3 (item 5 is history): pessimistic rank 3
+        [0, 8, 3, 9, 2, 7],  # target 3 is also in the history: kept; item 1 masked
+    ]
+    history = [[0, 0], [0, 0], [5, 0], [3, 1]]
+    assert ranks(scores, [1, 3, 1, 3], history) == [1, 3, 3, 1]
+
+
+def test_history_masking_moves_the_target_up():
+    scores = [[0, 5, 4, 3, 2, 1]]
+    assert ranks(scores, [4], [[0, 0, 0]]) == [4]
+    assert ranks(scores, [4], [[1, 3, 0]]) == [2]
+    assert ranks(scores, [4], [[1, 2, 3]]) == [1]
+
+
+def test_target_in_history_is_never_masked():
+    scores = [[0, 1, 2, 3]]
+    # target 2 listed in its own history still ranks behind item 3 and ahead of item 1
+    assert ranks(scores, [2], [[2]]) == [2]
+    assert ranks(scores, [2], [[2, 3]]) == [1]
+
+
+def test_ranks_11_and_21_and_boundaries():
+    n_items = 30
+    row = [1000.0] + [100.0 - i for i in range(1, n_items + 1)]  # item i ranks i
+    targets = [1, 3, 10, 11, 20, 21, 30]
+    got = ranks([row] * len(targets), targets, [[0]] * len(targets))
+    assert got == targets
+    metrics = hit_ndcg(torch.tensor(got))
+    assert metrics["HR@10"].tolist() == [1, 1, 1, 0, 0, 0, 0]
+    assert metrics["HR@20"].tolist() == [1, 1, 1, 1, 1, 0, 0]
+    assert metrics["NDCG@10"].tolist() == pytest.approx([1, 0.5, 1 / math.log2(11), 0, 0, 0, 0], abs=1e-15)
+    assert metrics["NDCG@20"].tolist() == pytest.approx(
+        [1, 0.5, 1 / math.log2(11), 1 / math.log2(12), 1 / math.log2(21), 0, 0], abs=1e-15
+    )
+
+
+def test_constant_scores_get_the_pessimistic_rank():
+    n_items = 30
+    scores = torch.zeros(2, n_items + 1)
+    got = rank_of_targets(scores, torch.tensor([5, 7]), torch.tensor([[1, 2], [0, 0]]))
+    assert got.tolist() == [28, 30]  # every other candidate ties the target
+    summary = summarize(hit_ndcg(got))
+    assert summary == {"HR@10": 0.0, "NDCG@10": 0.0, "HR@20": 0.0, "NDCG@20": 0.0}
+
+
+def test_hit_ndcg_exact_values_and_key_order():
+    metrics = hit_ndcg(torch.tensor([1, 3, 7, 15, 31]), ks=(10, 20))
+    assert list(metrics) == ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]
+    assert metrics["NDCG@10"].tolist() == [1.0, 0.5, 1 / 3, 0.0, 0.0]
+    assert metrics["NDCG@20"].tolist() == [1.0, 0.5, 1 / 3, 0.25, 0.0]
+    assert metrics["HR@20"].dtype == F64
+    assert summarize(metrics)["NDCG@20"] == pytest.approx((1 + 0.5 + 1 / 3 + 0.25) / 5)
+    assert list(hit_ndcg(torch.tensor([1]), ks=(5,))) == ["HR@5", "NDCG@5"]
+
+
+def test_invalid_inputs_are_rejected():
+    scores = torch.zeros(1, 4)
+    with pytest.raises(ValueError, match="1..3"):
+        rank_of_targets(scores, torch.tensor([0]), torch.tensor([[0]]))
+    with pytest.raises(ValueError, match="1..3"):
+        rank_of_targets(scores, torch.tensor([4]), torch.tensor([[0]]))
+    with pytest.raises(ValueError, match="NaN"):
+        rank_of_targets(torch.tensor([[0.0, 1.0, float("nan"), 2.0]]), torch.tensor([1]), torch.tensor([[0]]))
+    with pytest.raises(ValueError, match="no users"):
+        summarize({"HR@10": np.array([])})
+
+
+def brute_force_rank(scores: torch.Tensor, target: int, history: set[int]) -> int:
+    return 1 + sum(
+        1
+        for item in range(1, scores.numel())
+        if item != target and item not in history and scores[item] >= scores[target]
+    )
+
+
+def random_eval(seed: int, users: int = 37, n_items: int = 50, dim: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    # small integers make exact ties common
+    states = torch.randint(-2, 3, (users, dim), generator=g).to(F64)
+    items = torch.randint(-2, 3, (n_items + 1, dim), generator=g).to(F64)
+    targets = torch.randint(1, n_items + 1, (users,), generator=g)
+    history = torch.randint(0, n_items + 1, (users, 6), generator=g)
+    history[::4, 0] = targets[::4]  # some targets repeat an item of the history
+    return states, items, targets, history
+
+
+def test_evaluate_matches_brute_force_and_chunking_is_invisible():
+    states, items, targets, history = random_eval(0)
+    scores = states @ items.T
+    want = [
+        brute_force_rank(
+            scores[u], int(targets[u]), {int(h) for h in history[u] if h != 0 and h != targets[u]}
+        )
+        for u in range(len(targets))
+    ]
+    results = [
+        evaluate_full_ranking(states, items, targets, history, chunk_users=c) for c in (1, 5, 37, 1024)
+    ]
+    for summary, per_user in results:
+        assert per_user["rank"].tolist() == want
+        assert summary == results[0][0]
+        for name in ("HR@10", "NDCG@10", "HR@20", "NDCG@20"):
+            np.testing.assert_array_equal(per_user[name], results[0][1][name])
+            assert summary[name] == pytest.approx(per_user[name].mean(), abs=1e-15)
+    assert 0 < results[0][0]["HR@20"] < 1  # the case is not degenerate
+
+
+def test_evaluate_float32_and_bad_chunk():
+    states, items, targets, history = random_eval(1)
+    summary64, _ = evaluate_full_ranking(states, items, targets, history)
+    summary32, _ = evaluate_full_ranking(states.float(), items.float(), targets, history, chunk_users=8)
+    assert summary32 == summary64  # small integers are exact in float32 too
+    with pytest.raises(ValueError, match="chunk_users"):
+        evaluate_full_ranking(states, items, targets, history, chunk_users=0)
+
+
+def test_save_per_user_round_trip(tmp_path):
+    states, items, targets, history = random_eval(2, users=9)
+    _, per_user = evaluate_full_ranking(states, items, targets, history, chunk_users=4)
+    user_index = np.arange(100, 109)
+    path = tmp_path / "eval" / "per_user.parquet"
+    save_per_user(path, user_index, per_user)
+    frame = pl.read_parquet(path)
+    assert frame.columns == ["user", "rank", "HR@10", "NDCG@10", "HR@20", "NDCG@20"]
+    assert frame.height == 9
+    assert frame["user"].to_list() == user_index.tolist()
+    np.testing.assert_array_equal(frame["NDCG@10"].to_numpy(), per_user["NDCG@10"])
+    assert not (tmp_path / "eval" / "per_user.parquet.partial").exists()
+    with pytest.raises(ValueError, match="shape"):
+        save_per_user(tmp_path / "bad.parquet", user_index[:3], per_user)
+    assert not (tmp_path / "bad.parquet").exists()
