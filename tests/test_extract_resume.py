@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from killing import kill_after_marks
 from test_extract import LAYERS, NUM_ITEMS, make_items, make_media, run
 
 from crossan.atomic import partial_path
@@ -87,18 +86,7 @@ def test_sigkilled_run_resumes_and_ends_bit_identical(world: dict, tmp_path: Pat
         "--layers", ",".join(map(str, LAYERS)), "--batch-size", "4", "--chunk-batches", "1",
         "--device", "cpu", "--no-progress",
     ]
-    env = os.environ | {extract_module.DELAY_ENV: "0.5"}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=env)
-    committed = 0
-    assert process.stderr is not None
-    for line in process.stderr:
-        committed += "chunk committed" in line
-        if committed == 3:
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=30)
-    assert committed == 3 and process.returncode == -signal.SIGKILL
+    kill_after_marks(command, os.environ | {extract_module.DELAY_ENV: "0.5"}, "chunk committed", 3)
     assert not out.exists() and partial_path(out).exists()
     done = _done_mask(partial_path(out))
     assert done[0] and done[1:13].all() and not done[13:].any()  # 3 chunks of 4 items

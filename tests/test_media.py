@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ import av
 import h5py
 import numpy as np
 import pytest
+from killing import kill_after_marks
 from PIL import Image
 
 from crossan.data.layout import DatasetLayout, write_manifest
@@ -539,18 +538,7 @@ def test_sigkilled_cli_run_resumes_without_redoing_finished_blocks(tmp_path: Pat
         "--dataset-json", str(dataset_json), "--items", str(items_csv), "--out", str(out),
         "--video-size", "16", "--image-size", "12", "--chunk-items", "4", "--workers", "2",
     ]
-    env = os.environ | {media.DELAY_ENV: "0.3"}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=env)
-    committed = 0
-    assert process.stderr is not None
-    for line in process.stderr:
-        committed += "committed" in line
-        if committed == 3:
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=30)
-    assert committed == 3 and process.returncode == -signal.SIGKILL
+    kill_after_marks(command, os.environ | {media.DELAY_ENV: "0.3"}, "committed", 3)
 
     masks = _done_masks(out)
     for name in media.FILE_NAMES.values():
