@@ -14,11 +14,12 @@ def build_parser() -> argparse.ArgumentParser:
     from crossan.data import demo, download, sequences
     from crossan.encoders import extract, tiny
     from crossan.media import sample
+    from crossan.models import params
 
     parser = argparse.ArgumentParser(prog="crossan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, download, sequences, sample, tiny, extract):
+    for module in (demo, download, sequences, sample, tiny, extract, params):
         module.register_cli(subparsers)
     return parser
 

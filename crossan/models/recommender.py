@@ -1,0 +1,181 @@
+"""Item encoder + sequence encoder = one sequential recommender, built from :class:`ModelConfig`.
+
+Methods: ``crossan`` (cross-modal side adapters, default fusion MOMEF), ``indsan``
+(independent side adapters, MOMEF), ``iisan`` (IISAN, text + image only, concat fusion),
+``iisan-e`` (IISAN extended to any modality subset, concat fusion) and ``id-sasrec`` (item-ID
+embeddings, no content). The frozen encoders are not part of the model: it reads their
+cached states, so every parameter of the model is trainable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from crossan.models.adapters import (
+    CrossModalSideAdapters,
+    IISANSideAdapters,
+    letters_of,
+    parse_modalities,
+)
+from crossan.models.fusion import FUSIONS, build_fusion
+from crossan.models.sasrec import IDItemEncoder, SASRec
+
+METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e", "id-sasrec")
+DEFAULT_FUSION: dict[str, str] = {
+    "crossan": "momef",
+    "indsan": "momef",
+    "iisan": "concat",
+    "iisan-e": "concat",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that decides a model's shape. Defaults = the paper's CROSSAN T+I+V+A.
+
+    ``modalities``: letters from ``TIVA``. ``encoder_dim``/``n_layers``: the cached states'
+    hidden size and kept-layer count. ``adapter_dim``: the adapters' bottleneck ``h``.
+    ``fusion``: one of :data:`~crossan.models.fusion.FUSIONS`, ``None`` = the method's
+    default. ``n_items``: only for ``id-sasrec``.
+    """
+
+    method: str = "crossan"
+    modalities: str = "TIVA"
+    encoder_dim: int = 768
+    n_layers: int = 7
+    adapter_dim: int = 512
+    item_dim: int = 64
+    fusion: str | None = None
+    topk: int = 2
+    gate_temperature: float = 0.1
+    max_len: int = 10
+    n_blocks: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    n_items: int = 0
+
+    def resolved_fusion(self) -> str:
+        """The fusion actually used (``"none"`` for ``id-sasrec``)."""
+        if self.method == "id-sasrec":
+            return "none"
+        return self.fusion or DEFAULT_FUSION[self.method]
+
+
+class ContentItemEncoder(nn.Module):
+    """Side-adapter towers + fusion: cached states -> item embeddings ``[N, item_dim]``.
+
+    ``states[m]: [N, L, D]`` for each modality of the model (any float dtype; cast to the
+    parameters' dtype), ``has_modality[m]: bool[N]`` (optional; False = the item's media for
+    ``m`` was invalid and its states are zero). The IISAN inter tower counts as available
+    whenever any modality is.
+    """
+
+    def __init__(self, towers: CrossModalSideAdapters | IISANSideAdapters, fusion: nn.Module) -> None:
+        super().__init__()
+        self.towers = towers
+        self.fusion = fusion
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.towers.modalities
+
+    def availability(
+        self, states: dict[str, Tensor], has_modality: dict[str, Tensor] | None
+    ) -> Tensor | None:
+        """``bool[N, n_towers]`` in :attr:`towers.tower_names` order, or ``None`` (all)."""
+        if has_modality is None:
+            return None
+        n = states[self.modalities[0]].shape[0]
+        device = states[self.modalities[0]].device
+        columns = [
+            has_modality[m].to(device=device, dtype=torch.bool)
+            if m in has_modality
+            else torch.ones(n, dtype=torch.bool, device=device)
+            for m in self.modalities
+        ]
+        available = torch.stack(columns, dim=1)
+        if "inter" in self.towers.tower_names:
+            available = torch.cat([available, available.any(dim=1, keepdim=True)], dim=1)
+        return available
+
+    def tower_outputs(self, states: dict[str, Tensor]) -> Tensor:
+        """``[N, n_towers, item_dim]``, before fusion."""
+        return self.towers(states)
+
+    def forward(self, states: dict[str, Tensor], has_modality: dict[str, Tensor] | None = None) -> Tensor:
+        return self.fusion(self.towers(states), self.availability(states, has_modality))
+
+    def gate_values(self) -> dict[str, Tensor]:
+        """The towers' learned gates (see the towers' ``gate_values``)."""
+        return self.towers.gate_values()
+
+
+class SequentialRecommender(nn.Module):
+    """``item_encoder`` (content or ID) + :class:`SASRec`.
+
+    Typical training step: ``items = model.encode_items(...)`` for the batch's deduplicated
+    items (``[N, d]``), ``users = model.encode_sequences(items[index], valid)`` with
+    ``index: long[B, L]`` into those rows (``[B, L, d]``), then logits ``users @ items.T``.
+    """
+
+    def __init__(self, config: ModelConfig, item_encoder: nn.Module, sequence_encoder: SASRec) -> None:
+        super().__init__()
+        self.config = config
+        self.item_encoder = item_encoder
+        self.sequence_encoder = sequence_encoder
+
+    def encode_items(self, *inputs: object, **kw: object) -> Tensor:
+        """Content: ``(states, has_modality=None)``; ID: ``(item_ids,)`` -> ``[N, d]``."""
+        return self.item_encoder(*inputs, **kw)
+
+    def encode_sequences(self, item_embeddings: Tensor, valid: Tensor) -> Tensor:
+        """``[B, L, d]`` + ``bool[B, L]`` -> user states ``[B, L, d]``."""
+        return self.sequence_encoder(item_embeddings, valid)
+
+    def forward(
+        self, index: Tensor, valid: Tensor, *item_inputs: object, **kw: object
+    ) -> tuple[Tensor, Tensor]:
+        """``index: long[B, L]`` rows into the encoded items (padding may point anywhere,
+        e.g. 0), ``valid: bool[B, L]`` -> ``(user_states [B, L, d], items [N, d])``."""
+        items = self.encode_items(*item_inputs, **kw)
+        return self.encode_sequences(items[index], valid), items
+
+    def gate_values(self) -> dict[str, Tensor]:
+        """Learned gate values for Figure 4, ``{tower: [L, sources]}`` (empty for ID)."""
+        return self.item_encoder.gate_values()
+
+
+def build_model(config: ModelConfig) -> SequentialRecommender:
+    """The model ``config`` describes, freshly initialised (seed with ``torch.manual_seed``)."""
+    if config.method not in METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+    sequence_encoder = SASRec(
+        config.item_dim, config.max_len, config.n_blocks, config.n_heads, config.dropout
+    )
+    if config.method == "id-sasrec":
+        if config.n_items < 1:
+            raise ValueError("id-sasrec needs n_items >= 1")
+        return SequentialRecommender(config, IDItemEncoder(config.n_items, config.item_dim), sequence_encoder)
+    modalities = parse_modalities(config.modalities)
+    fusion_name = config.resolved_fusion()
+    if fusion_name not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion_name!r}; choose from {', '.join(FUSIONS)}")
+    shape = {
+        "dim": config.encoder_dim,
+        "hidden": config.adapter_dim,
+        "n_layers": config.n_layers,
+        "item_dim": config.item_dim,
+    }
+    if config.method in ("crossan", "indsan"):
+        towers: CrossModalSideAdapters | IISANSideAdapters = CrossModalSideAdapters(
+            modalities, cross=config.method == "crossan", temperature=config.gate_temperature, **shape
+        )
+    else:
+        if config.method == "iisan" and letters_of(modalities) != "TI":
+            raise ValueError(f"iisan is the text+image method; use iisan-e for {config.modalities!r}")
+        towers = IISANSideAdapters(modalities, temperature=config.gate_temperature, **shape)
+    fusion = build_fusion(fusion_name, len(towers.tower_names), config.item_dim, topk=config.topk)
+    return SequentialRecommender(config, ContentItemEncoder(towers, fusion), sequence_encoder)
