@@ -60,10 +60,10 @@ from torch import Tensor
 from crossan.data.readers import read_item_table
 from crossan.encoders.store import FEATURES, inspect
 from crossan.errors import DataError
+from crossan.models.adapters import MODALITY_LETTERS, parse_modalities
 
 log = logging.getLogger(__name__)
 
-MODALITY_LETTERS: dict[str, str] = {"T": "text", "I": "image", "V": "video", "A": "audio"}
 DEFAULT_MAX_LEN = 10
 
 
@@ -72,10 +72,8 @@ DEFAULT_MAX_LEN = 10
 
 def modality_letters(spec: str) -> str:
     """``"tiva"``, ``"AT"`` -> canonical letters in T, I, V, A order (``"TIVA"``, ``"TA"``)."""
-    letters = spec.upper()
-    if not letters or set(letters) - set(MODALITY_LETTERS) or len(set(letters)) != len(letters):
-        raise ValueError(f"modalities must be distinct letters from TIVA, got {spec!r}")
-    return "".join(letter for letter in MODALITY_LETTERS if letter in letters)
+    names = set(parse_modalities(spec))
+    return "".join(letter for letter, name in MODALITY_LETTERS.items() if name in names)
 
 
 def default_storage_dtype(device: torch.device | str) -> torch.dtype:
