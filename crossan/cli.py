@@ -15,11 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
     from crossan.encoders import extract, tiny
     from crossan.media import sample
     from crossan.models import params
+    from crossan.train import run
 
     parser = argparse.ArgumentParser(prog="crossan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, download, sequences, sample, tiny, extract, params):
+    for module in (demo, download, sequences, sample, tiny, extract, params, run):
         module.register_cli(subparsers)
     return parser
 

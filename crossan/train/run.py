@@ -1,0 +1,145 @@
+"""Run names and ``crossan train``.
+
+A run's directory name encodes everything that distinguishes it in the paper's tables::
+
+    {dataset}__{method}-{modalities}-{fusion}-k{topk}-h{hidden}-lr{lr}-s{seed}
+    demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0
+    microlens-100k__iisan-e-TIVA-concat-k2-h1024-lr1e-04-s1
+    demo__id-sasrec-none-none-k2-h512-lr1e-03-s0      (no content: modalities "none")
+
+``fusion`` is the resolved one (the method's default when none was given), ``lr`` is written
+in exponent form with as many mantissa digits as it needs (``1e-04``, ``2.5e-04``), so
+:func:`parse_run_name` gives back exactly the same values. The dataset is separated by
+``__`` (two underscores, never used by the rest), so dataset names may contain ``-`` and
+``_``. ``RunConfig(**parse_run_name(name), data_dir=..., features_dir=..., out_dir=...)``
+rebuilds the configuration of a name; batch size, epochs, patience and device are not part
+of it (they are the same for every run of an experiment, from ``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from crossan.argtypes import non_negative_int, positive_float, positive_int
+from crossan.errors import ConfigError
+
+SEPARATOR = "__"
+_METHOD_PATTERN = "crossan|indsan|iisan-e|iisan|id-sasrec|popularity"
+_NAME = re.compile(
+    rf"^(?P<dataset>.+?){SEPARATOR}(?P<method>{_METHOD_PATTERN})-(?P<modalities>[TIVA]+|none)"
+    r"-(?P<fusion>[a-z]+)-k(?P<topk>\d+)-h(?P<hidden>\d+)"
+    r"-lr(?P<lr>\d+(?:\.\d+)?e[+-]\d+)-s(?P<seed>\d+)$"
+)
+
+
+def format_lr(lr: float) -> str:
+    """``1e-4 -> "1e-04"``, ``2.5e-4 -> "2.5e-04"``: exponent form, shortest exact mantissa."""
+    for digits in range(17):
+        text = f"{lr:.{digits}e}"
+        if float(text) == lr:
+            return text
+    return f"{lr:.16e}"
+
+
+def run_name(config: Any) -> str:
+    """The run directory name of a :class:`~crossan.train.trainer.RunConfig` (see the module
+    docstring)."""
+    dataset = config.dataset
+    if not dataset or "/" in dataset or SEPARATOR in dataset or dataset.endswith("_") or dataset != dataset.strip():
+        raise ConfigError(f"dataset name {dataset!r} cannot be part of a run name "
+                          f"(no '/', no '{SEPARATOR}', no trailing '_' or spaces)")
+    return (
+        f"{dataset}{SEPARATOR}{config.method}-{config.modalities or 'none'}-{config.resolved_fusion()}"
+        f"-k{config.topk}-h{config.hidden}-lr{format_lr(config.lr)}-s{config.seed}"
+    )
+
+
+def parse_run_name(name: str) -> dict[str, Any]:
+    """Inverse of :func:`run_name`: ``{"dataset", "method", "modalities", "fusion", "topk",
+    "hidden", "lr", "seed"}`` with the :class:`RunConfig` types (``modalities`` ``""`` for
+    ``none``). Accepts a path: only its last component is read."""
+    match = _NAME.match(Path(name).name)
+    if match is None:
+        raise ConfigError(
+            f"{name!r} is not a run name like "
+            "'demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0' "
+            "({dataset}__{method}-{modalities}-{fusion}-k{topk}-h{hidden}-lr{lr}-s{seed})"
+        )
+    parts = match.groupdict()
+    return {
+        "dataset": parts["dataset"],
+        "method": parts["method"],
+        "modalities": "" if parts["modalities"] == "none" else parts["modalities"],
+        "fusion": parts["fusion"],
+        "topk": int(parts["topk"]),
+        "hidden": int(parts["hidden"]),
+        "lr": float(parts["lr"]),
+        "seed": int(parts["seed"]),
+    }
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``crossan train``: one run, its outputs in ``--out``."""
+    from crossan.models.fusion import FUSIONS
+    from crossan.train.trainer import DEVICES, RUN_METHODS
+
+    parser = subparsers.add_parser(
+        "train", help="train and evaluate one configuration (or the popularity baseline)",
+        description="Train one configuration on cached states, early-stop on validation HR@10, "
+        "evaluate test at the best epoch; writes metrics.json (last), per_user_{valid,test}."
+        "parquet, gates.json and train_log.csv into --out.",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="results/{dataset}/data")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="results/{dataset}/features (not needed for id-sasrec/popularity)")
+    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--dataset", default="", help="name in the run name (default: --data's parent)")
+    parser.add_argument("--method", choices=RUN_METHODS, default="crossan")
+    parser.add_argument("--modalities", default="TIVA", help="letters from TIVA")
+    parser.add_argument("--fusion", choices=(*FUSIONS, "none"), default=None,
+                        help="default: the method's own")
+    parser.add_argument("--topk", type=positive_int, default=2, help="MOMEF's k")
+    parser.add_argument("--hidden", type=positive_int, default=512, help="adapter bottleneck h")
+    parser.add_argument("--lr", type=positive_float, default=1e-4)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--max-epochs", type=positive_int, default=50)
+    parser.add_argument("--patience", type=positive_int, default=5)
+    parser.add_argument("--max-len", type=positive_int, default=10)
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from crossan.train.trainer import POPULARITY, RunConfig, train
+
+    if args.features is None and args.method not in ("id-sasrec", POPULARITY):
+        raise ConfigError(f"--features is required for method {args.method}")
+    run = RunConfig(
+        data_dir=args.data,
+        features_dir=args.features or "",
+        out_dir=args.out,
+        dataset=args.dataset,
+        method=args.method,
+        modalities=args.modalities,
+        fusion=args.fusion,
+        topk=args.topk,
+        hidden=args.hidden,
+        lr=args.lr,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        max_len=args.max_len,
+        device=args.device,
+        weight_decay=args.weight_decay,
+    )
+    result = train(run)
+    test = result.test
+    print(f"{run_name(run)}: best epoch {result.best_epoch}, test HR@10 {test['HR@10']:.4f} "
+          f"NDCG@10 {test['NDCG@10']:.4f} HR@20 {test['HR@20']:.4f} NDCG@20 {test['NDCG@20']:.4f}")
+    return 0

@@ -1,0 +1,491 @@
+"""Stage 2 training: one run = one configuration trained, early-stopped and evaluated.
+
+:func:`train` takes a :class:`RunConfig` and writes the run's outputs into ``out_dir``
+(``issue 4``, item 4):
+
+* ``per_user_valid.parquet``, ``per_user_test.parquet``: one row per user (column ``user`` =
+  ``user_index``) with ``rank``, ``HR@10``, ``NDCG@10``, ``HR@20``, ``NDCG@20`` of the best
+  checkpoint, for paired t-tests;
+* ``gates.json``: the learned gate values for Figure 4 (``{}`` for methods without gates);
+* ``train_log.csv``: one row per epoch, ``epoch, train_loss, valid_HR@10, valid_NDCG@10,
+  valid_HR@20, valid_NDCG@20, train_seconds, eval_seconds``;
+* ``metrics.json``, written **last**: its presence means the run is complete. Keys:
+  ``run_name, dataset, method, valid, test, best_epoch, epochs_run, stopped_early,
+  trainable_parameters, seconds_per_epoch, eval_seconds, peak_memory_mib,
+  peak_memory_kind, device, n_items, n_users, config, versions``.
+
+Every file is written atomically; a stale ``metrics.json`` is removed when a run starts.
+
+Training (``method-facts.md``, Stage 2): per epoch, :func:`~crossan.train.data.train_batches`
+shuffled by a generator seeded from ``seed``; per batch the item encoder runs only on
+``batch.padded_unique_items`` (the batch's distinct items plus the padding row, which
+``lookup`` does not use), the sequence encoder on the looked-up input embeddings, the
+in-batch debiased loss over the target embeddings, Adam. After each epoch the validation
+HR@10 with full ranking decides early stopping (strict improvement; stop after ``patience``
+epochs without one); the best ``state_dict`` is kept in memory and restored at the end,
+where validation and test are evaluated with per-user vectors. Epochs are numbered from 1.
+
+Evaluation: every item's embedding is computed once per evaluation, in chunks, under
+``torch.inference_mode`` with ``model.eval()``; row 0 (padding) is set to zero, as
+``TrainBatch.lookup`` does in training. The user state is the sequence encoder's output at
+the last position of the left-padded history.
+
+Determinism: ``torch.manual_seed(seed)`` is called right before the model is built (it also
+drives dropout), and the batch order has its own generator seeded with ``seed``; the same
+seed gives identical metrics on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import crossan
+from crossan.atomic import write_text_atomic
+from crossan.errors import ConfigError
+from crossan.models import METHODS, ModelConfig, build_model, count_trainable
+from crossan.models.fusion import FUSIONS
+from crossan.train.data import (
+    DEFAULT_MAX_LEN,
+    EvalSplit,
+    ItemStates,
+    SequenceData,
+    eval_batches,
+    item_popularity_counts,
+    load_item_states,
+    load_sequences,
+    modality_letters,
+    train_batches,
+)
+from crossan.train.loss import (
+    check_finite,
+    debiased_in_batch_loss,
+    log_popularity_from_counts,
+)
+from crossan.train.metrics import evaluate_full_ranking, save_per_user
+
+log = logging.getLogger(__name__)
+
+POPULARITY = "popularity"
+RUN_METHODS: tuple[str, ...] = (*METHODS, POPULARITY)
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+KS: tuple[int, ...] = (10, 20)
+METRIC_NAMES: tuple[str, ...] = tuple(f"{m}@{k}" for k in KS for m in ("HR", "NDCG"))
+LOG_COLUMNS: tuple[str, ...] = (
+    "epoch", "train_loss", *(f"valid_{m}" for m in METRIC_NAMES), "train_seconds", "eval_seconds",
+)
+METRICS_FILE = "metrics.json"
+ITEM_CHUNK = 4096  # items encoded at once during evaluation
+USER_CHUNK = 1024  # users encoded / scored at once during evaluation
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. Paths are stored as strings (the config goes into ``metrics.json``).
+
+    ``dataset``: the name used in the run name; default: the name of ``data_dir``'s parent
+    (``results/{dataset}/data``). ``modalities``: letters from ``TIVA``, canonicalised to
+    T, I, V, A order; ``id-sasrec`` and ``popularity`` use no content, so for them it is set
+    to ``""`` and ``fusion`` to ``"none"``. ``fusion``: ``None`` = the method's default. ``hidden``: the adapters' bottleneck size.
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    data_dir: str
+    features_dir: str
+    out_dir: str
+    method: str = "crossan"
+    modalities: str = "TIVA"
+    fusion: str | None = None
+    topk: int = 2
+    hidden: int = 512
+    lr: float = 1e-4
+    seed: int = 0
+    batch_size: int = 64
+    max_epochs: int = 50
+    patience: int = 5
+    max_len: int = DEFAULT_MAX_LEN
+    device: str = "auto"
+    weight_decay: float = 0.0
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for name in ("data_dir", "features_dir", "out_dir"):
+            set_(self, name, str(getattr(self, name)))
+        if self.method not in RUN_METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(RUN_METHODS)}")
+        if self.uses_content:
+            try:
+                set_(self, "modalities", modality_letters(self.modalities))
+            except ValueError as error:
+                raise ConfigError(f"modalities {self.modalities!r}: {error}") from error
+            if self.method == "iisan" and self.modalities != "TI":
+                raise ConfigError(f"iisan is the text+image method; use iisan-e for {self.modalities}")
+            if self.fusion is not None and self.fusion not in FUSIONS:
+                raise ConfigError(f"unknown fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
+        else:  # no content: modalities and fusion do not apply (canonical "" and "none")
+            set_(self, "modalities", "")
+            set_(self, "fusion", "none")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("topk", "hidden", "batch_size", "max_epochs", "patience", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.dataset:
+            set_(self, "dataset", default_dataset_name(self.data_dir))
+
+    def resolved_fusion(self) -> str:
+        """The fusion actually used: ``"none"`` for ``id-sasrec`` and ``popularity``."""
+        if self.method in ("id-sasrec", POPULARITY):
+            return "none"
+        return ModelConfig(method=self.method, fusion=self.fusion).resolved_fusion()
+
+    @property
+    def uses_content(self) -> bool:
+        return self.method not in ("id-sasrec", POPULARITY)
+
+
+def default_dataset_name(data_dir: str | Path) -> str:
+    """``results/demo/data`` -> ``demo``; any other folder -> its own name."""
+    path = Path(data_dir).resolve()
+    return path.parent.name if path.name == "data" and path.parent.name else path.name
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns; ``metrics`` is the content of ``metrics.json``."""
+
+    out_dir: Path
+    metrics: dict[str, Any]
+    log: list[dict[str, float]]
+    per_user_valid: dict[str, np.ndarray]
+    per_user_test: dict[str, np.ndarray]
+    model: nn.Module | None = field(default=None, repr=False)  # best checkpoint, eval mode
+
+    @property
+    def valid(self) -> dict[str, float]:
+        return self.metrics["valid"]
+
+    @property
+    def test(self) -> dict[str, float]:
+        return self.metrics["test"]
+
+    @property
+    def best_epoch(self) -> int:
+        return self.metrics["best_epoch"]
+
+
+# ====================================================================== helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """``(MiB, kind)``: CUDA max allocated on a GPU, else the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return (rss / 2**20 if sys.platform == "darwin" else rss / 1024), "cpu_peak_rss"
+
+
+def versions() -> dict[str, str]:
+    return {
+        "crossan": crossan.__version__,
+        "torch": torch.__version__,
+        "python": ".".join(map(str, sys.version_info[:3])),
+    }
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
+
+
+def write_log_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(LOG_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({name: row[name] for name in LOG_COLUMNS})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def gates_payload(model: nn.Module | None) -> dict[str, Any]:
+    """``gates.json``: ``{"towers": {tower: {"sources": [...], "layers": [0..L-1],
+    "values": [[...] per layer]}}}``; ``{}`` when the model has no gates.
+
+    Sources: CROSSAN ``["H", "T", "I", ...]`` (own frozen state, then each tower's previous
+    adapter output), INDSAN ``["H", "self"]``, IISAN intra towers ``["H", "prev"]`` and its
+    inter tower ``["T", "I", ..., "prev"]``. Every row is a convex weight vector.
+    """
+    if model is None:
+        return {}
+    values = model.gate_values()
+    if not values:
+        return {}
+    towers = getattr(model.item_encoder, "towers", None)
+    sources = getattr(towers, "gate_sources", None)
+    payload: dict[str, Any] = {}
+    for tower, tensor in values.items():
+        matrix = tensor.detach().float().cpu()
+        if sources is not None:
+            labels = list(sources)
+        elif tower == "inter":
+            labels = [m[0].upper() for m in towers.modalities] + ["prev"]
+        else:
+            labels = ["H", "prev"]
+        if len(labels) != matrix.shape[-1]:
+            labels = [str(i) for i in range(matrix.shape[-1])]
+        payload[tower] = {
+            "sources": labels,
+            "layers": list(range(matrix.shape[0])),
+            "values": matrix.tolist(),
+        }
+    return {"towers": payload}
+
+
+def write_outputs(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    log_rows: list[dict[str, float]],
+    per_user_valid: tuple[Tensor, dict[str, np.ndarray]],
+    per_user_test: tuple[Tensor, dict[str, np.ndarray]],
+    gates: dict[str, Any],
+) -> None:
+    """All of a run's files, ``metrics.json`` last."""
+    save_per_user(out_dir / "per_user_valid.parquet", *per_user_valid)
+    save_per_user(out_dir / "per_user_test.parquet", *per_user_test)
+    write_text_atomic(out_dir / "gates.json", _json(gates))
+    write_log_csv(out_dir / "train_log.csv", log_rows)
+    write_text_atomic(out_dir / METRICS_FILE, _json(metrics))
+
+
+def base_metrics(run: RunConfig, data: SequenceData, device: torch.device) -> dict[str, Any]:
+    from crossan.train.run import run_name  # run.py imports this module
+
+    return {
+        "run_name": run_name(run),
+        "dataset": run.dataset,
+        "method": run.method,
+        "fusion": run.resolved_fusion(),
+        "device": str(device),
+        "n_items": data.n_items,
+        "n_users": {"train": int(data.train.trainable.sum()), "valid": len(data.valid),
+                    "test": len(data.test)},
+    }
+
+
+def start_run(out_dir: Path) -> None:
+    """Create ``out_dir`` and remove a previous run's ``metrics.json`` (so its presence keeps
+    meaning "complete" while this run overwrites the other files)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+
+
+# ====================================================================== encoding
+
+
+def make_item_encoder(
+    model: nn.Module, states: ItemStates | None, device: torch.device
+) -> Callable[[Tensor], Tensor]:
+    """``ids [N] -> [N, d]`` through the model's item encoder (content states or ID table)."""
+    if states is None:
+        return lambda ids: model.encode_items(ids.to(device))
+
+    def encode(ids: Tensor) -> Tensor:
+        gathered, available = states.gather(ids)
+        return model.encode_items(gathered, available)
+
+    return encode
+
+
+def all_item_embeddings(encode: Callable[[Tensor], Tensor], n_items: int, device: torch.device,
+                        chunk: int = ITEM_CHUNK) -> Tensor:
+    """``[n_items + 1, d]`` embeddings of every item id, row 0 (padding) zero."""
+    ids = torch.arange(n_items + 1, device=device)
+    table = torch.cat([encode(ids[start : start + chunk]) for start in range(0, n_items + 1, chunk)])
+    table[0] = 0
+    return table
+
+
+def evaluate_split(
+    model: nn.Module, table: Tensor, split: EvalSplit, device: torch.device
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Full-ranking metrics of ``split`` given every item's embedding ``table``."""
+    users = []
+    for part in eval_batches(split, USER_CHUNK, device):
+        states = model.encode_sequences(table[part.history], part.history != 0)
+        users.append(states[:, -1])
+    user_states = torch.cat(users)
+    return evaluate_full_ranking(user_states, table, split.target, split.full_history, ks=KS,
+                                 chunk_users=USER_CHUNK)
+
+
+def evaluate_model(
+    model: nn.Module, encode: Callable[[Tensor], Tensor], data: SequenceData, device: torch.device,
+    splits: tuple[str, ...] = ("valid",),
+) -> dict[str, tuple[dict[str, float], dict[str, np.ndarray]]]:
+    """Evaluate ``splits`` of ``data`` with item embeddings computed once for all of them."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            table = all_item_embeddings(encode, data.n_items, device)
+            return {name: evaluate_split(model, table, getattr(data, name), device) for name in splits}
+    finally:
+        model.train(was_training)
+
+
+# ====================================================================== training
+
+
+def train(run: RunConfig) -> RunResult:
+    """Train, early-stop, evaluate and write the outputs of ``run`` (see the module docstring).
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite (names the epoch and step).
+        DataError, ConfigError: bad inputs or configuration.
+    """
+    if run.method == POPULARITY:
+        from crossan.train.popularity import run_popularity
+
+        return run_popularity(run)
+
+    out_dir = Path(run.out_dir)
+    device = resolve_device(run.device)
+    start_run(out_dir)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    data = load_sequences(Path(run.data_dir), run.max_len)
+    states: ItemStates | None = None
+    if run.uses_content:
+        states = load_item_states(Path(run.features_dir), run.modalities, device, item_ids=data.item_ids)
+    log_popularity = log_popularity_from_counts(item_popularity_counts(data)).to(device)
+
+    torch.manual_seed(run.seed)
+    config = ModelConfig(
+        method=run.method,
+        encoder_dim=states.hidden if states else 768,
+        n_layers=states.n_layers if states else 7,
+        adapter_dim=run.hidden,
+        modalities=run.modalities or "TIVA",  # unused by id-sasrec
+        fusion=None if run.fusion in (None, "none") else run.fusion,
+        topk=run.topk,
+        max_len=run.max_len,
+        n_items=data.n_items,
+    )
+    try:
+        model = build_model(config).to(device)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    trainable = count_trainable(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    generator = torch.Generator().manual_seed(run.seed)
+    encode = make_item_encoder(model, states, device)
+    log.info("%s: %d trainable parameters, %d items, %d training users, on %s",
+             run.method, trainable, data.n_items, int(data.train.trainable.sum()), device)
+
+    rows: list[dict[str, float]] = []
+    best_hr, best_epoch, best_state, since_best = -math.inf, 0, None, 0
+    for epoch in range(1, run.max_epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        total, positions = 0.0, 0
+        for step, batch in enumerate(train_batches(data, run.batch_size, generator, device=device)):
+            items = encode(batch.padded_unique_items)[1:]  # row 0 = padding, unused
+            inputs, targets = batch.lookup(items)
+            user_states = model.encode_sequences(inputs, batch.valid)
+            loss = debiased_in_batch_loss(user_states, batch.targets, targets, batch.sequences,
+                                          log_popularity)
+            value = loss.detach()
+            check_finite(value, epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = int((batch.targets != 0).sum())
+            total += float(value) * n
+            positions += n
+        _sync(device)
+        train_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        valid, _ = evaluate_model(model, encode, data, device)["valid"]
+        _sync(device)
+        eval_seconds = time.perf_counter() - started
+        row = {"epoch": epoch, "train_loss": total / max(positions, 1),
+               **{f"valid_{m}": valid[m] for m in METRIC_NAMES},
+               "train_seconds": train_seconds, "eval_seconds": eval_seconds}
+        rows.append(row)
+        log.info("epoch %d: loss %.4f, valid HR@10 %.4f NDCG@10 %.4f (%.1fs + %.1fs eval)",
+                 epoch, row["train_loss"], valid["HR@10"], valid["NDCG@10"], train_seconds, eval_seconds)
+        if valid["HR@10"] > best_hr:
+            best_hr, best_epoch, since_best = valid["HR@10"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= run.patience:
+                log.info("early stop: no validation HR@10 improvement for %d epochs; best epoch %d",
+                         run.patience, best_epoch)
+                break
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    final = evaluate_model(model, encode, data, device, splits=("valid", "test"))
+    (valid, per_user_valid), (test, per_user_test) = final["valid"], final["test"]
+    memory_mib, memory_kind = peak_memory(device)
+    metrics = base_metrics(run, data, device) | {
+        "valid": valid,
+        "test": test,
+        "best_epoch": best_epoch,
+        "epochs_run": len(rows),
+        "stopped_early": len(rows) < run.max_epochs,
+        "trainable_parameters": trainable,
+        "seconds_per_epoch": float(np.mean([r["train_seconds"] for r in rows])),
+        "eval_seconds": float(np.mean([r["eval_seconds"] for r in rows])),
+        "peak_memory_mib": memory_mib,
+        "peak_memory_kind": memory_kind,
+        "config": asdict(run),
+        "versions": versions(),
+    }
+    write_outputs(
+        out_dir, metrics, rows,
+        (data.valid.user_index, per_user_valid), (data.test.user_index, per_user_test),
+        gates_payload(model),
+    )
+    log.info("best epoch %d of %d: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s",
+             best_epoch, len(rows), valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
+    return RunResult(out_dir, metrics, rows, per_user_valid, per_user_test, model)

@@ -1,0 +1,260 @@
+"""Stage 2 training runs on a tiny synthetic dataset: determinism, early stopping, outputs,
+deduplicated item encoding, the popularity baseline and run names."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from test_train_data import (
+    random_features,
+    random_sequences,
+    write_dataset,
+    write_features,
+)
+
+from crossan.models import SequentialRecommender
+from crossan.train import trainer
+from crossan.train.data import load_item_states, load_sequences
+from crossan.train.loss import NonFiniteLossError
+from crossan.train.popularity import evaluate_popularity
+from crossan.train.run import format_lr, parse_run_name, run_name
+from crossan.train.trainer import (
+    METRIC_NAMES,
+    RunConfig,
+    evaluate_model,
+    make_item_encoder,
+    train,
+)
+
+N_USERS, N_ITEMS, LAYERS, HIDDEN = 40, 30, 3, 16
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("demo")
+    data = write_dataset(root / "data", random_sequences(N_USERS, N_ITEMS, seed=3), N_ITEMS)
+    ids = [str(100 + i) for i in range(1, N_ITEMS + 1)]
+    for seed, name in enumerate(("text", "image", "video", "audio")):
+        write_features(root / "features" / f"{name}.h5", *random_features(N_ITEMS, LAYERS, HIDDEN, seed), ids)
+    return data, root / "features"
+
+
+def config(dataset, out: Path, **kw) -> RunConfig:
+    data, features = dataset
+    defaults = {"method": "crossan", "modalities": "TIV", "hidden": 8, "lr": 1e-3, "seed": 0, "batch_size": 16,
+                    "max_epochs": 2, "patience": 2, "device": "cpu", "dataset": "demo"}
+    return RunConfig(data_dir=data, features_dir=features, out_dir=out, **(defaults | kw))
+
+
+def read_log(out: Path) -> list[dict[str, str]]:
+    with open(out / "train_log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_same_seed_same_metrics(dataset, tmp_path: Path) -> None:
+    first = train(config(dataset, tmp_path / "a"))
+    second = train(config(dataset, tmp_path / "b"))
+    other = train(config(dataset, tmp_path / "c", seed=1))
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert a["valid"] == b["valid"] and a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+    assert [r["train_loss"] for r in first.log] == [r["train_loss"] for r in second.log]
+    assert [r["train_loss"] for r in other.log] != [r["train_loss"] for r in first.log]
+    assert (pl.read_parquet(tmp_path / "a/per_user_test.parquet")
+            .equals(pl.read_parquet(tmp_path / "b/per_user_test.parquet")))
+
+
+def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
+    run = config(dataset, tmp_path / "run", method="crossan", modalities="TIVA")
+    result = train(run)
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "gates.json", "metrics.json", "per_user_test.parquet", "per_user_valid.parquet", "train_log.csv"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("valid", "test", "best_epoch", "epochs_run", "trainable_parameters", "seconds_per_epoch",
+                "eval_seconds", "peak_memory_mib", "peak_memory_kind", "device", "config", "versions",
+                "run_name"):
+        assert key in metrics, key
+    assert set(metrics["valid"]) == set(metrics["test"]) == set(METRIC_NAMES)
+    assert metrics["peak_memory_kind"] == "cpu_peak_rss" and metrics["peak_memory_mib"] > 10
+    assert metrics["device"] == "cpu" and metrics["seconds_per_epoch"] > 0 and metrics["eval_seconds"] > 0
+    assert metrics["trainable_parameters"] == sum(p.numel() for p in result.model.parameters())
+    assert metrics["config"]["modalities"] == "TIVA" and metrics["config"]["hidden"] == 8
+    assert metrics["versions"]["torch"] == torch.__version__
+    assert metrics["run_name"] == run_name(run) == "demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0"
+    for split, n in (("valid", N_USERS), ("test", N_USERS)):
+        frame = pl.read_parquet(out / f"per_user_{split}.parquet").sort("user")
+        assert frame.columns == ["user", "rank", *METRIC_NAMES]
+        assert frame["user"].to_list() == list(range(n))
+        assert frame["HR@10"].mean() == pytest.approx(metrics[split]["HR@10"])
+    gates = json.loads((out / "gates.json").read_text())["towers"]
+    assert list(gates) == ["text", "image", "video", "audio"]
+    for tower in gates.values():
+        assert tower["sources"] == ["H", "T", "I", "V", "A"]
+        assert np.array(tower["values"]).shape == (LAYERS, 5)
+        assert np.allclose(np.array(tower["values"]).sum(1), 1)
+    rows = read_log(out)
+    assert list(rows[0]) == ["epoch", "train_loss", "valid_HR@10", "valid_NDCG@10", "valid_HR@20",
+                             "valid_NDCG@20", "train_seconds", "eval_seconds"]
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(math.isfinite(float(r["train_loss"])) for r in rows)
+
+
+def test_early_stopping_reports_the_best_epoch(dataset, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    max_epochs, patience = 25, 2
+    result = train(config(dataset, out, method="indsan", modalities="TI", lr=3e-2,
+                          max_epochs=max_epochs, patience=patience))
+    rows = read_log(out)
+    hr = [float(r["valid_HR@10"]) for r in rows]
+    best = int(np.argmax(hr)) + 1  # first maximum: only strict improvements move the best
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == best == result.best_epoch
+    assert metrics["epochs_run"] == len(rows) == best + patience < max_epochs  # it did stop early
+    assert metrics["stopped_early"] is True
+    # the restored checkpoint is the best epoch's: its validation metrics are the logged ones
+    assert metrics["valid"] == {m: float(rows[best - 1][f"valid_{m}"]) for m in METRIC_NAMES}
+    # and the test metrics are those of the restored model
+    data = load_sequences(Path(dataset[0]), 10)
+    states = load_item_states(dataset[1], "TI", "cpu")
+    again = evaluate_model(result.model, make_item_encoder(result.model, states, torch.device("cpu")),
+                           data, torch.device("cpu"), splits=("test",))["test"][0]
+    assert again == metrics["test"]
+
+
+def test_only_unique_batch_items_are_encoded(dataset, tmp_path: Path, monkeypatch) -> None:
+    batches, calls = [], []
+    real_batches, real_encode = trainer.train_batches, SequentialRecommender.encode_items
+
+    def spy_batches(*args, **kw):
+        for batch in real_batches(*args, **kw):
+            batches.append(batch)
+            yield batch
+
+    def spy_encode(self, states, *args, **kw):
+        calls.append((self.training, next(iter(states.values())).shape[0]))
+        return real_encode(self, states, *args, **kw)
+
+    monkeypatch.setattr(trainer, "train_batches", spy_batches)
+    monkeypatch.setattr(SequentialRecommender, "encode_items", spy_encode)
+    train(config(dataset, tmp_path / "run", method="iisan-e", modalities="TA", max_epochs=1))
+    training = [n for is_training, n in calls if is_training]
+    assert training == [len(b.unique_items) + 1 for b in batches]
+    assert len(batches) > 1 and sum(training) > N_ITEMS + 1  # several batches, each deduplicated
+    # evaluation: every item once per evaluation (one after the epoch, one at the end)
+    evaluation = [n for is_training, n in calls if not is_training]
+    assert sum(evaluation) == 2 * (N_ITEMS + 1)
+
+
+def test_id_sasrec_runs_without_features(dataset, tmp_path: Path) -> None:
+    data, _ = dataset
+    run = RunConfig(data_dir=data, features_dir="", out_dir=tmp_path / "id", method="id-sasrec",
+                    modalities="TIVA", lr=1e-3, max_epochs=1, batch_size=16, device="cpu")
+    assert run.modalities == "" and run.fusion == "none"
+    result = train(run)
+    assert json.loads((tmp_path / "id" / "gates.json").read_text()) == {}
+    assert result.metrics["trainable_parameters"] == (N_ITEMS + 1) * 64 + sum(
+        p.numel() for p in result.model.sequence_encoder.parameters())
+    assert parse_run_name(run_name(run))["modalities"] == ""
+
+
+def test_non_finite_loss_stops_with_a_clear_error(dataset, tmp_path: Path, monkeypatch) -> None:
+    real = trainer.debiased_in_batch_loss
+    monkeypatch.setattr(trainer, "debiased_in_batch_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="non-finite loss .* epoch 1 step 0"):
+        train(config(dataset, tmp_path / "run"))
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_popularity_by_hand(tmp_path: Path) -> None:
+    # train = seq[:-2]; counts over train items: 1 -> 3, 2 -> 2, 3 -> 1, 4..6 -> 0.
+    sequences = {0: [1, 2, 3, 5, 1], 1: [1, 2, 4, 6], 2: [1, 6, 5], 3: [2, 5, 3]}
+    data_dir = write_dataset(tmp_path / "hand" / "data", sequences, n_items=6)
+    # Test targets 1, 6, 5, 3; histories (masked) [1,2,3,5], [1,2,4], [1,6], [2,5].
+    # Scores 3,2,1,0,0,0 for items 1..6; ties pessimistic.
+    #  u0: target 1 in its history (never masked); others left 4, 6 (score 0): rank 1
+    #  u1: target 6 (0), left 3 (1) and 5 (0): rank 3
+    #  u2: target 5 (0), left 2 (2), 3 (1), 4 (0): rank 4
+    #  u3: target 3 (1), left 1 (3), 4 (0), 6 (0): rank 2
+    ranks = [1, 3, 4, 2]
+    out = tmp_path / "pop"
+    result = train(RunConfig(data_dir=data_dir, features_dir="", out_dir=out, method="popularity"))
+    assert result.per_user_test["rank"].tolist() == ranks
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["HR@10"] == 1.0
+    assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
+    assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
+    assert json.loads((out / "gates.json").read_text()) == {}
+    assert metrics["run_name"] == "hand__popularity-none-none-k2-h512-lr1e-04-s0"
+    assert read_log(out) == []
+    data = load_sequences(data_dir)
+    summary, _ = evaluate_popularity(data, data.valid)
+    assert summary == metrics["valid"]
+
+
+def test_popularity_misses_an_unpopular_target(tmp_path: Path) -> None:
+    # Users 0-2 train on items 1..12 (count 3 each), validate on 13, test on 14 (count 0):
+    # history 1..13 masked, only item 15 (count 0, tie) is left: rank 2.
+    # User 3 trains on 13, validates on 14, tests on 15 (count 0): items 1..12 (count 3)
+    # are all candidates ahead of it, and 13/14 are history: rank 13, a miss at 10, a hit at 20.
+    sequences = {u: [*range(1, 13), 13, 14] for u in range(3)} | {3: [13, 14, 15]}
+    data_dir = write_dataset(tmp_path / "p" / "data", sequences, n_items=15)
+    result = train(RunConfig(data_dir=data_dir, features_dir="", out_dir=tmp_path / "o", method="popularity"))
+    assert result.per_user_test["rank"].tolist() == [2, 2, 2, 13]
+    assert result.test["HR@10"] == 0.75 and result.test["HR@20"] == 1.0
+    assert result.test["NDCG@10"] == pytest.approx(3 / math.log2(3) / 4)
+    assert result.test["NDCG@20"] == pytest.approx((3 / math.log2(3) + 1 / math.log2(14)) / 4)
+
+
+@pytest.mark.parametrize("kw", [
+    {"method": "crossan", "modalities": "TIVA", "fusion": None, "topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0},
+    {"method": "iisan-e", "modalities": "av", "fusion": "static", "topk": 3, "hidden": 1024, "lr": 2.5e-4, "seed": 12},
+    {"method": "iisan", "modalities": "IT", "fusion": None, "topk": 1, "hidden": 64, "lr": 0.003, "seed": 1},
+    {"method": "id-sasrec", "modalities": "TIVA", "fusion": None, "topk": 2, "hidden": 8, "lr": 1e-3, "seed": 0},
+    {"method": "popularity", "modalities": "T", "fusion": None, "topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0},
+])
+def test_run_name_round_trip(tmp_path: Path, kw) -> None:
+    run = RunConfig(data_dir=tmp_path / "microlens-100k" / "data", features_dir="", out_dir=tmp_path, **kw)
+    name = run_name(run)
+    parsed = parse_run_name(name)
+    assert parsed["dataset"] == "microlens-100k" and parsed["method"] == kw["method"]
+    rebuilt = RunConfig(data_dir="x", features_dir="", out_dir=tmp_path, **parsed)
+    assert run_name(rebuilt) == name
+    assert parsed["lr"] == kw["lr"] and parsed["seed"] == kw["seed"]
+    assert parse_run_name(f"results/x/runs/{name}") == parsed
+
+
+def test_run_name_examples(tmp_path: Path) -> None:
+    run = RunConfig(data_dir="d", features_dir="f", out_dir="o", dataset="demo")
+    assert run_name(run) == "demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0"
+    assert format_lr(1e-4) == "1e-04" and format_lr(2.5e-4) == "2.5e-04" and format_lr(0.1) == "1e-01"
+    assert parse_run_name("my_set-1__iisan-e-TI-concat-k2-h512-lr1e-04-s3")["dataset"] == "my_set-1"
+    from crossan.errors import ConfigError
+    with pytest.raises(ConfigError):
+        parse_run_name("crossan-TIVA-momef-k2-h512-lr1e-04-s0")
+    with pytest.raises(ConfigError):
+        RunConfig(data_dir="d", features_dir="f", out_dir="o", method="iisan", modalities="TIV")
+
+
+def test_cli_train(dataset, tmp_path: Path) -> None:
+    import argparse
+
+    from crossan.train.run import register_cli
+
+    parser = argparse.ArgumentParser(prog="crossan")  # the lead wires it into crossan.cli
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    data, features = dataset
+    args = parser.parse_args(["train", "--data", str(data), "--features", str(features), "--out",
+                              str(tmp_path / "cli"), "--method", "crossan", "--modalities", "TI",
+                              "--fusion", "momef", "--topk", "1", "--hidden", "8", "--lr", "1e-3",
+                              "--seed", "0", "--batch-size", "16", "--max-epochs", "1",
+                              "--patience", "1", "--device", "cpu", "--dataset", "demo"])
+    assert args.func(args) == 0
+    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert metrics["run_name"] == "demo__crossan-TI-momef-k1-h8-lr1e-03-s0"
+    assert metrics["config"]["topk"] == 1 and metrics["epochs_run"] == 1
