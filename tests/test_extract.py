@@ -111,14 +111,18 @@ def make_media(out_dir: Path, item_ids: list[str], seed: int = 0) -> dict[str, P
     return paths
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("extract")
+def build_world(root: Path) -> dict:
+    """Items, tiny encoders and media for NUM_ITEMS items under ``root``."""
     item_ids, titles = make_items(root / "items.csv", NUM_ITEMS)
     models = build_tiny_encoders(root / "models", titles, seed=0)
     media = make_media(root / "media", item_ids)
     return {"root": root, "items": root / "items.csv", "titles": titles, "ids": item_ids,
             "models": models, "media": media}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return build_world(tmp_path_factory.mktemp("extract"))
 
 
 def run(world: dict, modality: str, out: Path, **options) -> extract_module.ExtractReport:

@@ -14,12 +14,11 @@ import h5py
 import numpy as np
 import pytest
 from killing import kill_after_marks
-from test_extract import LAYERS, NUM_ITEMS, make_items, make_media, run
+from test_extract import LAYERS, NUM_ITEMS, build_world, run
 
 from crossan.atomic import partial_path
 from crossan.encoders import extract as extract_module
 from crossan.encoders.store import merge_shards
-from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import DataError
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
@@ -27,12 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarn
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("resume")
-    item_ids, titles = make_items(root / "items.csv", NUM_ITEMS)
-    models = build_tiny_encoders(root / "models", titles, seed=0)
-    media = make_media(root / "media", item_ids)
-    return {"root": root, "items": root / "items.csv", "titles": titles, "ids": item_ids,
-            "models": models, "media": media}
+    return build_world(tmp_path_factory.mktemp("resume"))
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
