@@ -136,14 +136,34 @@ def inspect(path: Path) -> FeatureFile:
     return FeatureFile(path, attrs, int(attrs["first_row"]), rows, int(attrs["total_items"]))
 
 
-def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(features float16 [n + 1, L, D], valid bool [n + 1], attrs)`` of a whole-dataset
-    feature file."""
+@dataclass(frozen=True)
+class LoadedFeatures:
+    """A whole-dataset feature file read into memory."""
+
+    path: Path
+    features: np.ndarray  # float16 [n + 1, n_layers, hidden]
+    valid: np.ndarray  # bool [n + 1]
+    item_ids: list[str]  # [n]
+    attrs: dict[str, Any]
+
+
+def load_features(path: Path) -> LoadedFeatures:
+    """Check ``path`` is a finished whole-dataset feature file (not a shard) and read all of it."""
     info = inspect(path)
     if info.first_row != 1 or info.num_items != info.total_items:
-        raise DataError(f"{path} is a shard (rows {info.first_row}..{info.stop_row - 1}); merge it")
+        raise DataError(
+            f"{path} is a shard (rows {info.first_row}..{info.stop_row - 1} of "
+            f"{info.total_items}); merge the shards first (crossan merge-features)"
+        )
     with h5py.File(path, "r") as file:
-        return file[FEATURES][:], file["valid"][:].astype(bool), dict(file.attrs)
+        features = file[FEATURES][:]
+        valid = file["valid"][:].astype(bool)
+        item_ids = list(file["item_id"].asstr()[1:]) if "item_id" in file else None
+    if features.ndim != 3:
+        raise DataError(f"{path}: features must be [n + 1, n_layers, hidden], got {features.shape}")
+    if item_ids is None:
+        raise DataError(f"{path} has no item_id dataset; re-extract it")
+    return LoadedFeatures(Path(path), features, valid, item_ids, info.attrs)
 
 
 # ---------------------------------------------------------------- merging

@@ -51,14 +51,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import polars as pl
 import torch
 from torch import Tensor
 
 from crossan.data.readers import read_item_table
-from crossan.encoders.store import FEATURES, inspect
+from crossan.encoders.store import LoadedFeatures, load_features
 from crossan.errors import DataError
 from crossan.models.adapters import MODALITY_LETTERS, parse_modalities
 
@@ -146,37 +145,7 @@ class ItemStates:
         return states, available
 
 
-@dataclass(frozen=True)
-class _Modality:
-    """One feature file as read from disk (numpy, before it goes to the device)."""
-
-    path: Path
-    features: np.ndarray  # float16 [n + 1, L, D]
-    valid: np.ndarray  # bool [n + 1]
-    item_ids: list[str]  # [n]
-    attrs: dict[str, Any]
-
-
-def _read_modality(path: Path) -> _Modality:
-    """Check ``path`` is a finished whole-dataset feature file and read all of it."""
-    info = inspect(path)  # exists, is a feature file, is finished
-    if info.first_row != 1 or info.num_items != info.total_items:
-        raise DataError(
-            f"{path} is a shard (rows {info.first_row}..{info.stop_row - 1} of "
-            f"{info.total_items}); merge the shards first (crossan merge-features)"
-        )
-    with h5py.File(path, "r") as file:
-        features = file[FEATURES][:]
-        valid = file["valid"][:].astype(bool)
-        item_ids = list(file["item_id"].asstr()[1:]) if "item_id" in file else None
-    if features.ndim != 3:
-        raise DataError(f"{path}: features must be [n + 1, n_layers, hidden], got {features.shape}")
-    if item_ids is None:
-        raise DataError(f"{path} has no item_id dataset; re-extract it")
-    return _Modality(Path(path), features, valid, item_ids, info.attrs)
-
-
-def _check_agree(files: list[_Modality], expected_ids: Sequence[str] | None) -> None:
+def _check_agree(files: list[LoadedFeatures], expected_ids: Sequence[str] | None) -> None:
     """All files (and ``items.csv`` when given) hold the same items in the same order, with
     the same number of layers and hidden size. Raises :class:`DataError` naming the files."""
     first = files[0]
@@ -266,7 +235,7 @@ def load_item_states(
             f"feature file(s) {', '.join(missing)} do not exist; run the extract step for "
             f"modalities {letters}"
         )
-    files = [_read_modality(path) for path in paths]
+    files = [load_features(path) for path in paths]
     _check_agree(files, item_ids)
     states: dict[str, Tensor] = {}
     available: dict[str, Tensor] = {}
