@@ -13,6 +13,7 @@ import torch
 from crossan.data.sequences import leave_one_out
 from crossan.errors import DataError
 from crossan.train.data import (
+    standardize_states,
     default_storage_dtype,
     eval_batches,
     item_popularity_counts,
@@ -264,6 +265,27 @@ def test_load_item_states_values_and_dtype(features_dir: Path) -> None:
     assert torch.equal(gathered["image"][0], torch.zeros(3, 4))
     assert torch.equal(available["image"], torch.from_numpy(valid[[0, 3, 3, 6]]))
     assert not available["text"][0]
+
+
+def test_standardize_states_by_hand() -> None:
+    # rows: padding, three valid items, one item with unusable media; L = 1, D = 2
+    features = np.array([[[0, 0]], [[1, 5]], [[2, 5]], [[3, 5]], [[0, 0]]], dtype=np.float16)
+    valid = np.array([False, True, True, True, False])
+    out = standardize_states(features, valid)
+    z = np.sqrt(1.5)  # population std of (1, 2, 3) is sqrt(2/3); (x - 2) / sqrt(2/3)
+    expected = np.array([[[0, 0]], [[-z, 0]], [[0, 0]], [[z, 0]], [[0, 0]]], dtype=np.float32)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-6)  # the constant column becomes 0
+
+
+def test_load_item_states_standardized(features_dir: Path) -> None:
+    states = load_item_states(features_dir, "I", "cpu", item_ids=IDS, standardize=True)
+    image = states.states["image"].double()
+    valid = states.available["image"]
+    assert torch.equal(image[~valid], torch.zeros_like(image[~valid]))
+    torch.testing.assert_close(image[valid].mean(0), torch.zeros(3, 4, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(image[valid].std(0, unbiased=False), torch.ones(3, 4, dtype=torch.float64),
+                               atol=1e-5, rtol=0)
 
 
 def test_float16_storage_gathers_identical_float32(features_dir: Path) -> None:

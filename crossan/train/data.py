@@ -189,6 +189,30 @@ def _check_agree(files: list[LoadedFeatures], expected_ids: Sequence[str] | None
         )
 
 
+def standardize_states(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-(layer, dimension) z-scores over the valid items: ``[n + 1, L, D] -> [n + 1, L, D]``
+    float32; rows with ``valid`` False (padding, unusable media) stay exactly zero.
+
+    Why it exists: the states of the demo's randomly initialised encoders are dominated by a
+    component shared by every item (the [CLS] token of a random BERT varies by ~1% of its norm
+    across titles), so the per-item signal reaches the adapters' outputs at a scale Adam takes
+    tens of epochs to amplify. Standardising is a fixed affine map of frozen features, computed
+    once from content alone (no interactions), so it leaks nothing. A dimension constant over
+    the items (e.g. layer 0 of BERT's [CLS], the same embedding for every title) becomes 0.
+    """
+    values = features.astype(np.float64)
+    rows = np.asarray(valid, dtype=bool)
+    out = np.zeros(features.shape, dtype=np.float32)
+    if not rows.any():
+        return out
+    mean = values[rows].mean(axis=0)
+    std = values[rows].std(axis=0)
+    constant = std <= 1e-6 * np.maximum(1.0, np.abs(mean))
+    scaled = (values[rows] - mean) / np.where(constant, 1.0, std)
+    out[rows] = np.where(constant, 0.0, scaled)
+    return out
+
+
 def _layer_list(attrs: dict[str, Any]) -> list[int] | None:
     value = attrs.get("layers")
     return None if value is None else [int(v) for v in np.atleast_1d(value)]
@@ -202,6 +226,7 @@ def load_item_states(
     item_ids: Sequence[str] | None = None,
     storage_dtype: torch.dtype | None = None,
     compute_dtype: torch.dtype = torch.float32,
+    standardize: bool = False,
 ) -> ItemStates:
     """Read ``{features_dir}/{modality}.h5`` for each requested modality onto ``device``.
 
@@ -216,6 +241,8 @@ def load_item_states(
             the files must hold exactly these items in this order.
         storage_dtype: dtype of the resident tensors; default :func:`default_storage_dtype`.
         compute_dtype: dtype :meth:`ItemStates.gather` returns.
+        standardize: z-score every (layer, dimension) over the items with usable media (see
+            :func:`standardize_states`); the paper feeds the raw states (``False``).
 
     Returns:
         :class:`ItemStates` with ``states[m]: [n_items + 1, n_layers, hidden]`` and
@@ -241,7 +268,8 @@ def load_item_states(
     available: dict[str, Tensor] = {}
     for letter, file in zip(letters, files):
         name = MODALITY_LETTERS[letter]
-        states[name] = torch.from_numpy(file.features).to(device=device, dtype=storage_dtype)
+        features = standardize_states(file.features, file.valid) if standardize else file.features
+        states[name] = torch.from_numpy(features).to(device=device, dtype=storage_dtype)
         available[name] = torch.from_numpy(file.valid).to(device)
         available[name][0] = False  # row 0 is padding whatever the file says
         log.info("%s: %d items x %s, %d without usable media, on %s as %s", file.path.name,

@@ -105,6 +105,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden", type=positive_int, default=512, help="adapter bottleneck h")
     parser.add_argument("--lr", type=positive_float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--standardize-states", action="store_true",
+                        help="z-score each cached (layer, dim) over the items first (the demo's "
+                        "random encoders need it; the paper feeds raw states)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--max-epochs", type=positive_int, default=50)
@@ -137,6 +140,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         max_len=args.max_len,
         device=args.device,
         weight_decay=args.weight_decay,
+        standardize_states=args.standardize_states,
     )
     result = train(run)
     test = result.test

@@ -101,7 +101,8 @@ class RunConfig:
     (``results/{dataset}/data``). ``modalities``: letters from ``TIVA``, canonicalised to
     T, I, V, A order; ``id-sasrec`` and ``popularity`` use no content, so for them it is set
     to ``""`` and ``fusion`` to ``"none"``. ``fusion``: ``None`` = the method's default. ``hidden``: the adapters' bottleneck size.
-    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``standardize_states``:
+    z-score the cached states first (:func:`~crossan.train.data.standardize_states`).
     """
 
     data_dir: str
@@ -120,6 +121,7 @@ class RunConfig:
     max_len: int = DEFAULT_MAX_LEN
     device: str = "auto"
     weight_decay: float = 0.0
+    standardize_states: bool = False
     dataset: str = ""
 
     def __post_init__(self) -> None:
@@ -392,7 +394,8 @@ def train(run: RunConfig) -> RunResult:
     data = load_sequences(Path(run.data_dir), run.max_len)
     states: ItemStates | None = None
     if run.uses_content:
-        states = load_item_states(Path(run.features_dir), run.modalities, device, item_ids=data.item_ids)
+        states = load_item_states(Path(run.features_dir), run.modalities, device,
+                                  item_ids=data.item_ids, standardize=run.standardize_states)
     log_popularity = log_popularity_from_counts(item_popularity_counts(data)).to(device)
 
     torch.manual_seed(run.seed)
