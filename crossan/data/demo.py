@@ -49,6 +49,15 @@ Zipf-like (``rank^-0.6``; topics get equal total mass), and no item repeats with
 Sequence lengths are ``5 + min(Geometric(0.25) - 1, 15)`` (5..20, mean about 8); timestamps
 increase per user (gaps of 1 min + Exp(4 h)), starting in 2022-01..2023-06. Items nobody drew are
 swapped into some earlier position of a same-topic history, so every item has an interaction.
+
+Item cold start: 15% of the items (``new_items`` in the truth file) are *new releases* that a
+user can only reach at the last two positions of the sequence, i.e. as the validation or the
+test item. They never occur in the training split, as in any catalogue that grows over time:
+an item-ID model has nothing to learn their embeddings from, while their content is as
+informative as any other item's. This is the case content-based recommenders exist for, and
+without it the dense demo (about 19 interactions per item) lets item IDs alone come close to
+the topic oracle.
+
 Consequently the last item is predicted far better by "the user's recent topic" than by global
 popularity: :func:`oracle_vs_popularity` measures both (HR@10; default size, seed 0: 0.301 for
 the topic oracle vs 0.082 for popularity).
@@ -91,6 +100,8 @@ P_FLIP = 0.1  # chance that one observed attribute of one item contradicts its t
 NOISE_RATE = 0.1  # share of interactions drawn from global popularity, ignoring preferences
 DRIFT_SHARE = 0.6  # share of users with a second favourite topic they drift towards
 ZIPF_ALPHA = 0.6  # within-topic popularity ~ rank^-alpha
+NEW_ITEM_SHARE = 0.15  # share of items released late: reachable only at the last two positions
+RELEASE_POSITIONS = 2  # how many of a sequence's last positions can hold a new release
 MIN_LEN, MAX_LEN = 5, 20
 GEOMETRIC_P = 0.25  # extra length beyond MIN_LEN ~ Geometric(p) - 1, mean 3
 MAX_TOPICS = 16
@@ -178,6 +189,7 @@ class Interactions:
     item: np.ndarray
     timestamp: np.ndarray
     favourites: np.ndarray  # [n_users, 2] topics; both equal for users without drift
+    is_new: np.ndarray  # [n_items] bool: released late (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -276,14 +288,17 @@ def _user_sequence(
     favourites: tuple[int, int],
     weights: np.ndarray,
     item_topic: np.ndarray,
+    is_new: np.ndarray,
 ) -> list[int]:
-    """Item indices of one user's sequence (no repeats), drifting from favourite 1 to 2."""
+    """Item indices of one user's sequence (no repeats), drifting from favourite 1 to 2; new
+    releases (``is_new``) only in the last :data:`RELEASE_POSITIONS` positions."""
     seen = np.zeros(len(weights), dtype=bool)
     sequence: list[int] = []
     for position in range(length):
         drift = position / (length - 1)
         noise, pick_second = rng.random(2)
-        available = np.where(seen, 0.0, weights)
+        released = is_new & (position < length - RELEASE_POSITIONS)  # not yet out
+        available = np.where(seen | released, 0.0, weights)
         if noise >= NOISE_RATE:
             topic = favourites[1] if pick_second < drift else favourites[0]
             in_topic = np.where(item_topic == topic, available, 0.0)
@@ -296,10 +311,11 @@ def _user_sequence(
 
 
 def _cover_every_item(
-    rng: np.random.Generator, sequences: list[list[int]], item_topic: np.ndarray
+    rng: np.random.Generator, sequences: list[list[int]], item_topic: np.ndarray, is_new: np.ndarray
 ) -> None:
-    """Swap each never-drawn item into a random earlier (non-last) position of some history,
-    preferring a same-topic item that occurs more than once; modifies ``sequences``."""
+    """Swap each never-drawn item into a random earlier (non-last) position of some history
+    (a new release: only into the second-to-last), preferring to replace a same-topic item that
+    occurs more than once; modifies ``sequences``."""
     counts = np.bincount(np.concatenate(sequences), minlength=len(item_topic))
     for item in np.flatnonzero(counts == 0):
         slots = [
@@ -307,7 +323,7 @@ def _cover_every_item(
             for u, seq in enumerate(sequences)
             if item not in seq
             for p, other in enumerate(seq[:-1])
-            if counts[other] > 1
+            if counts[other] > 1 and (not is_new[item] or p == len(seq) - RELEASE_POSITIONS)
         ]
         same_topic = [(u, p) for u, p in slots if item_topic[sequences[u][p]] == item_topic[item]]
         slots = same_topic or slots
@@ -327,15 +343,19 @@ def simulate_interactions(
     ``item_topic``: ``[n_items]`` int topic per item index. Needs ``n_items >= MAX_LEN``.
     """
     weights = item_popularity(rng, item_topic, n_topics)
+    is_new = np.zeros(len(item_topic), dtype=bool)
+    is_new[rng.choice(len(item_topic), size=round(NEW_ITEM_SHARE * len(item_topic)), replace=False)] = True
     lengths = MIN_LEN + np.minimum(rng.geometric(GEOMETRIC_P, n_users) - 1, MAX_LEN - MIN_LEN)
     first = rng.integers(n_topics, size=n_users)
     drifts = rng.random(n_users) < DRIFT_SHARE
     second = np.where(drifts, (first + rng.integers(1, n_topics, size=n_users)) % n_topics, first)
     sequences = [
-        _user_sequence(rng, int(lengths[u]), (int(first[u]), int(second[u])), weights, item_topic)
+        _user_sequence(
+            rng, int(lengths[u]), (int(first[u]), int(second[u])), weights, item_topic, is_new
+        )
         for u in range(n_users)
     ]
-    _cover_every_item(rng, sequences, item_topic)
+    _cover_every_item(rng, sequences, item_topic, is_new)
     starts = START_MS + rng.integers(0, START_SPAN_MS, size=n_users)
     gaps = MIN_GAP_MS + np.floor(rng.exponential(MEAN_GAP_MS, size=int(lengths.sum())))
     user = np.repeat(np.arange(n_users), lengths)
@@ -348,6 +368,7 @@ def simulate_interactions(
         item=np.concatenate(sequences).astype(np.int64),
         timestamp=timestamp.astype(np.int64),
         favourites=np.stack([first, second], axis=1),
+        is_new=is_new,
     )
 
 
@@ -709,6 +730,7 @@ def _truth_record(spec: DemoSpec, plan: _Plan) -> dict[str, object]:
             str(int(item_id)): {name: int(v[index]) for name, v in plan.attributes.items()}
             for index, item_id in enumerate(plan.item_ids)
         },
+        "new_items": [int(i) for i in plan.item_ids[plan.interactions.is_new]],
         "user_favourite_topics": {
             str(int(u)): [int(t) for t in favourites]
             for u, favourites in zip(plan.user_ids, plan.interactions.favourites, strict=True)
