@@ -258,3 +258,58 @@ def test_cli_train(dataset, tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert metrics["run_name"] == "demo__crossan-TI-momef-k1-h8-lr1e-03-s0"
     assert metrics["config"]["topk"] == 1 and metrics["epochs_run"] == 1
+
+
+def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
+    import argparse
+
+    from crossan.errors import ConfigError
+    from crossan.train.run import register_cli
+
+    parser = argparse.ArgumentParser(prog="crossan")
+    register_cli(parser.add_subparsers(dest="command", required=True))
+    data, features = dataset
+    name = "demo__indsan-TI-static-k1-h8-lr1e-03-s3"
+    common = ["train", "--data", str(data), "--features", str(features), "--batch-size", "16",
+              "--max-epochs", "1", "--device", "cpu"]
+    args = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name)])
+    assert args.func(args) == 0
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["run_name"] == name
+    assert {k: metrics["config"][k] for k in ("method", "modalities", "fusion", "topk", "hidden", "lr", "seed")} == {
+        "method": "indsan", "modalities": "TI", "fusion": "static", "topk": 1, "hidden": 8, "lr": 1e-3, "seed": 3}
+
+    conflicting = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name), "--seed", "0"])
+    with pytest.raises(ConfigError, match="already fixes --seed"):
+        conflicting.func(conflicting)
+    elsewhere = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / "x")])
+    with pytest.raises(ConfigError, match="must be a folder named"):
+        elsewhere.func(elsewhere)
+    odd = "demo__indsan-TI-static-k1-h8-lr0.001e+00-s3"  # parses, but is not the canonical name
+    not_canonical = parser.parse_args([*common, "--run", odd, "--out", str(tmp_path / odd)])
+    with pytest.raises(ConfigError, match="not canonical"):
+        not_canonical.func(not_canonical)
+
+
+def test_planned_run_names_from_config() -> None:
+    from crossan.train.plan import planned_run_names, setting_flags, training_settings
+
+    config = {
+        "training": {"batch_size": 64, "max_epochs": 50, "standardize_states": False},
+        "runs": [{"method": "crossan", "hidden": 512, "lr": 1e-4}],
+        "catalog": {
+            "a": {"kind": "demo", "training": {"max_epochs": 3, "standardize_states": True},
+                  "runs": [{"method": "popularity"}, {"method": "crossan", "modalities": "ai", "seeds": [0, 1]},
+                           {"method": "crossan", "modalities": "IA", "seeds": [1]}]},
+            "b": {"kind": "demo"},
+        },
+    }
+    assert planned_run_names(config, "a") == [
+        "a__popularity-none-none-k2-h512-lr1e-04-s0",
+        "a__crossan-IA-momef-k2-h512-lr1e-04-s0",
+        "a__crossan-IA-momef-k2-h512-lr1e-04-s1",  # the third spec repeats it: listed once
+    ]
+    assert planned_run_names(config, "b") == ["b__crossan-TIVA-momef-k2-h512-lr1e-04-s0"]
+    assert training_settings(config, "a") == {"batch_size": 64, "max_epochs": 3, "standardize_states": True}
+    assert setting_flags(training_settings(config, "a")) == "--batch-size 64 --max-epochs 3 --standardize-states"
+    assert setting_flags(training_settings(config, "b")) == "--batch-size 64 --max-epochs 50"

@@ -96,19 +96,25 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--features", type=Path, default=None,
                         help="results/{dataset}/features (not needed for id-sasrec/popularity)")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
-    parser.add_argument("--dataset", default="", help="name in the run name (default: --data's parent)")
-    parser.add_argument("--method", choices=RUN_METHODS, default="crossan")
-    parser.add_argument("--modalities", default="TIVA", help="letters from TIVA")
+    parser.add_argument("--run", default=None, metavar="NAME",
+                        help="a run name such as demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0: "
+                        "dataset, method, modalities, fusion, top-k, hidden, lr and seed from it "
+                        "(then none of those flags may be given)")
+    # default None = not given, so --run can refuse a contradicting flag (NAME_DEFAULTS below)
+    parser.add_argument("--dataset", default=None, help="name in the run name (default: --data's parent)")
+    parser.add_argument("--method", choices=RUN_METHODS, default=None, help="default crossan")
+    parser.add_argument("--modalities", default=None, help="letters from TIVA (default TIVA)")
     parser.add_argument("--fusion", choices=(*FUSIONS, "none"), default=None,
                         help="default: the method's own")
-    parser.add_argument("--topk", type=positive_int, default=2, help="MOMEF's k")
-    parser.add_argument("--hidden", type=positive_int, default=512, help="adapter bottleneck h")
-    parser.add_argument("--lr", type=positive_float, default=1e-4)
+    parser.add_argument("--topk", type=positive_int, default=None, help="MOMEF's k (default 2)")
+    parser.add_argument("--hidden", type=positive_int, default=None,
+                        help="adapter bottleneck h (default 512)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="default 1e-4")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--standardize-states", action="store_true",
                         help="z-score each cached (layer, dim) over the items first (the demo's "
                         "random encoders need it; the paper feeds raw states)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=None, help="default 0")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--max-epochs", type=positive_int, default=50)
     parser.add_argument("--patience", type=positive_int, default=5)
@@ -117,9 +123,33 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_cli)
 
 
+NAME_DEFAULTS: dict[str, Any] = {
+    "dataset": "", "method": "crossan", "modalities": "TIVA", "fusion": None, "topk": 2,
+    "hidden": 512, "lr": 1e-4, "seed": 0,
+}
+
+
+def _name_fields(args: argparse.Namespace) -> None:
+    """Fill the run-name fields of ``args`` from ``--run`` or from the defaults."""
+    given = [key for key in NAME_DEFAULTS if getattr(args, key) is not None]
+    if args.run is None:
+        for key, default in NAME_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, default)
+        return
+    if given:
+        flags = ", ".join(f"--{key}" for key in given)
+        raise ConfigError(f"--run {args.run} already fixes {flags}; drop them or drop --run")
+    for key, value in parse_run_name(args.run).items():
+        setattr(args, key, value)
+    if Path(args.out).name != args.run:
+        raise ConfigError(f"--out {args.out} must be a folder named {args.run} (the run's name)")
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     from crossan.train.trainer import POPULARITY, RunConfig, train
 
+    _name_fields(args)
     if args.features is None and args.method not in ("id-sasrec", POPULARITY):
         raise ConfigError(f"--features is required for method {args.method}")
     run = RunConfig(
@@ -142,6 +172,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         standardize_states=args.standardize_states,
     )
+    if args.run is not None and run_name(run) != args.run:
+        raise ConfigError(f"--run {args.run} is not canonical: the same run is named {run_name(run)}")
     result = train(run)
     test = result.test
     print(f"{run_name(run)}: best epoch {result.best_epoch}, test HR@10 {test['HR@10']:.4f} "
