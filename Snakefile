@@ -1,6 +1,8 @@
 # crossan: the CROSSAN pipeline, from raw data to the paper's tables.
 #   snakemake --cores 2 all          everything configured in config.yaml (default: the demo)
 #   snakemake --cores 2 results/demo/data/stats.json   one output by its path
+#   snakemake --cores 2 results/demo/runs/demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0/metrics.json
+#                                    one training run: its name is its configuration
 from snakemake.utils import min_version
 
 from crossan.config import validate_config
@@ -22,6 +24,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/media.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

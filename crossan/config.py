@@ -75,11 +75,11 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
             )
     if problems:
         raise ConfigError("invalid config.yaml:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    # Per-dataset media and encoder blocks keep only what the user wrote, so that schema
+    # Per-dataset media, encoder and training blocks keep only what the user wrote, so that schema
     # defaults there never mask the global settings; a global encoder block the user wrote
     # partly is completed from that modality's schema default.
     for name, entry in catalog.items():
-        for block in ("media", "encoders"):
+        for block in ("media", "encoders", "training"):
             entry[block] = copy.deepcopy(explicit["catalog"][name].get(block, {}))
     encoder_schema = schema["properties"]["encoders"]["properties"]
     layers_default = schema["$defs"]["encoder"]["properties"]["layers"]["default"]

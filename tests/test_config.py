@@ -30,8 +30,11 @@ def test_defaults_are_filled() -> None:
     config = validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}})
     assert config["catalog"]["d"] == {
         "kind": "demo", "users": 1000, "items": 400, "topics": 8, "seed": 0,
-        "media": {}, "encoders": {},
+        "media": {}, "encoders": {}, "training": {},
     }
+    assert config["training"] == {"batch_size": 64, "max_epochs": 50, "patience": 5, "max_len": 10,
+                                  "weight_decay": 0, "standardize_states": False, "gpu": 1}
+    assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1}
     assert config["media"]["frames"] == 16

@@ -13,7 +13,6 @@ import torch
 from crossan.data.sequences import leave_one_out
 from crossan.errors import DataError
 from crossan.train.data import (
-    standardize_states,
     default_storage_dtype,
     eval_batches,
     item_popularity_counts,
@@ -21,6 +20,7 @@ from crossan.train.data import (
     load_sequences,
     make_batch,
     modality_letters,
+    standardize_states,
     train_batches,
 )
 from crossan.train.loss import debiased_in_batch_loss, log_popularity_from_counts

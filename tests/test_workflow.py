@@ -27,7 +27,15 @@ def small_demo_config(workdir: Path, **demo: object) -> None:
     config["catalog"]["demo"].update({"users": 60, "items": 30, "topics": 4, **demo})
     config["catalog"]["demo"]["media"] = {"video_size": 64, "image_size": 64}  # the tiny encoders' input
     config["media"].update({"workers": 1, "chunk_items": 8})
+    config["catalog"]["demo"]["runs"] = SMALL_RUNS
+    config["catalog"]["demo"]["training"] = {"standardize_states": True, "max_epochs": 2, "patience": 1,
+                                             "batch_size": 16}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+SMALL_RUNS = [{"method": "popularity"}, {"method": "crossan", "modalities": "TIVA", "hidden": 8, "lr": 1.0e-3}]
+CROSSAN_RUN = "demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0"
+POPULARITY_RUN = "demo__popularity-none-none-k2-h512-lr1e-04-s0"
 
 
 def test_lint_is_clean() -> None:
@@ -60,6 +68,37 @@ def test_shards_scatter_into_jobs_and_gather(tmp_path: Path) -> None:
     assert re.search(r"extract_features\s+12\b", result.stdout)
     assert re.search(r"merge_features\s+4\b", result.stdout)
     assert "gpu=1" in result.stdout  # each shard job asks the scheduler for one GPU
+
+
+def test_one_run_by_its_path(tmp_path: Path) -> None:
+    small_demo_config(tmp_path)
+    target = "results/demo/runs/demo__iisan-TI-concat-k2-h16-lr1e-03-s2/metrics.json"  # not configured
+    result = snakemake(tmp_path, "-n", "--cores", "2", target)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"train_run\s+1\b", result.stdout)
+    assert "--run demo__iisan-TI-concat-k2-h16-lr1e-03-s2" in result.stdout
+    assert "results/demo/features/text.h5" in result.stdout and "features/audio.h5" not in result.stdout
+
+    foreign = snakemake(tmp_path, "-n", "--cores", "2",
+                        "results/demo/runs/other__crossan-TI-momef-k2-h16-lr1e-03-s0/metrics.json")
+    assert foreign.returncode != 0
+    assert "belongs to dataset 'other', not 'demo'" in foreign.stdout + foreign.stderr
+
+
+def test_bad_run_specs_are_config_errors(tmp_path: Path) -> None:
+    small_demo_config(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["catalog"]["demo"]["runs"] = [{"method": "iisan", "modalities": "TIVA"}]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--cores", "2", "all")
+    assert result.returncode != 0
+    assert "runs of dataset 'demo', entry 1" in result.stdout + result.stderr
+    assert "iisan is the text+image method" in result.stdout + result.stderr
+
+    config["catalog"]["demo"]["runs"] = [{"method": "crossan", "lr": "1e-4"}]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--cores", "2", "all")
+    assert "key 'catalog.demo.runs.0.lr': '1e-4' is not of type 'number'" in result.stdout + result.stderr
 
 
 def test_a_bad_config_stops_before_any_job(tmp_path: Path) -> None:
@@ -96,6 +135,12 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
         assert sorted(invalid) == sorted(expected), modality
         for item, reason in invalid.items():
             assert reason.startswith(expected[item]), (modality, item, reason)
+    for run in (CROSSAN_RUN, POPULARITY_RUN):  # the configured runs, each in its named folder
+        metrics = json.loads((tmp_path / f"results/demo/runs/{run}/metrics.json").read_text())
+        assert metrics["run_name"] == run and metrics["n_users"]["test"] == 60
+        assert metrics["config"]["standardize_states"] is True  # the dataset's training block
+        assert (tmp_path / f"results/demo/logs/train/{run}.log").is_file()
+    assert json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text())["epochs_run"] <= 2
     with h5py.File(tmp_path / "results/demo/media/video.h5") as video:
         assert video["frames"].shape[1:] == (16, 64, 64, 3)
     items = (tmp_path / "results/demo/data/items.csv").read_text()
@@ -124,8 +169,9 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     changed = snakemake(tmp_path, "--cores", "2", "-n", "all")
     assert changed.returncode == 0, changed.stderr
-    planned = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: (\S+)", changed.stdout, flags=re.M)
+    planned = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: ([^\s,]+)", changed.stdout, flags=re.M)
     assert sorted(planned) == [
         ("extract_features", "results/demo/features/shards/audio-0-of-1.h5"),
         ("merge_features", "results/demo/features/audio.h5"),
+        ("train_run", f"results/demo/runs/{CROSSAN_RUN}/metrics.json"),  # it reads audio
     ], changed.stdout

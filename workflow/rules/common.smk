@@ -2,6 +2,9 @@
 from pathlib import Path
 
 from crossan.config import dataset_media, encoder_spec
+from crossan.models.adapters import MODALITY_LETTERS
+from crossan.train.plan import planned_run_names, setting_flags, training_settings
+from crossan.train.run import parse_run_name
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 FEATURE_MODALITIES = ["text", "image", "video", "audio"]
@@ -64,10 +67,41 @@ def feature_shards(wildcards):
     )
 
 
+def parsed_run(wildcards):
+    """The configuration a run directory name stands for; its dataset must be the folder's."""
+    run = parse_run_name(wildcards.run)
+    if run["dataset"] != wildcards.dataset:
+        raise ValueError(
+            f"run {wildcards.run} belongs to dataset {run['dataset']!r}, not {wildcards.dataset!r}: "
+            f"ask for results/{run['dataset']}/runs/{wildcards.run}/metrics.json"
+        )
+    return run
+
+
+def run_uses_content(wildcards):
+    return parsed_run(wildcards)["method"] not in ("id-sasrec", "popularity")
+
+
+def run_inputs(wildcards):
+    """Sequences, and the feature file of each modality the run reads."""
+    run = parsed_run(wildcards)
+    data = f"results/{wildcards.dataset}/data"
+    inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
+    inputs["item_table"] = f"{data}/items.csv"
+    for letter in run["modalities"]:
+        inputs[MODALITY_LETTERS[letter]] = f"results/{wildcards.dataset}/features/{MODALITY_LETTERS[letter]}.h5"
+    return inputs
+
+
+def run_outputs(dataset):
+    return [f"results/{dataset}/runs/{name}/metrics.json" for name in planned_run_names(config, dataset)]
+
+
 def all_outputs(wildcards):
     outputs = []
     for name in config["datasets"]:
         outputs.append(f"results/{name}/data/stats.json")
         outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=MEDIA_MODALITIES)
         outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=FEATURE_MODALITIES)
+        outputs += run_outputs(name)
     return outputs
