@@ -37,20 +37,25 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     """One child process: load data and states, build ``method``, time ``args.epochs`` epochs."""
     import torch
 
-    from crossan.models import ModelConfig, build_model, count_trainable
+    from crossan.models import (
+        MODALITY_LETTERS,
+        ModelConfig,
+        build_model,
+        count_trainable,
+    )
     from crossan.train.data import (
         ItemStates,
         item_popularity_counts,
         load_sequences,
         train_batches,
     )
-    from crossan.train.loss import debiased_in_batch_loss, log_popularity_from_counts
-    from crossan.train.trainer import make_item_encoder, resolve_device
+    from crossan.train.loss import log_popularity_from_counts
+    from crossan.train.trainer import batch_loss, make_item_encoder, resolve_device
 
     torch.manual_seed(0)
     device = resolve_device(args.device)
     data = load_sequences(Path(args.data))
-    names = [{"T": "text", "I": "image", "V": "video", "A": "audio"}[m] for m in args.modalities]
+    names = [MODALITY_LETTERS[letter] for letter in args.modalities]
     shape = (data.n_items + 1, args.layers, args.dim)
     states = ItemStates(
         states={m: torch.randn(shape).to(device) for m in names},
@@ -72,10 +77,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     for _ in range(args.epochs + 1):  # the first epoch warms up allocators and kernels
         started = time.perf_counter()
         for batch in train_batches(data, args.batch_size, generator, device=device):
-            items = encode(batch.padded_unique_items)[1:]
-            inputs, targets = batch.lookup(items)
-            users = model.encode_sequences(inputs, batch.valid)
-            loss = debiased_in_batch_loss(users, batch.targets, targets, batch.sequences, log_popularity)
+            loss = batch_loss(model, encode, batch, log_popularity)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

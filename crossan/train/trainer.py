@@ -65,6 +65,7 @@ from crossan.train.data import (
     EvalSplit,
     ItemStates,
     SequenceData,
+    TrainBatch,
     eval_batches,
     item_popularity_counts,
     load_item_states,
@@ -334,6 +335,17 @@ def make_item_encoder(
     return encode
 
 
+def batch_loss(model: nn.Module, encode: Callable[[Tensor], Tensor], batch: TrainBatch,
+               log_popularity: Tensor) -> Tensor:
+    """The training loss of one batch (scalar): its distinct items through the item encoder
+    (``encode``, see :func:`make_item_encoder`), SASRec over the inputs, the debiased
+    in-batch cross entropy over the targets."""
+    items = encode(batch.padded_unique_items)[1:]  # row 0 = padding, unused
+    inputs, targets = batch.lookup(items)
+    user_states = model.encode_sequences(inputs, batch.valid)
+    return debiased_in_batch_loss(user_states, batch.targets, targets, batch.sequences, log_popularity)
+
+
 def all_item_embeddings(encode: Callable[[Tensor], Tensor], n_items: int, device: torch.device,
                         chunk: int = ITEM_CHUNK) -> Tensor:
     """``[n_items + 1, d]`` embeddings of every item id, row 0 (padding) zero."""
@@ -443,11 +455,7 @@ def _train_model(run: RunConfig) -> RunResult:
         started = time.perf_counter()
         total, positions = 0.0, 0
         for step, batch in enumerate(train_batches(data, run.batch_size, generator, device=device)):
-            items = encode(batch.padded_unique_items)[1:]  # row 0 = padding, unused
-            inputs, targets = batch.lookup(items)
-            user_states = model.encode_sequences(inputs, batch.valid)
-            loss = debiased_in_batch_loss(user_states, batch.targets, targets, batch.sequences,
-                                          log_popularity)
+            loss = batch_loss(model, encode, batch, log_popularity)
             value = loss.detach()
             check_finite(value, epoch, step)
             optimizer.zero_grad(set_to_none=True)
