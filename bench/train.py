@@ -21,16 +21,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import statistics
-import sys
 import time
 from pathlib import Path
-
-
-def rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
@@ -50,7 +43,12 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
         train_batches,
     )
     from crossan.train.loss import log_popularity_from_counts
-    from crossan.train.trainer import batch_loss, make_item_encoder, resolve_device
+    from crossan.train.trainer import (
+        batch_loss,
+        make_item_encoder,
+        peak_memory,
+        resolve_device,
+    )
 
     torch.manual_seed(0)
     device = resolve_device(args.device)
@@ -72,7 +70,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    loaded = rss_mib()
+    loaded = peak_memory(torch.device("cpu"))[0]  # peak RSS so far
     seconds = []
     for _ in range(args.epochs + 1):  # the first epoch warms up allocators and kernels
         started = time.perf_counter()
@@ -85,12 +83,8 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
             torch.cuda.synchronize(device)
         seconds.append(time.perf_counter() - started)
     result = {"seconds": statistics.median(seconds[1:]), "parameters": count_trainable(model)}
-    if device.type == "cuda":
-        result["memory"] = torch.cuda.max_memory_allocated(device) / 2**20
-        result["memory_growth"] = result["memory"]
-    else:
-        result["memory"] = rss_mib()
-        result["memory_growth"] = result["memory"] - loaded
+    result["memory"] = peak_memory(device)[0]  # CUDA max allocated, or the CPU peak RSS
+    result["memory_growth"] = result["memory"] - (0.0 if device.type == "cuda" else loaded)
     return result
 
 
