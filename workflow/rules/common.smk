@@ -79,7 +79,7 @@ def parsed_run(wildcards):
 
 
 def run_uses_content(wildcards):
-    return parsed_run(wildcards)["method"] not in ("id-sasrec", "popularity")
+    return bool(parsed_run(wildcards)["modalities"])  # "" for id-sasrec and popularity
 
 
 def run_inputs(wildcards):
