@@ -25,6 +25,7 @@ from crossan.train.data import load_item_states, load_sequences
 from crossan.train.loss import NonFiniteLossError
 from crossan.train.popularity import evaluate_popularity
 from crossan.train.run import format_lr, parse_run_name, run_name
+from crossan.train.towers import read_item_towers
 from crossan.train.trainer import (
     METRIC_NAMES,
     RunConfig,
@@ -75,7 +76,8 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
     result = train(run)
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == [
-        "gates.json", "metrics.json", "per_user_test.parquet", "per_user_valid.parquet", "train_log.csv"]
+        "gates.json", "item_towers.h5", "metrics.json", "per_user_test.parquet", "per_user_valid.parquet",
+        "train_log.csv"]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("valid", "test", "best_epoch", "epochs_run", "trainable_parameters", "seconds_per_epoch",
                 "eval_seconds", "peak_memory_mib", "peak_memory_kind", "device", "config", "versions",
@@ -99,6 +101,16 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
         assert tower["sources"] == ["H", "T", "I", "V", "A"]
         assert np.array(tower["values"]).shape == (LAYERS, 5)
         assert np.allclose(np.array(tower["values"]).sum(1), 1)
+    # item_towers.h5 = the best checkpoint's tower outputs of every item, in items.csv order
+    towers = read_item_towers(out / "item_towers.h5")
+    states = load_item_states(dataset[1], "TIVA", "cpu")
+    assert towers.towers == ("text", "image", "video", "audio") and towers.item_ids == states.item_ids
+    with torch.inference_mode():
+        gathered, has = states.gather(torch.arange(1, N_ITEMS + 1))
+        expected = result.model.item_encoder.tower_outputs(gathered).numpy()
+    np.testing.assert_allclose(towers.outputs, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(towers.available, np.stack([has[m].numpy() for m in towers.towers], 1))
+    np.testing.assert_array_equal(towers.tower("image"), towers.outputs[:, 1])
     rows = read_log(out)
     assert list(rows[0]) == ["epoch", "train_loss", "valid_HR@10", "valid_NDCG@10", "valid_HR@20",
                              "valid_NDCG@20", "train_seconds", "eval_seconds"]
@@ -158,6 +170,7 @@ def test_id_sasrec_runs_without_features(dataset, tmp_path: Path) -> None:
     assert run.modalities == "" and run.fusion == "none"
     result = train(run)
     assert json.loads((tmp_path / "id" / "gates.json").read_text()) == {}
+    assert read_item_towers(tmp_path / "id" / "item_towers.h5").towers == ()
     assert result.metrics["trainable_parameters"] == (N_ITEMS + 1) * 64 + sum(
         p.numel() for p in result.model.sequence_encoder.parameters())
     assert parse_run_name(run_name(run))["modalities"] == ""

@@ -6,7 +6,7 @@ validation and test targets are not counted). Validation and test are ranked wit
 :func:`~crossan.train.metrics.evaluate_full_ranking` as the models (history masked, ties
 pessimistic), by scoring ``ones[U, 1] @ counts[1, n_items + 1]``. Outputs are those of a
 trained run (:mod:`crossan.train.trainer`) with no training: ``best_epoch = epochs_run = 0``,
-``trainable_parameters = 0``, ``seconds_per_epoch = 0``, an empty ``gates.json`` and a
+``trainable_parameters = 0``, ``seconds_per_epoch = 0``, an empty ``gates.json``, an ``item_towers.h5`` without towers and a
 ``train_log.csv`` with only its header.
 """
 
@@ -26,6 +26,7 @@ from crossan.train.data import (
     load_sequences,
 )
 from crossan.train.metrics import evaluate_full_ranking
+from crossan.train.towers import empty_item_towers
 from crossan.train.trainer import (
     KS,
     POPULARITY,
@@ -82,7 +83,8 @@ def run_popularity(run: RunConfig) -> RunResult:
         "versions": versions(),
     }
     write_outputs(out_dir, metrics, [], (data.valid.user_index, per_user_valid),
-                  (data.test.user_index, per_user_test), {})
+                  (data.test.user_index, per_user_test), {},
+                  empty_item_towers(data.item_ids, metrics["run_name"]))
     log.info("popularity: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s",
              valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
     return RunResult(out_dir, metrics, [], per_user_valid, per_user_test, None)

@@ -90,7 +90,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train and evaluate one configuration (or the popularity baseline)",
         description="Train one configuration on cached states, early-stop on validation HR@10, "
         "evaluate test at the best epoch; writes metrics.json (last), per_user_{valid,test}."
-        "parquet, gates.json and train_log.csv into --out.",
+        "parquet, gates.json, item_towers.h5 and train_log.csv into --out.",
     )
     parser.add_argument("--data", required=True, type=Path, help="results/{dataset}/data")
     parser.add_argument("--features", type=Path, default=None,
@@ -120,6 +120,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patience", type=positive_int, default=5)
     parser.add_argument("--max-len", type=positive_int, default=10)
     parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's own). The same seed gives "
+                        "the same numbers for the same thread count; the workflow passes 1.")
     parser.set_defaults(func=_run_cli)
 
 
@@ -147,9 +150,13 @@ def _name_fields(args: argparse.Namespace) -> None:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    import torch
+
     from crossan.train.trainer import POPULARITY, RunConfig, train
 
     _name_fields(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.features is None and args.method not in ("id-sasrec", POPULARITY):
         raise ConfigError(f"--features is required for method {args.method}")
     run = RunConfig(

@@ -7,6 +7,8 @@
   ``user_index``) with ``rank``, ``HR@10``, ``NDCG@10``, ``HR@20``, ``NDCG@20`` of the best
   checkpoint, for paired t-tests;
 * ``gates.json``: the learned gate values for Figure 4 (``{}`` for methods without gates);
+* ``item_towers.h5``: every item's tower outputs at the best checkpoint, for Table 1's
+  mutual information (:mod:`crossan.train.towers`; no towers for runs without content);
 * ``train_log.csv``: one row per epoch, ``epoch, train_loss, valid_HR@10, valid_NDCG@10,
   valid_HR@20, valid_NDCG@20, train_seconds, eval_seconds``;
 * ``metrics.json``, written **last**: its presence means the run is complete. Keys:
@@ -79,6 +81,13 @@ from crossan.train.loss import (
     log_popularity_from_counts,
 )
 from crossan.train.metrics import evaluate_full_ranking, save_per_user
+from crossan.train.towers import (
+    TOWERS_FILE,
+    ItemTowers,
+    compute_item_towers,
+    empty_item_towers,
+    write_item_towers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -287,11 +296,13 @@ def write_outputs(
     per_user_valid: tuple[Tensor, dict[str, np.ndarray]],
     per_user_test: tuple[Tensor, dict[str, np.ndarray]],
     gates: dict[str, Any],
+    towers: ItemTowers,
 ) -> None:
     """All of a run's files, ``metrics.json`` last."""
     save_per_user(out_dir / "per_user_valid.parquet", *per_user_valid)
     save_per_user(out_dir / "per_user_test.parquet", *per_user_test)
     write_text_atomic(out_dir / "gates.json", _json(gates))
+    write_item_towers(out_dir / TOWERS_FILE, towers)
     write_log_csv(out_dir / "train_log.csv", log_rows)
     write_text_atomic(out_dir / METRICS_FILE, _json(metrics))
 
@@ -511,6 +522,8 @@ def _train_model(run: RunConfig) -> RunResult:
         out_dir, metrics, rows,
         (data.valid.user_index, per_user_valid), (data.test.user_index, per_user_test),
         gates_payload(model),
+        compute_item_towers(model, states, metrics["run_name"]) if states is not None
+        else empty_item_towers(data.item_ids, metrics["run_name"]),
     )
     log.info("best epoch %d of %d: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s",
              best_epoch, len(rows), valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
