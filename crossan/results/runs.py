@@ -1,0 +1,146 @@
+"""Reading finished runs and aggregating them over seeds, with paired t-tests.
+
+A run directory (``results/{dataset}/runs/{name}/``, :mod:`crossan.train.trainer`) is
+complete when its ``metrics.json`` exists; tables read that, ``per_user_test.parquet`` (for
+significance), ``item_towers.h5`` (Table 1) and ``gates.json`` (Figure 4), nothing else.
+
+Seeds: a table row with several seeds shows the mean and the sample standard deviation
+(``ddof=1``) over its runs; the paired t-test compares the per-user metrics averaged over each
+row's seeds (user by user), so a user counts once however many seeds there are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from crossan.errors import DataError
+
+METRICS: tuple[str, ...] = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+SIGNIFICANCE_LEVEL = 0.05
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and sample standard deviation of one quantity over ``n`` seeds (std 0 for n=1)."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Summary:
+        array = np.asarray(values, dtype=float)
+        if array.size == 0:
+            raise ValueError("no values to summarise")
+        std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+        return cls(float(array.mean()), std, int(array.size))
+
+
+def run_dir(runs_dir: Path, name: str) -> Path:
+    return Path(runs_dir) / name
+
+
+def read_metrics(runs_dir: Path, name: str) -> dict[str, Any]:
+    """``metrics.json`` of run ``name``; a missing one is a :class:`DataError` that says how
+    to produce it."""
+    path = run_dir(runs_dir, name) / "metrics.json"
+    if not path.exists():
+        raise DataError(f"{path} is missing: run {name} has not finished; "
+                        f"build it with `snakemake --cores N {path}`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error}); delete the run folder and rerun it") from error
+
+
+def summarise(runs_dir: Path, names: Sequence[str], key: str, split: str = "test") -> Summary:
+    """Mean ± std over ``names`` of a test metric (``key`` in :data:`METRICS`) or of a
+    top-level number of ``metrics.json`` (``seconds_per_epoch``, ``peak_memory_mib``, ...)."""
+    values = []
+    for name in names:
+        metrics = read_metrics(runs_dir, name)
+        value = metrics[split][key] if key in METRICS else metrics[key]
+        values.append(float(value))
+    return Summary.of(values)
+
+
+def per_user_mean(runs_dir: Path, names: Sequence[str], split: str = "test") -> pl.DataFrame:
+    """Per-user metrics averaged over the runs ``names`` (seeds): columns ``user`` and
+    :data:`METRICS`, sorted by user. Every run must have the same users."""
+    frames = []
+    for name in names:
+        path = run_dir(runs_dir, name) / f"per_user_{split}.parquet"
+        if not path.exists():
+            raise DataError(f"{path} is missing: rerun run {name}")
+        frames.append(pl.read_parquet(path).select("user", *METRICS).sort("user"))
+    users = frames[0]["user"]
+    for name, frame in zip(names, frames):
+        if not frame["user"].equals(users):
+            raise DataError(f"run {name} has other {split} users than run {names[0]}: "
+                            "runs of one table must come from the same dataset split")
+    stacked = np.stack([frame.select(METRICS).to_numpy() for frame in frames])  # [seeds, users, 4]
+    return pl.DataFrame({"user": users, **{m: stacked[:, :, i].mean(0) for i, m in enumerate(METRICS)}})
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Two-sided paired t-test of ``ours`` against ``baseline`` over users."""
+
+    statistic: float
+    p_value: float
+    mean_difference: float
+
+    @property
+    def significant_improvement(self) -> bool:
+        """p < 0.05 and ours is better on average (the paper's ``*``)."""
+        return (not math.isnan(self.p_value)) and self.p_value < SIGNIFICANCE_LEVEL and self.mean_difference > 0
+
+
+def paired_t_test(ours: np.ndarray, baseline: np.ndarray) -> PairedTest:
+    """``scipy.stats.ttest_rel`` on per-user values (same users, same order). Identical
+    vectors give p = NaN (no evidence either way), never a ``*``."""
+    ours, baseline = np.asarray(ours, float), np.asarray(baseline, float)
+    if ours.shape != baseline.shape:
+        raise ValueError(f"paired t-test needs the same users: {ours.shape} vs {baseline.shape}")
+    difference = float(np.mean(ours - baseline))
+    if np.all(ours == baseline):
+        return PairedTest(float("nan"), float("nan"), 0.0)
+    result = stats.ttest_rel(ours, baseline)
+    return PairedTest(float(result.statistic), float(result.pvalue), difference)
+
+
+def compare_runs(runs_dir: Path, ours: Sequence[str], baseline: Sequence[str]) -> dict[str, PairedTest]:
+    """Per metric, the paired t-test of the seed-averaged per-user test metrics."""
+    a, b = per_user_mean(runs_dir, ours), per_user_mean(runs_dir, baseline)
+    if not a["user"].equals(b["user"]):
+        raise DataError(f"runs {ours[0]} and {baseline[0]} have different test users")
+    return {m: paired_t_test(a[m].to_numpy(), b[m].to_numpy()) for m in METRICS}
+
+
+def read_gates(runs_dir: Path, name: str) -> dict[str, Any]:
+    """``gates.json``'s towers of run ``name`` (``{}`` when the method has none)."""
+    path = run_dir(runs_dir, name) / "gates.json"
+    if not path.exists():
+        raise DataError(f"{path} is missing: rerun run {name}")
+    return json.loads(path.read_text(encoding="utf-8")).get("towers", {})
+
+
+def mean_gates(runs_dir: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Gate values averaged over seeds, in ``gates.json``'s layout (``sources``, ``values``)."""
+    per_run = [read_gates(runs_dir, name) for name in names]
+    if not per_run[0]:
+        raise DataError(f"run {names[0]} has no gates (only crossan, indsan, iisan and iisan-e do)")
+    towers = {}
+    for tower, first in per_run[0].items():
+        values = np.mean([np.asarray(run[tower]["values"], float) for run in per_run], axis=0)
+        towers[tower] = {"sources": list(first["sources"]), "values": values.tolist()}
+    return towers

@@ -1,0 +1,420 @@
+"""The paper's Tables 1 and 3-7, rebuilt from run directories alone.
+
+Each builder takes a :class:`~crossan.results.plan.TargetPlan` (rows and their runs) and the
+runs folder and returns a :class:`Table`; :func:`write_table` writes it as CSV (every number,
+its standard deviation over seeds, p-values, the paper's value and the runs behind it),
+Markdown and HTML (laid out like the paper).
+
+Conventions, the same in every table:
+
+* metric cells are the test split's mean over the row's seeds (``± std`` with several);
+* ``*``: paired two-sided t-test over users (per-user metrics averaged over seeds) against
+  the row's baseline gives p < 0.05 and ours is better (``scipy.stats.ttest_rel``);
+* relative improvement (Table 3): ``(ours - baseline) / baseline``, in percent, of the
+  means; efficiency improvement (Table 4): ``(baseline - ours) / baseline`` (lower is better),
+  which reproduces the paper's Table 4 percentages exactly;
+* a row the pipeline does not produce (full fine-tuning, Adapter, LoRA) is shown with
+  ``—`` and a note, never dropped; for MicroLens datasets the paper's published value is
+  shown beside ours, in parentheses.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from crossan.atomic import write_text_atomic
+from crossan.errors import DataError
+from crossan.results.paper import paper_value
+from crossan.results.plan import TargetPlan
+from crossan.results.runs import (
+    METRICS,
+    PairedTest,
+    Summary,
+    compare_runs,
+    paired_t_test,
+    read_metrics,
+    summarise,
+)
+
+CAPTIONS: dict[str, str] = {
+    "table1": "Performance comparison between INDSAN (independent side adapters) and CROSSAN "
+               "(cross-modal side adapters), and the mutual information between their text and image tower outputs.",
+    "table3": "Performance comparison of CROSSAN with raw modalities (T, I, V, A: text, image, "
+               "video, audio) against IISAN and its extension IISAN-E.",
+    "table4": "Efficiency: TT training time (s per epoch), GM peak memory (MiB), TP trainable "
+               "parameters; lower is better; improvement over IISAN-E.",
+    "table5": "Ablation on the fusion method: MOMEF, dynamic (D-Gated) and static (S-Gated) "
+               "gated fusion, and concatenation.",
+    "table6": "Ablation: cross-modal (CROSSAN) vs independent (INDSAN) side adapters.",
+    "table7": "Top-K experts of CROSSAN's MOMEF.",
+}
+MISSING = "—"
+MUTUAL_INFORMATION = "Mutual Information"
+EFFICIENCY: dict[str, str] = {"TT": "seconds_per_epoch", "GM": "peak_memory_mib", "TP": "trainable_parameters"}
+EFFICIENCY_KINDS: tuple[str, ...] = ("seconds", "mib", "count")
+MEMORY_KINDS: dict[str, str] = {
+    "cuda_max_allocated": "GPU memory (torch.cuda.max_memory_allocated)",
+    "cpu_peak_rss": "peak resident memory of the process on the CPU (no GPU; includes the cached states)",
+}
+
+
+@dataclass
+class Cell:
+    """One value of a table: ``mean ± std`` over ``n`` seeds, a p-value against the row's
+    baseline, the ``*`` mark, and the paper's published value. ``kind`` sets the format:
+    ``metric`` (4 decimals), ``percent`` (signed, %), ``seconds``, ``mib``, ``count``."""
+
+    mean: float | None = None
+    std: float = 0.0
+    n: int = 0
+    p_value: float | None = None
+    marked: bool = False
+    paper: float | None = None
+    kind: str = "metric"
+
+    @classmethod
+    def of(cls, summary: Summary, kind: str = "metric") -> Cell:
+        return cls(summary.mean, summary.std, summary.n, kind=kind)
+
+
+@dataclass
+class Row:
+    label: str
+    cells: dict[str, Cell]
+    runs: tuple[str, ...] = ()
+    note: str = ""
+    section: str = ""  # rows under a section heading, e.g. "Relative Improvement"
+
+
+@dataclass
+class Table:
+    """A table as the paper lays it out: a first column (``header``) and value ``columns``."""
+
+    target: str
+    dataset: str
+    caption: str
+    header: str
+    columns: tuple[str, ...]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    paper_dataset: str = ""
+
+    def row(self, label: str) -> Row:
+        for row in self.rows:
+            if row.label == label:
+                return row
+        raise KeyError(f"{self.target} has no row {label!r}")
+
+
+# ====================================================================== formatting
+
+
+def display_name(target: str) -> str:
+    """``"table3" -> "Table 3"``, ``"figure4" -> "Figure 4"``."""
+    for prefix in ("table", "figure"):
+        if target.startswith(prefix):
+            return f"{prefix.capitalize()} {target[len(prefix):]}"
+    return target
+
+
+def format_number(value: float, kind: str) -> str:
+    if kind == "percent":
+        return f"{value:+.2f}%"
+    if kind == "seconds":
+        return f"{value:,.2f}"
+    if kind == "mib":
+        return f"{value:,.1f}"
+    if kind == "count":
+        return f"{value:,.0f}"
+    return f"{value:.4f}"
+
+
+def format_cell(cell: Cell, with_paper: bool) -> str:
+    """``0.1033* ± 0.0012 (0.1033)``: mean, mark, std (several seeds), the paper's value."""
+    text = MISSING if cell.mean is None or math.isnan(cell.mean) else format_number(cell.mean, cell.kind)
+    if cell.marked:
+        text += "*"
+    if cell.mean is not None and cell.n > 1:
+        text += f" ± {format_number(cell.std, cell.kind).lstrip('+')}"
+    if with_paper and cell.paper is not None:
+        text += f" ({format_number(cell.paper, cell.kind)})"
+    return text
+
+
+def _has_paper(table: Table) -> bool:
+    return any(cell.paper is not None for row in table.rows for cell in row.cells.values())
+
+
+def _sections(table: Table) -> list[tuple[str, list[Row]]]:
+    groups: list[tuple[str, list[Row]]] = []
+    for row in table.rows:
+        if not groups or groups[-1][0] != row.section:
+            groups.append((row.section, []))
+        groups[-1][1].append(row)
+    return groups
+
+
+def _notes(table: Table) -> list[str]:
+    notes = list(table.notes)
+    if _has_paper(table):
+        notes.append(f"In parentheses: the paper's published value ({table.paper_dataset}).")
+    for row in table.rows:
+        if row.note:
+            notes.append(f"{row.label}: {row.note}.")
+    return notes
+
+
+def to_markdown(table: Table) -> str:
+    with_paper = _has_paper(table)
+    lines = [f"**{display_name(table.target)}** ({table.dataset}): {table.caption}", ""]
+    lines.append("| " + " | ".join((table.header, *table.columns)) + " |")
+    lines.append("|" + "---|" * (len(table.columns) + 1))
+    for section, rows in _sections(table):
+        if section:
+            lines.append(f"| *{section}* |" + " |" * len(table.columns))
+        for row in rows:
+            cells = [format_cell(row.cells.get(c, Cell()), with_paper) for c in table.columns]
+            lines.append("| " + " | ".join((row.label, *cells)) + " |")
+    notes = _notes(table)
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: Table) -> str:
+    """A standalone HTML page of the table (the report embeds it)."""
+    with_paper = _has_paper(table)
+    e = html.escape
+    head = "".join(f"<th>{e(c)}</th>" for c in (table.header, *table.columns))
+    body = []
+    for section, rows in _sections(table):
+        if section:
+            body.append(f'<tr class="section"><td colspan="{len(table.columns) + 1}"><em>{e(section)}</em></td></tr>')
+        for row in rows:
+            cells = "".join(f"<td>{e(format_cell(row.cells.get(c, Cell()), with_paper))}</td>" for c in table.columns)
+            body.append(f"<tr><th>{e(row.label)}</th>{cells}</tr>")
+    notes = "".join(f"<li>{e(note)}</li>" for note in _notes(table))
+    style = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+             "td,th{border-bottom:1px solid #ccc;padding:4px 10px;text-align:right}"
+             "th:first-child,tr th{text-align:left}tr.section td{text-align:left;background:#f3f3f3}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(table.target)} {e(table.dataset)}</title>"
+            f"<style>{style}</style></head><body>\n<p><strong>{e(display_name(table.target))}</strong> ({e(table.dataset)}): "
+            f"{e(table.caption)}</p>\n<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
+            + f"\n</tbody></table>\n<ul>{notes}</ul>\n</body></html>\n")
+
+
+def to_frame(table: Table) -> pl.DataFrame:
+    """Every number of the table, one row per table row: ``section, row``, per column its
+    mean, ``_std``, ``_n``, ``_p`` (vs the baseline), ``_mark`` and ``_paper``; the run
+    names behind the row (``;``-separated) and the note."""
+    records = []
+    for row in table.rows:
+        record: dict[str, object] = {"section": row.section, "row": row.label}
+        for column in table.columns:
+            cell = row.cells.get(column, Cell())
+            record[column] = cell.mean
+            record[f"{column}_std"] = cell.std if cell.mean is not None else None
+            record[f"{column}_n"] = cell.n
+            record[f"{column}_p"] = cell.p_value
+            record[f"{column}_mark"] = "*" if cell.marked else ""
+            record[f"{column}_paper"] = cell.paper
+        record["runs"] = ";".join(row.runs)
+        record["note"] = row.note
+        records.append(record)
+    schema: dict[str, pl.DataType] = {"section": pl.String, "row": pl.String}
+    for column in table.columns:
+        schema |= {column: pl.Float64, f"{column}_std": pl.Float64, f"{column}_n": pl.Int64,
+                   f"{column}_p": pl.Float64, f"{column}_mark": pl.String, f"{column}_paper": pl.Float64}
+    schema |= {"runs": pl.String, "note": pl.String}
+    return pl.DataFrame(records, schema=schema, orient="row")
+
+
+def write_table(table: Table, csv: Path, markdown: Path, html_path: Path) -> None:
+    """Write the three views atomically (temp name, then rename)."""
+    write_text_atomic(csv, to_frame(table).write_csv())
+    write_text_atomic(markdown, to_markdown(table))
+    write_text_atomic(html_path, to_html(table))
+
+
+# ====================================================================== building blocks
+
+
+def _with_paper(table: Table) -> Table:
+    for row in table.rows:
+        for column, cell in row.cells.items():
+            cell.paper = paper_value(table.target, table.paper_dataset, row.label, column)
+    return table
+
+
+def metric_row(runs_dir: Path, label: str, runs: tuple[str, ...], note: str = "") -> Row:
+    """Test HR/NDCG@10/20 of ``runs`` (mean ± std), or an all-missing row without runs."""
+    if not runs:
+        return Row(label, {m: Cell() for m in METRICS}, note=note)
+    return Row(label, {m: Cell.of(summarise(runs_dir, runs, m)) for m in METRICS}, runs, note)
+
+
+def mark_against(runs_dir: Path, ours: Row, baseline: Row) -> dict[str, PairedTest]:
+    """Put p-values and ``*`` marks on ``ours``'s metric cells (t-test vs ``baseline``)."""
+    tests = compare_runs(runs_dir, ours.runs, baseline.runs)
+    for metric, test in tests.items():
+        ours.cells[metric].p_value = test.p_value
+        ours.cells[metric].marked = test.significant_improvement
+    return tests
+
+
+def relative_improvement(ours: float, baseline: float) -> float:
+    """``(ours - baseline) / baseline`` in percent (NaN when the baseline is 0)."""
+    return (ours - baseline) / baseline * 100 if baseline else math.nan
+
+
+def efficiency_gain(ours: float, baseline: float) -> float:
+    """``(baseline - ours) / baseline`` in percent: positive = ours needs less."""
+    return (baseline - ours) / baseline * 100 if baseline else math.nan
+
+
+def _metric_table(plan: TargetPlan, runs_dir: Path, header: str) -> Table:
+    rows = [metric_row(runs_dir, row.label, row.runs, row.note) for row in plan.rows]
+    return Table(plan.target, plan.dataset, CAPTIONS[plan.target], header, METRICS, rows,
+                 paper_dataset=plan.paper_dataset)
+
+
+SIGNIFICANCE_NOTE = ("*: paired t-test over test users (per-user metrics averaged over seeds), "
+                     "p < 0.05, improvement over {baseline}.")
+SEEDS_NOTE = "Mean ± sample standard deviation over {n} seeds."
+
+
+def _seed_note(table: Table) -> None:
+    counts = {cell.n for row in table.rows for cell in row.cells.values() if cell.mean is not None and cell.n}
+    if counts and max(counts) > 1:
+        table.notes.append(SEEDS_NOTE.format(n="/".join(str(n) for n in sorted(counts))))
+
+
+# ====================================================================== the tables
+
+
+def table1(plan: TargetPlan, runs_dir: Path) -> Table:
+    """INDSAN vs CROSSAN (paper Table 1; metrics as rows) and the mutual information between
+    the first two towers' outputs (text and image) over all items with both media."""
+    from crossan.results.mutual_info import ksg_mutual_information
+    from crossan.train.towers import TOWERS_FILE, read_item_towers
+
+    indsan, crossan = plan.row("INDSAN"), plan.row("CROSSAN")
+    by_method = {"INDSAN": metric_row(runs_dir, "INDSAN", indsan.runs),
+                 "CROSSAN": metric_row(runs_dir, "CROSSAN", crossan.runs)}
+    tests = compare_runs(runs_dir, crossan.runs, indsan.runs)
+
+    def mutual_information(name: str) -> float:
+        towers = read_item_towers(runs_dir / name / TOWERS_FILE)
+        if len(towers.towers) < 2:
+            raise DataError(f"run {name} has {len(towers.towers)} tower(s); Table 1 needs two (e.g. T+I)")
+        both = towers.available[:, 0] & towers.available[:, 1]
+        return ksg_mutual_information(towers.outputs[both, 0], towers.outputs[both, 1])
+
+    mi = {method: [mutual_information(name) for name in row.runs]
+          for method, row in (("INDSAN", indsan), ("CROSSAN", crossan))}
+    mi_test = paired_t_test(mi["CROSSAN"], mi["INDSAN"]) if len(mi["CROSSAN"]) > 1 else None
+
+    rows = []
+    for metric in ("HR@10", "HR@20", "NDCG@10", "NDCG@20"):
+        cells = {method: by_method[method].cells[metric] for method in by_method}
+        cells["CROSSAN"].p_value = tests[metric].p_value
+        cells["CROSSAN"].marked = tests[metric].significant_improvement
+        rows.append(Row(metric, cells))
+    mi_cells = {method: Cell.of(Summary.of(values)) for method, values in mi.items()}
+    if mi_test is not None:
+        mi_cells["CROSSAN"].p_value = mi_test.p_value
+        mi_cells["CROSSAN"].marked = mi_test.significant_improvement
+    rows.append(Row(MUTUAL_INFORMATION, mi_cells))
+    for row in rows:
+        row.runs = indsan.runs + crossan.runs
+    towers_named = read_item_towers(runs_dir / crossan.runs[0] / TOWERS_FILE).towers[:2]
+    table = Table(
+        "table1", plan.dataset, CAPTIONS["table1"], "Metric", ("INDSAN", "CROSSAN"), rows,
+        notes=[SIGNIFICANCE_NOTE.format(baseline="INDSAN"),
+               f"Mutual information (nats) between the {towers_named[0]} and {towers_named[1]} tower "
+               "outputs at the best checkpoint, over every item with both media: KSG estimator "
+               "(Kraskov, Stögbauer & Grassberger 2004, k=3, z-scored dimensions); its * is a paired "
+               "t-test over seeds (only with two or more seeds)."],
+        paper_dataset=plan.paper_dataset,
+    )
+    _seed_note(table)
+    return _with_paper(table)
+
+
+def table3(plan: TargetPlan, runs_dir: Path) -> Table:
+    """Every method row, then the relative improvement of each CROSSAN row over its IISAN /
+    IISAN-E row with ``*`` from the paired t-test (paper Table 3)."""
+    table = _metric_table(plan, runs_dir, "Model")
+    for comparison in plan.comparisons:
+        ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
+        mark_against(runs_dir, ours, baseline)
+        cells = {m: Cell(relative_improvement(ours.cells[m].mean, baseline.cells[m].mean), kind="percent")
+                 for m in METRICS}
+        table.rows.append(Row(comparison.label, cells, section="Relative Improvement"))
+    table.notes += [SIGNIFICANCE_NOTE.format(baseline="the IISAN / IISAN-E row of the same modalities"),
+                    "Relative improvement: (CROSSAN - IISAN(-E)) / IISAN(-E) of the means."]
+    _seed_note(table)
+    return _with_paper(table)
+
+
+def table4(plan: TargetPlan, runs_dir: Path) -> Table:
+    """Training time per epoch, peak memory and trainable parameters (paper Table 4)."""
+    rows, kinds = [], set()
+    for plan_row in plan.rows:
+        if not plan_row.runs:
+            rows.append(Row(plan_row.label, {c: Cell(kind=k) for c, k in zip(EFFICIENCY, EFFICIENCY_KINDS)},
+                            note=plan_row.note))
+            continue
+        cells = {column: Cell.of(summarise(runs_dir, plan_row.runs, key), kind)
+                 for (column, key), kind in zip(EFFICIENCY.items(), EFFICIENCY_KINDS)}
+        kinds |= {read_metrics(runs_dir, name)["peak_memory_kind"] for name in plan_row.runs}
+        rows.append(Row(plan_row.label, cells, plan_row.runs))
+    table = Table("table4", plan.dataset, CAPTIONS["table4"], "Method", tuple(EFFICIENCY), rows,
+                  paper_dataset=plan.paper_dataset)
+    for comparison in plan.comparisons:
+        ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
+        cells = {c: Cell(efficiency_gain(ours.cells[c].mean, baseline.cells[c].mean), kind="percent")
+                 for c in EFFICIENCY}
+        table.rows.append(Row(comparison.label, cells))
+    table.notes.append("Improvement: (IISAN-E - CROSSAN) / IISAN-E. _best: IISAN-E at its own setting; "
+                       "_same: IISAN-E at CROSSAN's adapter hidden size.")
+    table.notes += [f"GM here: {MEMORY_KINDS.get(kind, kind)}." for kind in sorted(kinds)]
+    _seed_note(table)
+    return _with_paper(table)
+
+
+def table5(plan: TargetPlan, runs_dir: Path) -> Table:
+    table = _metric_table(plan, runs_dir, "Method")
+    _seed_note(table)
+    return _with_paper(table)
+
+
+def table6(plan: TargetPlan, runs_dir: Path) -> Table:
+    table = _metric_table(plan, runs_dir, "Modality")
+    mark_against(runs_dir, table.row("Cross-modal"), table.row("Independent"))
+    table.notes.append(SIGNIFICANCE_NOTE.format(baseline="Independent"))
+    _seed_note(table)
+    return _with_paper(table)
+
+
+def table7(plan: TargetPlan, runs_dir: Path) -> Table:
+    table = _metric_table(plan, runs_dir, "Top-K")
+    _seed_note(table)
+    return _with_paper(table)
+
+
+BUILDERS: dict[str, Callable[[TargetPlan, Path], Table]] = {
+    "table1": table1, "table3": table3, "table4": table4, "table5": table5, "table6": table6, "table7": table7,
+}
+
+
+def build_table(plan: TargetPlan, runs_dir: Path) -> Table:
+    if plan.target not in BUILDERS:
+        raise ValueError(f"{plan.target} is not a table; choose from {', '.join(BUILDERS)}")
+    return BUILDERS[plan.target](plan, Path(runs_dir))
