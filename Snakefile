@@ -3,6 +3,8 @@
 #   snakemake --cores 2 results/demo/data/stats.json   one output by its path
 #   snakemake --cores 2 results/demo/runs/demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0/metrics.json
 #                                    one training run: its name is its configuration
+#   snakemake --cores 2 table5       one of the paper's tables (table1, table3..table7, figures)
+#   snakemake --report results/report.html   every table and figure, with captions
 from snakemake.utils import min_version
 
 from crossan.config import validate_config
@@ -11,6 +13,9 @@ min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 validate_config(config, schema_path=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -25,6 +30,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/media.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/results.smk"
 
 
 rule all:

@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from crossan.errors import CrossanError
 
+# subcommand -> the module that registers it. Only the invoked command's module is imported,
+# so `crossan table` does not pay for torch and transformers (4 s per job otherwise).
+COMMAND_MODULES: dict[str, str] = {
+    "demo-data": "crossan.data.demo",
+    "download": "crossan.data.download",
+    "verify-data": "crossan.data.download",
+    "sequences": "crossan.data.sequences",
+    "sample-media": "crossan.media.sample",
+    "tiny-encoders": "crossan.encoders.tiny",
+    "extract-features": "crossan.encoders.extract",
+    "merge-features": "crossan.encoders.extract",
+    "params": "crossan.models.params",
+    "train": "crossan.train.run",
+    "plan": "crossan.results.cli",
+    "table": "crossan.results.cli",
+    "figure": "crossan.results.cli",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    from crossan.data import demo, download, sequences
-    from crossan.encoders import extract, tiny
-    from crossan.media import sample
-    from crossan.models import params
-    from crossan.train import run
 
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or only ``command``'s module's when it is known."""
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
     parser = argparse.ArgumentParser(prog="crossan", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, download, sequences, sample, tiny, extract, params, run):
-        module.register_cli(subparsers)
+    for name in dict.fromkeys(modules):
+        importlib.import_module(name).register_cli(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

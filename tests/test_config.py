@@ -88,6 +88,12 @@ def test_encoder_settings_merge_defaults_global_and_dataset() -> None:
         (lambda c: c.update(device="tpu"), "key 'device': 'tpu' is not one of"),
         (lambda c: c["catalog"].update({"bad name": {"kind": "demo"}}), "'bad name' does not match"),
         (lambda c: c["catalog"].update(mine={"kind": "local"}), "key 'catalog.mine': 'data_dir' is a required property"),
+        (lambda c: c["experiments"]["table7"].update(topk=[5]), "key 'experiments.table7.topk.0': 5 is greater than"),
+        (lambda c: c["experiments"].update(table2={}), "unknown key 'experiments.table2'"),
+        (lambda c: c["experiments"]["settings"].update(lora={}), "unknown key 'experiments.settings.lora'"),
+        (lambda c: c["catalog"]["demo"]["experiments"]["figure5"].update(lr=["1e-4"]),
+         "key 'catalog.demo.experiments.figure5.lr.0': '1e-4' is not of type 'number'"),
+        (lambda c: c["experiments"].update(targets=["table8"]), "key 'experiments.targets.0': 'table8' is not one of"),
     ],
 )
 def test_errors_name_the_key(shipped: dict, change, expected: str) -> None:

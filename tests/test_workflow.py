@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import h5py
+import polars as pl
 import yaml
+
+from crossan.train.run import parse_run_name
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
@@ -30,12 +33,26 @@ def small_demo_config(workdir: Path, **demo: object) -> None:
     config["catalog"]["demo"]["runs"] = SMALL_RUNS
     config["catalog"]["demo"]["training"] = {"standardize_states": True, "max_epochs": 2, "patience": 1,
                                              "batch_size": 16}
+    config["catalog"]["demo"]["experiments"] = SMALL_EXPERIMENTS
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-SMALL_RUNS = [{"method": "popularity"}, {"method": "crossan", "modalities": "TIVA", "hidden": 8, "lr": 1.0e-3}]
+SMALL_RUNS = [{"method": "crossan", "modalities": "TIV", "hidden": 8, "lr": 1.0e-3}]  # an extra run
+# Every table and figure, from 15 tiny runs (two seeds for Table 1: mean ± std).
+SMALL_EXPERIMENTS = {
+    "settings": {method: {"hidden": 8, "lr": 1.0e-3} for method in ("crossan", "indsan", "iisan", "id-sasrec")}
+    | {"iisan-e": {"hidden": 16, "lr": 1.0e-3}},
+    "table1": {"seeds": [0, 1]},
+    "table3": {"modalities": ["TI", "TIVA"]},
+    "table5": {"fusions": ["momef", "concat"]},
+    "table7": {"topk": [2, 1]},
+    "figure3": {"hidden": [8, 16]},
+    "figure5": {"hidden": [8], "lr": [1.0e-3, 3.0e-3]},
+}
 CROSSAN_RUN = "demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0"
 POPULARITY_RUN = "demo__popularity-none-none-k2-h512-lr1e-04-s0"
+TABLES = ("table1", "table3", "table4", "table5", "table6", "table7")
+FIGURES = ("figure3", "figure4", "figure5")
 
 
 def test_lint_is_clean() -> None:
@@ -159,19 +176,52 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
             with h5py.File(tmp_path / f"results/demo/media/{modality}.h5") as media:
                 assert (valid == media["valid"][:]).all()  # the media mask carries over
 
+    # every table and figure, read from the runs named in its CSV
+    for table in TABLES:
+        frame = pl.read_csv(tmp_path / f"results/demo/tables/{table}.csv")
+        for runs in frame["runs"].drop_nulls():
+            for run in runs.split(";"):
+                assert (tmp_path / f"results/demo/runs/{run}/metrics.json").is_file(), (table, run)
+        assert (tmp_path / f"results/demo/tables/{table}.md").read_text().startswith(f"**Table {table[5:]}** (demo)")
+    table3 = pl.read_csv(tmp_path / "results/demo/tables/table3.csv")
+    crossan_row = table3.filter(pl.col("row") == "CROSSAN (T+I+V+A) (ours)").row(0, named=True)
+    crossan_metrics = json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text())
+    assert crossan_row["runs"] == CROSSAN_RUN and crossan_row["HR@10"] == crossan_metrics["test"]["HR@10"]
+    assert table3.filter(pl.col("row") == "LoRA (T+I)")["HR@10"].item() is None  # shown, marked missing
+    table1 = pl.read_csv(tmp_path / "results/demo/tables/table1.csv")
+    assert table1["row"].to_list()[-1] == "Mutual Information" and table1["CROSSAN_n"].to_list() == [2] * 5
+    for figure in FIGURES:
+        png = tmp_path / f"results/demo/figures/{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (png.with_suffix(".svg")).is_file()
+
+    report = snakemake(tmp_path, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "results/report.html").read_text()
+    for name in [*TABLES, *FIGURES]:
+        assert name in html
+    assert "Top-K experts of CROSSAN" in html and "learned gates per tower" in html  # captions
+
     again = snakemake(tmp_path, "--cores", "2", "-n", "all")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # Changing one encoder's kept layers reruns exactly that modality.
+    # A named table asks for its runs only; here they exist, so only the table is redone.
+    (tmp_path / "results/demo/tables/table5.csv").unlink()
+    one = snakemake(tmp_path, "--cores", "2", "-n", "table5")
+    assert re.search(r"^table\s+1$", one.stdout, flags=re.M) and "train_run" not in one.stdout, one.stdout
+
+    # Changing one encoder's kept layers reruns exactly that modality, the runs that read audio
+    # and the tables and figures built from those runs.
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
     config["catalog"]["demo"]["encoders"]["audio"]["layers"] = [0, 3, 6]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     changed = snakemake(tmp_path, "--cores", "2", "-n", "all")
     assert changed.returncode == 0, changed.stderr
     planned = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: ([^\s,]+)", changed.stdout, flags=re.M)
-    assert sorted(planned) == [
-        ("extract_features", "results/demo/features/shards/audio-0-of-1.h5"),
-        ("merge_features", "results/demo/features/audio.h5"),
-        ("train_run", f"results/demo/runs/{CROSSAN_RUN}/metrics.json"),  # it reads audio
-    ], changed.stdout
+    stage1 = [(rule, out) for rule, out in planned if rule in ("extract_features", "merge_features")]
+    assert sorted(stage1) == [("extract_features", "results/demo/features/shards/audio-0-of-1.h5"),
+                              ("merge_features", "results/demo/features/audio.h5")]
+    retrained = {out.split("/")[3] for rule, out in planned if rule == "train_run"}
+    assert CROSSAN_RUN in retrained
+    assert all(parse_run_name(run)["modalities"].endswith("A") for run in retrained)  # only runs reading audio
+    assert {rule for rule, _ in planned} == {"extract_features", "merge_features", "train_run", "table", "figure"}

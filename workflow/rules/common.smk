@@ -3,6 +3,7 @@ from pathlib import Path
 
 from crossan.config import dataset_media, encoder_spec
 from crossan.models.adapters import MODALITY_LETTERS
+from crossan.results.plan import FIGURES, TABLES, experiment_runs, planned_targets, target_plan
 from crossan.train.plan import planned_run_names, setting_flags, training_settings
 from crossan.train.run import parse_run_name
 
@@ -94,7 +95,47 @@ def run_inputs(wildcards):
 
 
 def run_outputs(dataset):
-    return [f"results/{dataset}/runs/{name}/metrics.json" for name in planned_run_names(config, dataset)]
+    """The metrics.json of every run the dataset's tables and figures read, and of its extra runs."""
+    names = dict.fromkeys(experiment_runs(config, dataset) + planned_run_names(config, dataset))
+    return [f"results/{dataset}/runs/{name}/metrics.json" for name in names]
+
+
+def run_files(dataset, names, files):
+    return [f"results/{dataset}/runs/{name}/{file}" for name in names for file in files]
+
+
+def table_inputs(wildcards):
+    """What a table reads of each run of its plan: metrics, per-user test metrics (t-tests)
+    and, for Table 1, the tower outputs (mutual information)."""
+    files = ["metrics.json", "per_user_test.parquet"]
+    if wildcards.table == "table1":
+        files.append("item_towers.h5")
+    return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.table).runs(), files)
+
+
+def figure_inputs(wildcards):
+    files = ["gates.json"] if wildcards.figure == "figure4" else ["metrics.json"]
+    return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.figure).runs(), files)
+
+
+def target_caption(target):
+    from crossan.results.figure_data import CAPTIONS
+    from crossan.results.tables import CAPTIONS as TABLE_CAPTIONS
+
+    return {**TABLE_CAPTIONS, **CAPTIONS}[target]
+
+
+def target_files(dataset, target):
+    """The files of one table or figure of one dataset."""
+    if target in TABLES:
+        return [f"results/{dataset}/tables/{target}.{ext}" for ext in ("csv", "md", "html")]
+    return [f"results/{dataset}/figures/{target}.{ext}" for ext in ("png", "svg", "csv")]
+
+
+def target_outputs(target):
+    """``target``'s files for every configured dataset that plans it."""
+    return [path for name in config["datasets"] if target in planned_targets(config, name)
+            for path in target_files(name, target)]
 
 
 def all_outputs(wildcards):
@@ -104,4 +145,6 @@ def all_outputs(wildcards):
         outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=MEDIA_MODALITIES)
         outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=FEATURE_MODALITIES)
         outputs += run_outputs(name)
+        for target in planned_targets(config, name):
+            outputs += target_files(name, target)
     return outputs
