@@ -15,7 +15,8 @@ def readme_commands() -> list[str]:
 def test_readme_has_two_commands() -> None:
     commands = readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("snakemake --cores 2 all")
+    assert "&& snakemake --cores 2 all &&" in commands[0]
+    assert commands[0].endswith("snakemake --report results/report.html")  # tables and figures, browsable
     assert "pytest" in commands[1]
 
 
