@@ -339,8 +339,9 @@ def table1(plan: TargetPlan, runs_dir: Path) -> Table:
         notes=[SIGNIFICANCE_NOTE.format(baseline="INDSAN"),
                f"Mutual information (nats) between the {towers_named[0]} and {towers_named[1]} tower "
                "outputs at the best checkpoint, over every item with both media: KSG estimator "
-               "(Kraskov, Stögbauer & Grassberger 2004, k=3, z-scored dimensions); its * is a paired "
-               "t-test over seeds (only with two or more seeds)."],
+               "(Kraskov, Stögbauer & Grassberger 2004, k=3, z-scored dimensions, a fixed random "
+               "subset of at most 5,000 items: its bias depends on N, so compare the two columns, "
+               "not values across datasets); its * is a paired t-test over seeds (two or more seeds)."],
         paper_dataset=plan.paper_dataset,
     )
     _seed_note(table)
