@@ -102,6 +102,16 @@ def test_one_run_by_its_path(tmp_path: Path) -> None:
     assert "belongs to dataset 'other', not 'demo'" in foreign.stdout + foreign.stderr
 
 
+def test_a_named_table_asks_for_its_runs_only(tmp_path: Path) -> None:
+    small_demo_config(tmp_path)
+    result = snakemake(tmp_path, "-n", "--cores", "2", "table5")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^table\s+1$", result.stdout, flags=re.M) and "figure" not in result.stdout
+    runs = set(re.findall(r"--run (\S+)", result.stdout))
+    assert runs == {"demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0", "demo__crossan-TIVA-concat-k2-h8-lr1e-03-s0"}
+    assert "--plan" in result.stdout and "results/demo/tables/table5.html" in result.stdout
+
+
 def test_bad_run_specs_are_config_errors(tmp_path: Path) -> None:
     small_demo_config(tmp_path)
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
@@ -180,7 +190,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     for table in TABLES:
         frame = pl.read_csv(tmp_path / f"results/demo/tables/{table}.csv")
         for runs in frame["runs"].drop_nulls():
-            for run in runs.split(";"):
+            for run in filter(None, runs.split(";")):
                 assert (tmp_path / f"results/demo/runs/{run}/metrics.json").is_file(), (table, run)
         assert (tmp_path / f"results/demo/tables/{table}.md").read_text().startswith(f"**Table {table[5:]}** (demo)")
     table3 = pl.read_csv(tmp_path / "results/demo/tables/table3.csv")
