@@ -278,3 +278,20 @@ def test_figures_from_runs(tmp_path: Path) -> None:
         "value"].item() == 0.4
     figure, points = build_figure(target_plan(cfg, "hand", "figure5"), runs_dir)
     assert points["series"].to_list() == ["hidden", "lr", "lr"] and points["x"].to_list() == [512, 1e-4, 1e-3]
+
+
+@pytest.mark.parametrize("variant", ["100k", "50k"])
+def test_every_published_row_has_a_row_of_ours(variant: str) -> None:
+    """The paper's values attach by row label: each published row must be one of our rows (or an
+    improvement row), else its value would silently never show."""
+    from crossan.results.paper import PAPER
+
+    cfg = config({}, {"kind": "microlens", "variant": variant, "url": "http://x/"})
+    for target, by_dataset in PAPER.items():
+        published = by_dataset.get(f"microlens-{variant}", {})
+        plan = target_plan(cfg, "hand", target)
+        ours = {row.label for row in plan.rows} | {c.label for c in plan.comparisons}
+        if target == "table1":
+            ours = {"HR@10", "HR@20", "NDCG@10", "NDCG@20", "Mutual Information"}
+        assert set(published) <= ours, (target, set(published) - ours)
+        assert plan.paper_dataset == f"microlens-{variant}"

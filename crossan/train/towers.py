@@ -21,13 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import h5py
 import numpy as np
-import torch
-from torch import nn
 
 from crossan.atomic import atomic_output
 from crossan.errors import DataError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 TOWERS_FILE = "item_towers.h5"
 CHUNK = 4096  # items through the towers at once
@@ -51,23 +54,26 @@ class ItemTowers:
         return self.outputs[:, self.towers.index(name)]
 
 
-@torch.inference_mode()
 def compute_item_towers(model: nn.Module, states, run_name: str = "") -> ItemTowers:
     """Every item's tower outputs through ``model``'s content item encoder (eval mode).
 
     ``states``: the run's :class:`~crossan.train.data.ItemStates` (rows ``1..n_items``).
     """
+    import torch  # only training needs torch; tables read the file without it
+
     encoder = model.item_encoder
     was_training = model.training
     model.eval()
     try:
-        ids = torch.arange(1, states.n_items + 1)
-        outputs, available = [], []
-        for start in range(0, len(ids), CHUNK):
-            gathered, has = states.gather(ids[start : start + CHUNK])
-            outputs.append(encoder.tower_outputs(gathered).float().cpu())
-            mask = encoder.availability(gathered, has)
-            available.append(mask.cpu() if mask is not None else torch.ones(outputs[-1].shape[:2], dtype=torch.bool))
+        with torch.inference_mode():
+            ids = torch.arange(1, states.n_items + 1)
+            outputs, available = [], []
+            for start in range(0, len(ids), CHUNK):
+                gathered, has = states.gather(ids[start : start + CHUNK])
+                outputs.append(encoder.tower_outputs(gathered).float().cpu())
+                mask = encoder.availability(gathered, has)
+                available.append(mask.cpu() if mask is not None
+                                 else torch.ones(outputs[-1].shape[:2], dtype=torch.bool))
     finally:
         model.train(was_training)
     return ItemTowers(
