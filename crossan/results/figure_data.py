@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from crossan.results import figures
 from crossan.results.plan import TargetPlan
-from crossan.results.runs import METRICS, mean_gates, summarise
+from crossan.results.runs import METRICS, mean_gates, read_runs, summarise
 from crossan.results.tables import display_name
 
 CAPTIONS: dict[str, str] = {
@@ -32,8 +32,9 @@ def _points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
     records = []
     for row in plan.rows:
         record: dict[str, object] = {"series": row.series, "x": row.x, "label": row.label}
+        runs = read_runs(runs_dir, row.runs)
         for metric in METRICS:
-            summary = summarise(runs_dir, row.runs, metric)
+            summary = summarise(runs, metric)
             record[metric], record[f"{metric}_std"] = summary.mean, summary.std
         record["n_seeds"] = len(row.runs)
         record["runs"] = ";".join(row.runs)

@@ -91,10 +91,6 @@ class PlanRow:
     series: str = ""
     x: float | None = None
 
-    @property
-    def missing(self) -> bool:
-        return not self.runs
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -184,10 +180,11 @@ class _Planner:
 
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
         """The run names (one per seed) of ``method`` at its setting, with ``override``."""
+        from crossan.train.plan import SPEC_DEFAULTS
         from crossan.train.run import run_name
         from crossan.train.trainer import RunConfig
 
-        setting = {"hidden": 512, "lr": 1e-4, "topk": 2, **self.plan["settings"].get(method, {}), **override}
+        setting = {**SPEC_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
         names = []
         for seed in self.seeds(target):
             try:

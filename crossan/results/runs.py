@@ -62,15 +62,16 @@ def read_metrics(runs_dir: Path, name: str) -> dict[str, Any]:
         raise DataError(f"{path}: not valid JSON ({error}); delete the run folder and rerun it") from error
 
 
-def summarise(runs_dir: Path, names: Sequence[str], key: str, split: str = "test") -> Summary:
-    """Mean ± std over ``names`` of a test metric (``key`` in :data:`METRICS`) or of a
-    top-level number of ``metrics.json`` (``seconds_per_epoch``, ``peak_memory_mib``, ...)."""
-    values = []
-    for name in names:
-        metrics = read_metrics(runs_dir, name)
-        value = metrics[split][key] if key in METRICS else metrics[key]
-        values.append(float(value))
-    return Summary.of(values)
+def read_runs(runs_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
+    """``metrics.json`` of each run in ``names``, each file read once."""
+    return [read_metrics(runs_dir, name) for name in names]
+
+
+def summarise(runs: Sequence[dict[str, Any]], key: str, split: str = "test") -> Summary:
+    """Mean ± std over the runs' ``metrics.json`` contents (:func:`read_runs`) of a test metric
+    (``key`` in :data:`METRICS`) or of a top-level number (``seconds_per_epoch``,
+    ``peak_memory_mib``, ...)."""
+    return Summary.of([float(run[split][key] if key in METRICS else run[key]) for run in runs])
 
 
 def per_user_mean(runs_dir: Path, names: Sequence[str], split: str = "test") -> pl.DataFrame:

@@ -38,7 +38,7 @@ from crossan.results.runs import (
     Summary,
     compare_runs,
     paired_t_test,
-    read_metrics,
+    read_runs,
     summarise,
 )
 
@@ -256,7 +256,8 @@ def metric_row(runs_dir: Path, label: str, runs: tuple[str, ...], note: str = ""
     """Test HR/NDCG@10/20 of ``runs`` (mean ± std), or an all-missing row without runs."""
     if not runs:
         return Row(label, {m: Cell() for m in METRICS}, note=note)
-    return Row(label, {m: Cell.of(summarise(runs_dir, runs, m)) for m in METRICS}, runs, note)
+    metrics = read_runs(runs_dir, runs)
+    return Row(label, {m: Cell.of(summarise(metrics, m)) for m in METRICS}, runs, note)
 
 
 def mark_against(runs_dir: Path, ours: Row, baseline: Row) -> dict[str, PairedTest]:
@@ -309,10 +310,14 @@ def table1(plan: TargetPlan, runs_dir: Path) -> Table:
                  "CROSSAN": metric_row(runs_dir, "CROSSAN", crossan.runs)}
     tests = compare_runs(runs_dir, crossan.runs, indsan.runs)
 
+    towers_named: tuple[str, ...] = ()
+
     def mutual_information(name: str) -> float:
+        nonlocal towers_named
         towers = read_item_towers(runs_dir / name / TOWERS_FILE)
         if len(towers.towers) < 2:
             raise DataError(f"run {name} has {len(towers.towers)} tower(s); Table 1 needs two (e.g. T+I)")
+        towers_named = towers.towers[:2]
         both = towers.available[:, 0] & towers.available[:, 1]
         return ksg_mutual_information(towers.outputs[both, 0], towers.outputs[both, 1])
 
@@ -333,7 +338,6 @@ def table1(plan: TargetPlan, runs_dir: Path) -> Table:
     rows.append(Row(MUTUAL_INFORMATION, mi_cells))
     for row in rows:
         row.runs = indsan.runs + crossan.runs
-    towers_named = read_item_towers(runs_dir / crossan.runs[0] / TOWERS_FILE).towers[:2]
     table = Table(
         "table1", plan.dataset, CAPTIONS["table1"], "Metric", ("INDSAN", "CROSSAN"), rows,
         notes=[SIGNIFICANCE_NOTE.format(baseline="INDSAN"),
@@ -372,9 +376,10 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
             rows.append(Row(plan_row.label, {c: Cell(kind=k) for c, k in zip(EFFICIENCY, EFFICIENCY_KINDS)},
                             note=plan_row.note))
             continue
-        cells = {column: Cell.of(summarise(runs_dir, plan_row.runs, key), kind)
+        metrics = read_runs(runs_dir, plan_row.runs)
+        cells = {column: Cell.of(summarise(metrics, key), kind)
                  for (column, key), kind in zip(EFFICIENCY.items(), EFFICIENCY_KINDS)}
-        kinds |= {read_metrics(runs_dir, name)["peak_memory_kind"] for name in plan_row.runs}
+        kinds |= {run["peak_memory_kind"] for run in metrics}
         rows.append(Row(plan_row.label, cells, plan_row.runs))
     table = Table("table4", plan.dataset, CAPTIONS["table4"], "Method", tuple(EFFICIENCY), rows,
                   paper_dataset=plan.paper_dataset)
