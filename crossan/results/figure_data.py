@@ -17,15 +17,6 @@ from crossan.results.plan import TargetPlan
 from crossan.results.runs import METRICS, mean_gates, read_runs, summarise
 from crossan.results.tables import display_name
 
-CAPTIONS: dict[str, str] = {
-    "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN.",
-    "figure4": "CROSSAN's learned gates per tower: layers (bottom 0) x sources "
-               "(H: the tower's own frozen hidden state; T, I, V, A: the previous adapter layer's "
-               "output of that tower).",
-    "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
-               "test HR and NDCG at 10 and 20.",
-}
-
 
 def _points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
     """One row per plotted point: ``series, x, label``, each metric's mean and std, runs."""

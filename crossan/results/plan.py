@@ -71,6 +71,26 @@ MODALITY_NAMES: dict[str, str] = {"T": "Text", "I": "Image", "V": "Video", "A": 
 FUSION_LABELS: dict[str, str] = {
     "momef": "MOMEF", "dynamic": "D-Gated Fusion", "static": "S-Gated Fusion", "concat": "Concat Fusion",
 }
+# Each target's caption (tables, figures and the HTML report).
+CAPTIONS: dict[str, str] = {
+    "table1": "Performance comparison between INDSAN (independent side adapters) and CROSSAN "
+              "(cross-modal side adapters), and the mutual information between their text and "
+              "image tower outputs.",
+    "table3": "Performance comparison of CROSSAN with raw modalities (T, I, V, A: text, image, "
+              "video, audio) against IISAN and its extension IISAN-E.",
+    "table4": "Efficiency: TT training time (s per epoch), GM peak memory (MiB), TP trainable "
+              "parameters; lower is better; improvement over IISAN-E.",
+    "table5": "Ablation on the fusion method: MOMEF, dynamic (D-Gated) and static (S-Gated) "
+              "gated fusion, and concatenation.",
+    "table6": "Ablation: cross-modal (CROSSAN) vs independent (INDSAN) side adapters.",
+    "table7": "Top-K experts of CROSSAN's MOMEF.",
+    "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN.",
+    "figure4": "CROSSAN's learned gates per tower: layers (bottom 0) x sources (H: the tower's "
+               "own frozen hidden state; T, I, V, A: the previous adapter layer's output of that "
+               "tower).",
+    "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
+               "test HR and NDCG at 10 and 20.",
+}
 # Rows of the paper this pipeline does not implement (they fine-tune the encoders themselves).
 NOT_IMPLEMENTED: tuple[str, ...] = ("Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)")
 NOT_IMPLEMENTED_NOTE = "not implemented: needs the encoders in the training loop (stage 2 reads cached states)"

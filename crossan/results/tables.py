@@ -31,7 +31,7 @@ import polars as pl
 from crossan.atomic import write_text_atomic
 from crossan.errors import DataError
 from crossan.results.paper import paper_value
-from crossan.results.plan import TargetPlan
+from crossan.results.plan import CAPTIONS, TargetPlan
 from crossan.results.runs import (
     METRICS,
     PairedTest,
@@ -42,18 +42,6 @@ from crossan.results.runs import (
     summarise,
 )
 
-CAPTIONS: dict[str, str] = {
-    "table1": "Performance comparison between INDSAN (independent side adapters) and CROSSAN "
-               "(cross-modal side adapters), and the mutual information between their text and image tower outputs.",
-    "table3": "Performance comparison of CROSSAN with raw modalities (T, I, V, A: text, image, "
-               "video, audio) against IISAN and its extension IISAN-E.",
-    "table4": "Efficiency: TT training time (s per epoch), GM peak memory (MiB), TP trainable "
-               "parameters; lower is better; improvement over IISAN-E.",
-    "table5": "Ablation on the fusion method: MOMEF, dynamic (D-Gated) and static (S-Gated) "
-               "gated fusion, and concatenation.",
-    "table6": "Ablation: cross-modal (CROSSAN) vs independent (INDSAN) side adapters.",
-    "table7": "Top-K experts of CROSSAN's MOMEF.",
-}
 MISSING = "—"
 MUTUAL_INFORMATION = "Mutual Information"
 EFFICIENCY: dict[str, str] = {"TT": "seconds_per_epoch", "GM": "peak_memory_mib", "TP": "trainable_parameters"}

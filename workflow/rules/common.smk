@@ -3,7 +3,7 @@ from pathlib import Path
 
 from crossan.config import dataset_media, encoder_spec
 from crossan.models.adapters import MODALITY_LETTERS
-from crossan.results.plan import FIGURES, TABLES, experiment_runs, planned_targets, target_plan
+from crossan.results.plan import CAPTIONS, FIGURES, TABLES, experiment_runs, planned_targets, target_plan
 from crossan.train.plan import planned_run_names, setting_flags, training_settings
 from crossan.train.run import parse_run_name
 
@@ -116,13 +116,6 @@ def table_inputs(wildcards):
 def figure_inputs(wildcards):
     files = ["gates.json"] if wildcards.figure == "figure4" else ["metrics.json"]
     return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.figure).runs(), files)
-
-
-def target_caption(target):
-    from crossan.results.figure_data import CAPTIONS
-    from crossan.results.tables import CAPTIONS as TABLE_CAPTIONS
-
-    return {**TABLE_CAPTIONS, **CAPTIONS}[target]
 
 
 def target_files(dataset, target):
