@@ -336,8 +336,7 @@ def table1(plan: TargetPlan, runs_dir: Path) -> Table:
                "not values across datasets); its * is a paired t-test over seeds (two or more seeds)."],
         paper_dataset=plan.paper_dataset,
     )
-    _seed_note(table)
-    return _with_paper(table)
+    return table
 
 
 def table3(plan: TargetPlan, runs_dir: Path) -> Table:
@@ -352,8 +351,7 @@ def table3(plan: TargetPlan, runs_dir: Path) -> Table:
         table.rows.append(Row(comparison.label, cells, section="Relative Improvement"))
     table.notes += [SIGNIFICANCE_NOTE.format(baseline="the IISAN / IISAN-E row of the same modalities"),
                     "Relative improvement: (CROSSAN - IISAN(-E)) / IISAN(-E) of the means."]
-    _seed_note(table)
-    return _with_paper(table)
+    return table
 
 
 def table4(plan: TargetPlan, runs_dir: Path) -> Table:
@@ -379,28 +377,22 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
     table.notes.append("Improvement: (IISAN-E - CROSSAN) / IISAN-E. _best: IISAN-E at its own setting; "
                        "_same: IISAN-E at CROSSAN's adapter hidden size.")
     table.notes += [f"GM here: {MEMORY_KINDS.get(kind, kind)}." for kind in sorted(kinds)]
-    _seed_note(table)
-    return _with_paper(table)
+    return table
 
 
 def table5(plan: TargetPlan, runs_dir: Path) -> Table:
-    table = _metric_table(plan, runs_dir, "Method")
-    _seed_note(table)
-    return _with_paper(table)
+    return _metric_table(plan, runs_dir, "Method")
 
 
 def table6(plan: TargetPlan, runs_dir: Path) -> Table:
     table = _metric_table(plan, runs_dir, "Modality")
     mark_against(runs_dir, table.row("Cross-modal"), table.row("Independent"))
     table.notes.append(SIGNIFICANCE_NOTE.format(baseline="Independent"))
-    _seed_note(table)
-    return _with_paper(table)
+    return table
 
 
 def table7(plan: TargetPlan, runs_dir: Path) -> Table:
-    table = _metric_table(plan, runs_dir, "Top-K")
-    _seed_note(table)
-    return _with_paper(table)
+    return _metric_table(plan, runs_dir, "Top-K")
 
 
 BUILDERS: dict[str, Callable[[TargetPlan, Path], Table]] = {
@@ -409,6 +401,10 @@ BUILDERS: dict[str, Callable[[TargetPlan, Path], Table]] = {
 
 
 def build_table(plan: TargetPlan, runs_dir: Path) -> Table:
+    """The table of ``plan`` from the runs in ``runs_dir``, with the seed note and (for
+    MicroLens) the paper's values."""
     if plan.target not in BUILDERS:
         raise ValueError(f"{plan.target} is not a table; choose from {', '.join(BUILDERS)}")
-    return BUILDERS[plan.target](plan, Path(runs_dir))
+    table = BUILDERS[plan.target](plan, Path(runs_dir))
+    _seed_note(table)
+    return _with_paper(table)
