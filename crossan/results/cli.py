@@ -30,8 +30,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         description="Read the runs a plan names (metrics.json, per_user_test.parquet, item_towers.h5) "
         "and write the table as CSV, Markdown and HTML.",
     )
-    table.add_argument("--plan", required=True, help="the table's plan as JSON (`crossan plan --json`)")
-    table.add_argument("--runs", required=True, type=Path, help="results/{dataset}/runs")
+    _add_plan_and_runs(table)
     table.add_argument("--csv", required=True, type=Path)
     table.add_argument("--md", required=True, type=Path)
     table.add_argument("--html", required=True, type=Path)
@@ -41,12 +40,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         "figure", help="redraw one of the paper's figures from finished runs",
         description="Read the runs a plan names and write the figure (PNG, SVG) and its data (CSV).",
     )
-    figure.add_argument("--plan", required=True, help="the figure's plan as JSON (`crossan plan --json`)")
-    figure.add_argument("--runs", required=True, type=Path, help="results/{dataset}/runs")
+    _add_plan_and_runs(figure)
     figure.add_argument("--png", required=True, type=Path)
     figure.add_argument("--svg", required=True, type=Path)
     figure.add_argument("--csv", required=True, type=Path)
     figure.set_defaults(func=_figure_cli)
+
+
+def _add_plan_and_runs(parser: argparse.ArgumentParser) -> None:
+    """What ``table`` and ``figure`` read: the target's plan and the runs folder."""
+    parser.add_argument("--plan", required=True, help="the target's plan as JSON (`crossan plan --json`)")
+    parser.add_argument("--runs", required=True, type=Path, help="results/{dataset}/runs")
 
 
 def _plan_cli(args: argparse.Namespace) -> int:

@@ -324,6 +324,6 @@ def experiment_runs(config: Mapping[str, Any], dataset: str) -> list[str]:
     """Every run the dataset's planned targets read, once, in plan order."""
     planner = _Planner(config, dataset)
     names: list[str] = []
-    for target in planned_targets(config, dataset):
+    for target in planner.plan["targets"]:
         names += planner.target(target).runs()
     return list(dict.fromkeys(names))

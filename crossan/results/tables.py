@@ -248,13 +248,14 @@ def metric_row(runs_dir: Path, label: str, runs: tuple[str, ...], note: str = ""
     return Row(label, {m: Cell.of(summarise(metrics, m)) for m in METRICS}, runs, note)
 
 
-def mark_against(runs_dir: Path, ours: Row, baseline: Row) -> dict[str, PairedTest]:
+def _mark(cell: Cell, test: PairedTest) -> None:
+    cell.p_value, cell.marked = test.p_value, test.significant_improvement
+
+
+def mark_against(runs_dir: Path, ours: Row, baseline: Row) -> None:
     """Put p-values and ``*`` marks on ``ours``'s metric cells (t-test vs ``baseline``)."""
-    tests = compare_runs(runs_dir, ours.runs, baseline.runs)
-    for metric, test in tests.items():
-        ours.cells[metric].p_value = test.p_value
-        ours.cells[metric].marked = test.significant_improvement
-    return tests
+    for metric, test in compare_runs(runs_dir, ours.runs, baseline.runs).items():
+        _mark(ours.cells[metric], test)
 
 
 def relative_improvement(ours: float, baseline: float) -> float:
@@ -287,42 +288,38 @@ def _seed_note(table: Table) -> None:
 # ====================================================================== the tables
 
 
-def table1(plan: TargetPlan, runs_dir: Path) -> Table:
-    """INDSAN vs CROSSAN (paper Table 1; metrics as rows) and the mutual information between
-    the first two towers' outputs (text and image) over all items with both media."""
+def tower_mutual_information(run_folder: Path) -> tuple[float, tuple[str, str]]:
+    """KSG mutual information between a run's first two towers' outputs (text and image for
+    T+I) over the items with both media, and the two towers' names."""
     from crossan.results.mutual_info import ksg_mutual_information
     from crossan.train.towers import TOWERS_FILE, read_item_towers
 
+    towers = read_item_towers(run_folder / TOWERS_FILE)
+    if len(towers.towers) < 2:
+        raise DataError(f"run {run_folder.name} has {len(towers.towers)} tower(s); "
+                        "Table 1 needs two (e.g. T+I)")
+    both = towers.available[:, 0] & towers.available[:, 1]
+    value = ksg_mutual_information(towers.outputs[both, 0], towers.outputs[both, 1])
+    return value, (towers.towers[0], towers.towers[1])
+
+
+def table1(plan: TargetPlan, runs_dir: Path) -> Table:
+    """INDSAN vs CROSSAN (paper Table 1; metrics as rows) and the mutual information between
+    the first two towers' outputs (text and image) over all items with both media."""
     indsan, crossan = plan.row("INDSAN"), plan.row("CROSSAN")
     by_method = {"INDSAN": metric_row(runs_dir, "INDSAN", indsan.runs),
                  "CROSSAN": metric_row(runs_dir, "CROSSAN", crossan.runs)}
-    tests = compare_runs(runs_dir, crossan.runs, indsan.runs)
+    mark_against(runs_dir, by_method["CROSSAN"], by_method["INDSAN"])
+    rows = [Row(metric, {method: row.cells[metric] for method, row in by_method.items()})
+            for metric in ("HR@10", "HR@20", "NDCG@10", "NDCG@20")]
 
-    towers_named: tuple[str, ...] = ()
-
-    def mutual_information(name: str) -> float:
-        nonlocal towers_named
-        towers = read_item_towers(runs_dir / name / TOWERS_FILE)
-        if len(towers.towers) < 2:
-            raise DataError(f"run {name} has {len(towers.towers)} tower(s); Table 1 needs two (e.g. T+I)")
-        towers_named = towers.towers[:2]
-        both = towers.available[:, 0] & towers.available[:, 1]
-        return ksg_mutual_information(towers.outputs[both, 0], towers.outputs[both, 1])
-
-    mi = {method: [mutual_information(name) for name in row.runs]
-          for method, row in (("INDSAN", indsan), ("CROSSAN", crossan))}
-    mi_test = paired_t_test(mi["CROSSAN"], mi["INDSAN"]) if len(mi["CROSSAN"]) > 1 else None
-
-    rows = []
-    for metric in ("HR@10", "HR@20", "NDCG@10", "NDCG@20"):
-        cells = {method: by_method[method].cells[metric] for method in by_method}
-        cells["CROSSAN"].p_value = tests[metric].p_value
-        cells["CROSSAN"].marked = tests[metric].significant_improvement
-        rows.append(Row(metric, cells))
+    estimates = {method: [tower_mutual_information(runs_dir / name) for name in row.runs]
+                 for method, row in (("INDSAN", indsan), ("CROSSAN", crossan))}
+    mi = {method: [value for value, _ in values] for method, values in estimates.items()}
+    towers_named = estimates["CROSSAN"][0][1]
     mi_cells = {method: Cell.of(Summary.of(values)) for method, values in mi.items()}
-    if mi_test is not None:
-        mi_cells["CROSSAN"].p_value = mi_test.p_value
-        mi_cells["CROSSAN"].marked = mi_test.significant_improvement
+    if len(mi["CROSSAN"]) > 1:
+        _mark(mi_cells["CROSSAN"], paired_t_test(mi["CROSSAN"], mi["INDSAN"]))
     rows.append(Row(MUTUAL_INFORMATION, mi_cells))
     for row in rows:
         row.runs = indsan.runs + crossan.runs
