@@ -295,3 +295,18 @@ def test_every_published_row_has_a_row_of_ours(variant: str) -> None:
             ours = {"HR@10", "HR@20", "NDCG@10", "NDCG@20", "Mutual Information"}
         assert set(published) <= ours, (target, set(published) - ours)
         assert plan.paper_dataset == f"microlens-{variant}"
+
+
+def test_paired_t_test_edge_cases() -> None:
+    from crossan.results.runs import paired_t_test
+
+    same = paired_t_test(np.array([0.0, 1.0, 1.0]), np.array([0.0, 1.0, 1.0]))
+    assert math.isnan(same.p_value) and not same.significant_improvement  # no evidence, no *
+    ours, base = np.array([1.0, 1.0, 1.0, 0.0, 1.0, 1.0]), np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    test = paired_t_test(ours, base)
+    assert test.p_value == pytest.approx(naive_p(ours, base)) and test.mean_difference == pytest.approx(4 / 6)
+    assert test.significant_improvement == (test.p_value < 0.05)
+    flipped = paired_t_test(base, ours)
+    assert flipped.p_value == pytest.approx(test.p_value) and not flipped.significant_improvement
+    with pytest.raises(ValueError, match="same users"):
+        paired_t_test(ours, base[:3])
