@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import av
+import decord
 import h5py
 import numpy as np
 import pytest
@@ -110,6 +111,47 @@ def assert_same_files(a: Path, b: Path) -> None:
 
 SMALL = {"video_size": 16, "image_size": 12}
 
+# What decord2 3.4's get_batch raised on valid 16x48 clips on some CPUs.
+DECORD_SIZE_ERROR = (
+    "[10:00:00] /project/src/runtime/ndarray.cc:171: Check failed: from_size == to_size "
+    "(4608 vs. 2304) DECORDArrayCopyFromTo: The size must exactly match"
+)
+
+
+def break_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make decord's fast path fail as it does on an unlucky CPU (forked workers inherit it)."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise decord.DECORDError(DECORD_SIZE_ERROR)
+
+    monkeypatch.setattr(video_module, "decode_frames_decord", fail)
+
+
+@pytest.fixture(params=["auto", "fallback"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a video test twice: with whichever path this machine takes, and with decord's
+    fast path forced to fail, so the PyAV fallback is tested on every machine."""
+    if request.param == "fallback":
+        break_fast_path(monkeypatch)
+    return request.param
+
+
+def full_pyav_decode(path: Path) -> list[np.ndarray]:
+    """Every frame of the file as uint8 ``[H, W, 3]``, decoded front to back by PyAV."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def textured_clip(
+    path: Path, num_frames: int, height: int = 48, width: int = 64, **encoder: int
+) -> Path:
+    """A moving random texture at 10 fps (every frame differs everywhere)."""
+    rng = np.random.default_rng(width)
+    texture = rng.integers(0, 256, (height + num_frames, width + num_frames, 3), dtype=np.uint8)
+    frames = np.stack([texture[t : t + height, t : t + width] for t in range(num_frames)])
+    write_mp4(path, frames, 10, None, SR, **encoder)
+    return path
+
 
 # ---------------------------------------------------------------- frame-index rule
 
@@ -146,7 +188,7 @@ def test_frame_indices_reject_empty_video_and_bad_fps() -> None:
 # ---------------------------------------------------------------- video decoding
 
 
-def test_sampled_frames_are_the_right_ones(tmp_path: Path) -> None:
+def test_sampled_frames_are_the_right_ones(tmp_path: Path, decoder: str) -> None:
     path = tmp_path / "v.mp4"
     values = [6 * t for t in range(40)]  # 4 s at 10 fps
     write_mp4(path, flat_frames(values), 10, None, SR)
@@ -159,21 +201,7 @@ def test_sampled_frames_are_the_right_ones(tmp_path: Path) -> None:
     np.testing.assert_allclose(means, [6 * i for i in expected], atol=2.5)
 
 
-def test_frames_equal_a_full_pyav_decode(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    texture = rng.integers(0, 256, (48 + 30, 64 + 30, 3), dtype=np.uint8)
-    frames = np.stack([texture[t : t + 48, t : t + 64] for t in range(30)])  # 48x64, moving
-    path = tmp_path / "v.mp4"
-    write_mp4(path, frames, 10, None, SR)
-    clip = sample_video(path, size=24)
-    with av.open(str(path)) as container:
-        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    reference = np.stack([resize_shorter_center_crop(decoded[i], 24) for i in clip.indices])
-    difference = np.abs(reference.astype(int) - clip.frames.astype(int))
-    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
-
-
-def test_short_clip_repeats_frames(tmp_path: Path) -> None:
+def test_short_clip_repeats_frames(tmp_path: Path, decoder: str) -> None:
     path = tmp_path / "v.mp4"
     write_mp4(path, flat_frames([40 * t for t in range(5)]), 10, None, SR)  # 0.5 s
     clip = sample_video(path, size=8)
@@ -195,7 +223,9 @@ def faststart_copy(source: Path, target: Path) -> None:
                 dst.mux(packet)
 
 
-def test_truncated_file_is_sampled_as_the_shorter_clip_it_is(tmp_path: Path) -> None:
+def test_truncated_file_is_sampled_as_the_shorter_clip_it_is(
+    tmp_path: Path, decoder: str
+) -> None:
     whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
     write_mp4(whole, flat_frames([6 * t for t in range(40)]), 10, sine(440.0, 4.0), SR)
     faststart_copy(whole, tmp_path / "fast.mp4")
@@ -204,11 +234,57 @@ def test_truncated_file_is_sampled_as_the_shorter_clip_it_is(tmp_path: Path) -> 
 
     clip = sample_video(cut, size=8)
     assert 5 < clip.source_frames < 30  # what is left of the 40 frames, under 3 s
+    assert clip.source_frames == len(full_pyav_decode(cut))
     assert clip.indices.tolist() == frame_indices(clip.source_frames, 10.0).tolist()
     means = clip.frames.reshape(16, -1).mean(axis=1)
     np.testing.assert_allclose(means, [6 * i for i in clip.indices], atol=2.5)
     waveform, count = sample_audio(cut)
     assert 0 < count < 48000 and not waveform[count:].any()
+
+
+@pytest.mark.parametrize(
+    "encoder", [{}, {"keyframe_interval": 7, "bframes": 2}], ids=["one-gop", "gops-and-bframes"]
+)
+def test_fallback_returns_exactly_the_frames_of_a_full_pyav_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoder: dict[str, int]
+) -> None:
+    path = textured_clip(tmp_path / "v.mp4", 40, **encoder)  # 4 s: frames past 3 s unused
+    break_fast_path(monkeypatch)
+    clip = sample_video(path, size=24)
+    assert clip.decoder == video_module.FALLBACK_DECODER
+    assert clip.fast_path_error.startswith("Check failed: from_size == to_size (4608 vs. 2304)")
+    decoded = full_pyav_decode(path)
+    assert (clip.source_frames, clip.fps) == (len(decoded), 10.0)
+    assert clip.indices.tolist() == frame_indices(len(decoded), 10.0).tolist()
+    # seeks land on the very frames a front-to-back decode gives: same decoder, same bytes
+    reference = np.stack([resize_shorter_center_crop(decoded[i], 24) for i in clip.indices])
+    np.testing.assert_array_equal(clip.frames, reference)
+
+
+def test_a_video_neither_decoder_reads_names_both_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = textured_clip(tmp_path / "v.mp4", 10)
+    break_fast_path(monkeypatch)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(video_module, "decode_frames_pyav", fail)
+    with pytest.raises(ValueError, match=r"Invalid data found.*\(PyAV\); Check failed.*\(decord\)"):
+        sample_video(path, size=8)
+
+
+# decord2 3.4 failed on widths 16-48 and 96, 144 at height 48 on some CPUs, not on the others.
+@pytest.mark.parametrize("width", [16, 24, 32, 48, 96, 144, 40, 56, 64, 80, 100, 120])
+def test_every_width_gives_the_frames_of_a_full_pyav_decode(tmp_path: Path, width: int) -> None:
+    path = textured_clip(tmp_path / "v.mp4", 30, height=48, width=width)
+    clip = sample_video(path, size=16)  # whichever decoder this machine's CPU lets through
+    decoded = full_pyav_decode(path)
+    assert clip.source_frames == len(decoded) == 30
+    reference = np.stack([resize_shorter_center_crop(decoded[i], 16) for i in clip.indices])
+    difference = np.abs(reference.astype(int) - clip.frames.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
 # ---------------------------------------------------------------- geometry
@@ -244,7 +320,7 @@ def test_center_crop_keeps_the_middle_of_the_longer_side(horizontal: bool) -> No
     assert (inner[..., 1] == 255).all() and (inner[..., [0, 2]] == 0).all()
 
 
-def test_video_geometry_on_a_non_square_video(tmp_path: Path) -> None:
+def test_video_geometry_on_a_non_square_video(tmp_path: Path, decoder: str) -> None:
     path = tmp_path / "wide.mp4"
     frames = np.repeat(_bands(48, 96, horizontal=True)[None], 10, axis=0)
     write_mp4(path, frames, 10, None, SR)
@@ -359,6 +435,10 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
 
     video_report = report.modalities["video"]
     assert (video_report.valid, video_report.invalid) == (3, 3)
+    # which decoder read each valid video depends on the CPU (see the fallback tests)
+    assert sum(video_report.decoders.values()) == 3
+    assert v["decoder"][[0, 2, 3, 5]].tolist() == [0, 0, 0, 0]
+    assert set(v["decoder"][[1, 4, 6]].tolist()) <= set(media.DECODER_CODES.values())
     assert video_report.reasons == {"missing file": 1, "corrupt": 2}
     audio_reasons = report.modalities["audio"].reasons
     assert audio_reasons == {"missing file": 1, "corrupt": 2, "no audio track": 1}
@@ -393,6 +473,35 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
     )
     assert all(r.up_to_date and r.decoded == 0 for r in again.modalities.values())
     assert again.modalities["video"].reasons == video_report.reasons
+
+
+def test_fast_path_failure_keeps_every_item_valid_and_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    kinds = {"401": ("ok", "ok"), "402": ("corrupt", "ok"), "403": ("noaudio", "ok")}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    auto = media.sample_media(layout, items_csv, tmp_path / "auto", workers=0, **SMALL)
+    break_fast_path(monkeypatch)
+    for workers in (0, 1):  # in this process, and in a forked worker
+        out = tmp_path / f"fallback{workers}"
+        with caplog.at_level("INFO", logger="crossan.media.sample"):
+            report = media.sample_media(
+                layout, items_csv, out, workers=workers, progress=False, **SMALL
+            )
+        v = read_all(out / "video.h5")
+        assert v["valid"].tolist() == [False, True, False, True]
+        assert v["decoder"].tolist() == [0, 2, 0, 2]
+        assert v["frame_index"][1].tolist() == read_all(tmp_path / "auto" / "video.h5")[
+            "frame_index"
+        ][1].tolist()
+        video_report = report.modalities["video"]
+        assert video_report.decoders == {"decord": 0, "pyav": 2} and video_report.fallback == 2
+        saved = json.loads((out / "video_report.json").read_text())
+        assert saved["fallback"] == 2 and saved["decoders"] == {"decord": 0, "pyav": 2}
+        assert [e["item_id"] for e in saved["fallback_examples"]] == ["401", "403"]
+        assert report.modalities["audio"].reasons == auto.modalities["audio"].reasons
+    assert "2 item(s) decoded by the PyAV fallback" in caplog.text
+    assert "video of item 401 (401.mp4): decord failed (Check failed" in caplog.text
 
 
 def test_only_requested_modalities_are_built(tmp_path: Path) -> None:

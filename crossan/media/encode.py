@@ -20,11 +20,15 @@ def write_mp4(
     fps: int,
     audio: np.ndarray | None = None,
     sample_rate: int = 22050,
+    keyframe_interval: int | None = None,
+    bframes: int = 0,
 ) -> None:
     """Write ``frames`` (uint8 ``[T, H, W, 3]``, H and W even) and optional mono ``audio``
     (float32 ``[S]`` in [-1, 1]) to ``path`` as H.264/AAC in an MP4 container.
 
     Encoding is deterministic for identical inputs (single-threaded x264, fixed settings).
+    ``keyframe_interval`` (frames; x264's default otherwise) and ``bframes`` let tests build
+    clips with several groups of pictures and reordered frames.
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -34,6 +38,10 @@ def write_mp4(
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         # threads=1 keeps the bitstream byte-identical from run to run.
         video.options = {"preset": "ultrafast", "crf": "23", "threads": "1"}
+        if keyframe_interval is not None:
+            video.options |= {"g": str(keyframe_interval), "keyint_min": str(keyframe_interval)}
+        if bframes:
+            video.options |= {"bf": str(bframes)}
         video.codec_context.thread_count = 1
         audio_stream = None
         if audio is not None:

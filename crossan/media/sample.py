@@ -4,13 +4,15 @@ For the items of ``items.csv`` (dense ids 1..n) this writes, under ``out_dir``:
 
 * ``video.h5``: ``frames`` uint8 ``[n+1, F, S, S, 3]`` (F frames from the first ``seconds``,
   VideoMAE geometry), ``frame_index`` int32 ``[n+1, F]`` (-1 when invalid),
-  ``source_frames`` int32 ``[n+1]``, ``source_fps`` float32 ``[n+1]``;
+  ``source_frames`` int32 ``[n+1]``, ``source_fps`` float32 ``[n+1]``, ``decoder`` uint8
+  ``[n+1]`` (which decoder produced the frames: :data:`DECODER_CODES`, 0 when invalid);
 * ``audio.h5``: ``waveform`` float32 ``[n+1, seconds*sample_rate]`` (mono, zero-padded),
   ``num_samples`` int32 ``[n+1]`` (real samples before the padding);
 * ``image.h5``: ``pixels`` uint8 ``[n+1, S, S, 3]`` (ViT geometry);
 * in each: ``valid``, ``reason``, ``item_id`` (see :mod:`crossan.media.store`);
 * ``{modality}_report.json``: valid count, bad items counted by reason with the first few
-  examples, items resumed and decoded. One file per modality, because the workflow builds
+  examples, items resumed and decoded; for video also how many items needed the PyAV
+  fallback because decord's fast path failed (see :mod:`crossan.media.video`). One file per modality, because the workflow builds
   each modality in its own job, possibly at the same time.
 
 Every modality of every item is valid or masked with a reason: ``missing file: <path>``,
@@ -30,7 +32,6 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import signal
 import threading
 import time
@@ -42,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -63,8 +65,8 @@ CRASH_REASON = "corrupt: decoder process died"
 MAX_EXAMPLES = 5
 # Test hook: seconds to sleep after each committed block, so a test can SIGKILL mid-run.
 DELAY_ENV = "CROSSAN_MEDIA_TEST_BLOCK_DELAY_S"
-# decord's C++ errors start with "[hh:mm:ss] /src/file.cc:123: "; dropped so reasons are stable.
-_DECORD_PREFIX = re.compile(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")
+# video.h5's per-item ``decoder`` field; stored in the file's attributes too.
+DECODER_CODES = {video.FAST_DECODER: 1, video.FALLBACK_DECODER: 2}
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class MediaSpec:
                 "frame_index": store.Field((self.num_frames,), "int32", -1),
                 "source_frames": store.Field((), "int32"),
                 "source_fps": store.Field((), "float32"),
+                "decoder": store.Field((), "uint8"),
             }
         if modality == "audio":
             return {
@@ -119,7 +122,9 @@ class MediaSpec:
                 "timestamps": video.TIMESTAMP_RULE,
                 "geometry": "shorter side resized to video_size (PIL bilinear), "
                 "center crop video_size x video_size (VideoMAE processor)",
-                "decoder": "decord get_batch on the sampled indices, RGB24",
+                "decoder": "decord get_batch on the sampled indices, RGB24; where it fails, "
+                "PyAV seeking to each sampled frame's keyframe (per-item field 'decoder')",
+                "decoder_codes": json.dumps(DECODER_CODES | {"not decoded": 0}),
             }
         if modality == "audio":
             return common | {
@@ -169,6 +174,10 @@ class ModalityReport:
     resumed: int = 0  # rows found done in a partial file and not redone
     decoded: int = 0  # rows sampled by this run
     up_to_date: bool = False  # the final file already matched: nothing done
+    # video only: items per decoder ("decord", "pyav"), and the first few fallback items
+    decoders: dict[str, int] | None = None
+    fallback: int = 0
+    fallback_examples: list[dict[str, Any]] = field(default_factory=list)
     discarded_partial: str | None = None  # why an existing partial file was not resumed
 
 
@@ -194,11 +203,6 @@ def read_items(items_csv: Path) -> list[tuple[int, str]]:
 # ---------------------------------------------------------------- decoding (worker side)
 
 
-def _message(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return _DECORD_PREFIX.sub("", text) or type(error).__name__
-
-
 def _invalid(spec: MediaSpec, modality: str) -> dict[str, np.ndarray]:
     return {
         name: np.full(f.shape, f.fill, dtype=f.dtype) for name, f in spec.fields(modality).items()
@@ -209,11 +213,15 @@ def _sample(modality: str, item: Item, spec: MediaSpec) -> dict[str, np.ndarray]
     """One modality of one item, as ``{field: array}``; raises on unreadable media."""
     if modality == "video":
         clip = video.sample_video(item.video, spec.video_size, spec.num_frames, spec.seconds)
+        if clip.decoder != video.FAST_DECODER:
+            log.info("video of item %s (%s): decord failed (%s), decoded with %s",
+                     item.item_id, Path(item.video).name, clip.fast_path_error, clip.decoder)
         return {
             "frames": clip.frames,
             "frame_index": clip.indices.astype(np.int32),
             "source_frames": np.int32(clip.source_frames),
             "source_fps": np.float32(clip.fps),
+            "decoder": np.uint8(DECODER_CODES[clip.decoder]),
         }
     if modality == "audio":
         waveform, count = audio.sample_audio(item.video, spec.sample_rate, spec.seconds)
@@ -241,7 +249,7 @@ def sample_item(modality: str, item: Item, spec: MediaSpec) -> tuple[dict[str, n
     except FileNotFoundError:
         return _invalid(spec, modality), f"missing file: {path}"
     except _ERRORS[modality] as error:
-        return _invalid(spec, modality), f"corrupt: {_message(error)}"
+        return _invalid(spec, modality), f"corrupt: {video.error_message(error)}"
 
 
 BlockResult = dict[str, tuple[list[int], dict[str, np.ndarray], list[str]]]
@@ -401,9 +409,26 @@ def _summarise(modality: str, path: Path, items: list[Item]) -> ModalityReport:
                 {"item_id": item.item_id, "file": Path(source).name, "reason": reason}
             )
     good = int(valid[1:].sum())
-    return ModalityReport(
+    report = ModalityReport(
         modality, str(path), len(items), good, len(items) - good, counts, examples
     )
+    if modality == "video":
+        _count_decoders(report, path, items)
+    return report
+
+
+def _count_decoders(report: ModalityReport, path: Path, items: list[Item]) -> None:
+    """Fill the video report's items per decoder and its fallback examples from the file."""
+    with h5py.File(path, "r") as file:
+        codes = file["decoder"][:]
+    report.decoders = {name: int((codes[1:] == code).sum()) for name, code in DECODER_CODES.items()}
+    report.fallback = report.decoders[video.FALLBACK_DECODER]
+    fallback = DECODER_CODES[video.FALLBACK_DECODER]
+    report.fallback_examples = [
+        {"item_id": item.item_id, "file": Path(item.video).name}
+        for item in items
+        if codes[item.row] == fallback
+    ][:MAX_EXAMPLES]
 
 
 def _log_summary(report: ModalityReport) -> None:
@@ -411,6 +436,12 @@ def _log_summary(report: ModalityReport) -> None:
     for category, count in sorted(report.reasons.items()):
         shown = ", ".join(f"{e['item_id']} ({e['file']})" for e in report.examples[category])
         log.warning("%s: %d item(s) %s, e.g. %s", report.modality, count, category, shown)
+    if report.fallback:
+        shown = ", ".join(f"{e['item_id']} ({e['file']})" for e in report.fallback_examples)
+        log.warning(
+            "video: %d item(s) decoded by the PyAV fallback because decord's fast path failed, "
+            "e.g. %s", report.fallback, shown,
+        )
 
 
 def _plan(
