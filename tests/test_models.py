@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -106,15 +108,161 @@ def test_crossan_has_cross_modal_terms() -> None:
 
 
 def test_iisan_gates_half_at_init_and_count() -> None:
-    towers = IISANSideAdapters(parse_modalities("TIVA"), HIDDEN, 16, LAYERS, 64)
+    towers = IISANSideAdapters(parse_modalities("TIVA"), HIDDEN, 16, LAYERS, 64, inter_gate="softmax")
     torch.testing.assert_close(towers.intra_gates(), torch.full((4, LAYERS), 0.5))
-    torch.testing.assert_close(towers.inter_gates(), torch.full((LAYERS, 4), 0.5))
-    assert towers.intra_gate_logits.numel() + towers.inter_gate_logits.numel() == 56
+    w, w_prev = towers.inter_gate.weights()
+    torch.testing.assert_close(w, torch.full((LAYERS, 4), 0.25))
+    torch.testing.assert_close(w_prev, torch.ones(LAYERS))
+    assert towers.intra_gate_logits.numel() + towers.inter_gate.gate_logits.numel() == 56
     values = towers.gate_values()
     assert list(values) == ["text", "image", "video", "audio", "inter"]
     assert values["text"].shape == (LAYERS, 2) and values["inter"].shape == (LAYERS, 5)
-    for v in values.values():
-        torch.testing.assert_close(v.sum(-1), torch.ones(LAYERS))
+    for m in ("text", "image", "video", "audio"):
+        torch.testing.assert_close(values[m].sum(-1), torch.ones(LAYERS))
+    # the modality weights sum to 1, the previous inter output keeps weight 1
+    torch.testing.assert_close(values["inter"].sum(-1), torch.full((LAYERS,), 2.0))
+
+    iisan = IISANSideAdapters(parse_modalities("TI"), HIDDEN, 16, LAYERS, 64, inter_gate="iisan")
+    assert iisan.inter_gate.gate_logits.shape == (LAYERS,)  # one gate per layer: 14 + 7 = 21
+    w, w_prev = iisan.inter_gate.weights()
+    torch.testing.assert_close(w, torch.full((LAYERS, 2), 0.5))
+    with pytest.raises(ValueError, match="text and image"):
+        IISANSideAdapters(parse_modalities("TIV"), HIDDEN, 16, LAYERS, 64, inter_gate="iisan")
+
+    convex = IISANSideAdapters(parse_modalities("TIV"), HIDDEN, 16, LAYERS, 64, inter_gate="convex")
+    randomize_gates(convex)
+    torch.testing.assert_close(convex.gate_values()["inter"].sum(-1), torch.ones(LAYERS))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _adapter(adapter: Adapter, x: torch.Tensor) -> torch.Tensor:
+    """``x + up(relu(down(x)))`` written out from the weights."""
+    hidden = torch.clamp(adapter.down.weight @ x + adapter.down.bias, min=0.0)
+    return x + adapter.up.weight @ hidden + adapter.up.bias
+
+
+def _head(tower: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    dense, out = tower.head.dense, tower.head.out
+    return out.weight @ (dense.weight @ x + dense.bias) + out.bias
+
+
+def naive_iisan(towers: IISANSideAdapters, states: dict[str, torch.Tensor], rule: str, layer0: str) -> torch.Tensor:
+    """Item by item, layer by layer, scalar gates as Python floats: the IISAN code's loop.
+
+    ``rule``: "iisan" (``mm + g h_I + (1 - g) h_T``), "softmax" (``mm + sum_m w_m h_m``) or
+    "convex" (``sum_m g_m/M h_m + (1 - mean g) mm``)."""
+    modalities = towers.modalities
+    n_items = states[modalities[0]].shape[0]
+    intra_p = towers.intra_gate_logits.detach().tolist()
+    inter_p = towers.inter_gate.gate_logits.detach().tolist()
+    out = []
+    for n in range(n_items):
+        h = {m: states[m][n].double() for m in modalities}
+        if layer0 == "zeros":
+            prev = {m: torch.zeros(HIDDEN, dtype=torch.float64) for m in modalities}
+            mm = torch.zeros(HIDDEN, dtype=torch.float64)
+        else:
+            prev = {m: h[m][0] for m in modalities}
+            mm = sum(h[m][0] for m in modalities) / len(modalities)
+        for k in range(LAYERS):
+            for t, m in enumerate(modalities):
+                g = _sigmoid(intra_p[t][k] / 0.1)
+                prev[m] = _adapter(towers.intra[m].adapters[k], g * h[m][k] + (1 - g) * prev[m])
+            if rule == "iisan":
+                g = _sigmoid(inter_p[k] / 0.1)
+                x = mm + g * h["image"][k] + (1 - g) * h["text"][k]
+            elif rule == "softmax":
+                exps = [math.exp(p / 0.1) for p in inter_p[k]]
+                x = mm + sum(e / sum(exps) * h[m][k] for e, m in zip(exps, modalities))
+            else:
+                gs = [_sigmoid(p / 0.1) for p in inter_p[k]]
+                x = sum(g / len(gs) * h[m][k] for g, m in zip(gs, modalities)) + (1 - sum(gs) / len(gs)) * mm
+            mm = _adapter(towers.inter.adapters[k], x)
+        out.append(torch.stack([*(_head(towers.intra[m], prev[m]) for m in modalities), _head(towers.inter, mm)]))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("modalities", "rule", "layer0"),
+    [("TI", "iisan", "zeros"), ("TIVA", "softmax", "zeros"), ("TIA", "convex", "frozen"), ("TI", "softmax", "frozen")],
+)
+def test_iisan_towers_match_a_naive_loop(modalities: str, rule: str, layer0: str) -> None:
+    torch.manual_seed(0)
+    towers = IISANSideAdapters(
+        parse_modalities(modalities), HIDDEN, 16, LAYERS, 8, inter_gate=rule, layer0_previous=layer0
+    ).double()
+    randomize_gates(towers, seed=3)
+    with torch.no_grad():  # adapters far from identity, so every term matters
+        for name, p in towers.named_parameters():
+            if "adapters" in name:
+                p.normal_(0.0, 0.3)
+    states = {m: s.double() for m, s in random_states(modalities, n=3).items()}
+    torch.testing.assert_close(towers(states), naive_iisan(towers, states, rule, layer0), rtol=1e-12, atol=1e-12)
+
+
+def test_iisan_e_softmax_equals_iisan_for_two_modalities() -> None:
+    """IISAN-E's softmax over (T, I) is IISAN's sigmoid gate with one redundant logit."""
+    torch.manual_seed(0)
+    iisan = IISANSideAdapters(parse_modalities("TI"), HIDDEN, 16, LAYERS, 8, inter_gate="iisan").double()
+    randomize_gates(iisan)
+    iisan_e = IISANSideAdapters(parse_modalities("TI"), HIDDEN, 16, LAYERS, 8, inter_gate="softmax").double()
+    state = {k: v for k, v in iisan.state_dict().items() if k != "inter_gate.gate_logits"}
+    p = iisan.inter_gate.gate_logits.detach()
+    state["inter_gate.gate_logits"] = torch.stack([torch.zeros_like(p), p], dim=-1)  # softmax([0, p]) = sigmoid(p)
+    iisan_e.load_state_dict(state)
+    states = {m: s.double() for m, s in random_states("TI").items()}
+    torch.testing.assert_close(iisan_e(states), iisan(states), rtol=1e-12, atol=1e-12)
+
+
+def naive_crossan(towers: CrossModalSideAdapters, states: dict[str, torch.Tensor], layer0: str) -> torch.Tensor:
+    """Paper eq. 5 item by item: softmax over (own frozen state, every tower's previous output)."""
+    modalities = towers.modalities
+    logits = towers.gate_logits.detach().tolist()
+    out = []
+    for n in range(states[modalities[0]].shape[0]):
+        h = {m: states[m][n].double() for m in modalities}
+        prev = {m: torch.zeros(HIDDEN, dtype=torch.float64) if layer0 == "zeros" else h[m][0] for m in modalities}
+        for k in range(LAYERS):
+            new = {}
+            for t, m in enumerate(modalities):
+                exps = [math.exp(v / 0.1) for v in logits[t][k]]
+                w = [e / sum(exps) for e in exps]
+                sources = [prev[s] for s in modalities] if towers.cross else [prev[m]]
+                x = w[0] * h[m][k] + sum(ws * src for ws, src in zip(w[1:], sources))
+                new[m] = _adapter(towers.towers[m].adapters[k], x)
+            prev = new
+        out.append(torch.stack([_head(towers.towers[m], prev[m]) for m in modalities]))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("layer0", ["zeros", "frozen"])
+@pytest.mark.parametrize("cross", [True, False])
+def test_crossan_and_indsan_match_a_naive_loop(layer0: str, cross: bool) -> None:
+    torch.manual_seed(0)
+    towers = CrossModalSideAdapters(
+        parse_modalities("TIV"), HIDDEN, 16, LAYERS, 8, cross=cross, layer0_previous=layer0
+    ).double()
+    randomize_gates(towers, seed=2)
+    states = {m: s.double() for m, s in random_states("TIV", n=3).items()}
+    torch.testing.assert_close(towers(states), naive_crossan(towers, states, layer0), rtol=1e-12, atol=1e-12)
+
+
+def test_layer0_zeros_ignores_the_previous_sources_at_layer_0() -> None:
+    """With zeros before layer 0, only ``w_H * h[0]`` reaches the first adapter; with the
+    frozen layer-0 state the other towers' layer-0 states leak in through the cross terms."""
+    torch.manual_seed(0)
+    zeros = CrossModalSideAdapters(parse_modalities("TI"), HIDDEN, 16, 1, 8, layer0_previous="zeros")
+    frozen = CrossModalSideAdapters(parse_modalities("TI"), HIDDEN, 16, 1, 8, layer0_previous="frozen")
+    frozen.load_state_dict(zeros.state_dict())
+    states = {m: torch.randn(4, 1, HIDDEN) for m in ("text", "image")}
+    changed = {"text": states["text"], "image": states["image"] * 3}
+    torch.testing.assert_close(zeros(changed)[:, 0], zeros(states)[:, 0])  # text tower: no image term
+    assert not torch.allclose(frozen(changed)[:, 0], frozen(states)[:, 0])
+    with pytest.raises(ValueError, match="layer0_previous"):
+        CrossModalSideAdapters(parse_modalities("TI"), HIDDEN, 16, 1, 8, layer0_previous="ones")
 
 
 def test_iisan_intra_towers_are_independent_inter_reads_all() -> None:
@@ -205,6 +353,64 @@ def test_sasrec_masks_padding() -> None:
     everything = torch.ones_like(valid)
     assert not torch.allclose(encoder(changed, everything)[:, 4:], encoder(x, everything)[:, 4:])
     assert torch.isfinite(base).all()
+
+
+def _layer_norm(x: torch.Tensor, ln: torch.nn.LayerNorm, eps: float) -> torch.Tensor:
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * ln.weight + ln.bias
+
+
+def naive_microlens_encoder(encoder: SASRec, x: torch.Tensor, valid: torch.Tensor, activation, eps: float):
+    """MicroLens' ``TransformerEncoder`` (``Code/VideoRec/SASRec/model/modules.py``) written out
+    from ``encoder``'s weights: LN(x + pos) with eps 1e-6, then per block post-LN attention
+    (additive -1e9 mask on future and padding keys) and a post-LN FFN, block LN eps ``eps``."""
+    batch, length, dim = x.shape
+    heads = encoder.blocks[0].attn.n_heads
+    d_k = dim // heads
+    h = _layer_norm(x + encoder.positions.weight[:length], encoder.ln_in, 1e-6)
+    allowed = torch.tril(valid[:, None, :].expand(batch, length, length))  # [B, query, key]
+    mask = torch.where(allowed, 0.0, -1e9).to(x.dtype)[:, None]  # [B, 1, L, L]
+    for block in encoder.blocks:
+        w_q, w_k, w_v = block.attn.qkv.weight.split(dim, dim=0)
+        q, k, v = ((h @ w.T).view(batch, length, heads, d_k).transpose(1, 2) for w in (w_q, w_k, w_v))
+        attention = torch.softmax(q @ k.transpose(-2, -1) / d_k**0.5 + mask, dim=-1)
+        heads_out = (attention @ v).transpose(1, 2).reshape(batch, length, dim)
+        h = _layer_norm(h + heads_out @ block.attn.proj.weight.T, block.ln_attn, eps)
+        ffn = activation(h @ block.ffn.fc.weight.T + block.ffn.fc.bias) @ block.ffn.out.weight.T + block.ffn.out.bias
+        h = _layer_norm(h + ffn, block.ln_ffn, eps)
+    return h
+
+
+@pytest.mark.parametrize(("layout", "activation", "eps"), [
+    ("microlens", torch.relu, 1e-6),
+    ("gelu", torch.nn.functional.gelu, 1e-5),
+])
+def test_sasrec_matches_the_microlens_encoder(layout: str, activation, eps: float) -> None:
+    torch.manual_seed(0)
+    encoder = SASRec(16, max_len=6, layout=layout).double().eval()
+    with torch.no_grad():  # non-trivial LayerNorm affine parameters
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.2)
+                module.bias.normal_(0.0, 0.2)
+    x = torch.randn(3, 6, 16, dtype=torch.float64)
+    valid = torch.tensor([[True] * 6, [False] * 2 + [True] * 4, [False] * 5 + [True]])  # left padding
+    got = encoder(x, valid)
+    want = naive_microlens_encoder(encoder, x, valid, activation, eps)
+    torch.testing.assert_close(got[valid], want[valid], rtol=1e-10, atol=1e-10)  # padding rows are ignored
+    assert encoder.blocks[0].ln_ffn.eps == eps and encoder.ln_in.eps == 1e-6
+
+
+def test_sasrec_relu_and_gelu_layouts_differ_on_the_same_weights() -> None:
+    torch.manual_seed(0)
+    relu = SASRec(16, max_len=4).eval()
+    gelu = SASRec(16, max_len=4, layout="gelu").eval()
+    gelu.load_state_dict(relu.state_dict())  # same parameters: the layouts differ only in the function
+    x, valid = torch.randn(2, 4, 16), torch.ones(2, 4, dtype=torch.bool)
+    assert not torch.allclose(relu(x, valid), gelu(x, valid), atol=1e-3)
+    with pytest.raises(ValueError, match="layout"):
+        SASRec(16, layout="pre-ln")
 
 
 def test_sasrec_rejects_too_long_sequences() -> None:

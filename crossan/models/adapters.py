@@ -14,16 +14,16 @@ methods is only what each adapter reads:
   ``k - 1`` and tower ``t``'s own frozen state at layer ``k``.
 * INDSAN: the same with only tower ``t``'s own previous output and own frozen state.
 * IISAN / IISAN-E: one intra tower per modality with a sigmoid gate between its own frozen
-  state and its own previous output, plus one inter tower reading a gated sum of all
-  modalities' frozen states.
+  state and its own previous output, plus one inter tower that adds a gated sum of all
+  modalities' frozen states to its own previous output (:class:`IISANInterGate`,
+  :class:`SoftmaxInterGate`; :class:`ConvexInterGate` is our earlier rule).
 
-Layer 0 has no previous adapter output. Every method here treats "the output of tower ``t``
-before layer 0" as tower ``t``'s own frozen layer-0 state (the embedding output), so the
-layer-0 gates exist (the paper's 140 CROSSAN logits = 4 towers x 7 layers x 5 sources, and
-IISAN-E's 56 scalars = 7 gates per intra tower + 4 per inter layer, need them) and CROSSAN's
-layer-0 cross terms mix the other modalities' embedding outputs. For INDSAN and the IISAN
-intra towers this makes the layer-0 gate inert (both sources are the same vector); it is kept
-so the parameter layout matches the paper's count and Figure 4's seven rows.
+Layer 0 has no previous adapter output. ``layer0_previous="zeros"`` (the default) feeds zeros
+as every tower's "previous output" before layer 0, as IISAN's ``Code_Cached/model/model.py``
+does; ``"frozen"`` (our earlier convention) feeds tower ``t``'s own frozen layer-0 state
+instead (for the IISAN inter tower: the mean of the modalities' layer-0 states). Either way
+the layer-0 gates exist, so the parameter layout is the same: the paper's 140 CROSSAN logits
+(4 towers x 7 layers x 5 sources, Figure 4's rows and columns) and IISAN-E's 56 scalars.
 
 Missing media: an item whose media was invalid has all-zero cached states for that
 modality. The towers treat the zero vector as an ordinary input (it simply contributes
@@ -41,6 +41,8 @@ from torch import Tensor, nn
 # The paper's four modalities, in its canonical order, with their one-letter names.
 MODALITY_LETTERS: dict[str, str] = {"T": "text", "I": "image", "V": "video", "A": "audio"}
 MODALITIES: tuple[str, ...] = tuple(MODALITY_LETTERS.values())
+# What every tower reads as its "previous output" before layer 0 (module docstring).
+LAYER0_PREVIOUS: tuple[str, ...] = ("zeros", "frozen")
 
 
 def parse_modalities(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -122,6 +124,20 @@ def stack_states(
     return stacked
 
 
+def check_layer0_previous(layer0_previous: str) -> str:
+    if layer0_previous not in LAYER0_PREVIOUS:
+        raise ValueError(f"layer0_previous must be one of {LAYER0_PREVIOUS}, got {layer0_previous!r}")
+    return layer0_previous
+
+
+def initial_previous(hidden: Tensor, layer0_previous: str) -> Tensor:
+    """Every tower's "previous output" before layer 0, ``[N, M, D]``, from ``hidden [N, M, L, D]``:
+    zeros (``"zeros"``, IISAN) or each tower's own frozen layer-0 state (``"frozen"``)."""
+    if layer0_previous == "zeros":
+        return torch.zeros_like(hidden[:, :, 0])
+    return hidden[:, :, 0]
+
+
 class CrossModalSideAdapters(nn.Module):
     """CROSSAN's towers (``cross=True``) or INDSAN's (``cross=False``).
 
@@ -130,7 +146,9 @@ class CrossModalSideAdapters(nn.Module):
     this layer), then the previous-layer adapter output of each tower (CROSSAN: all ``M``
     towers, ``S = M + 1``; INDSAN: only its own, ``S = 2``). Logits start at 0 (uniform
     weights). ``temperature`` defaults to 0.1, the scale IISAN uses for its gates, so the
-    logits learn at the same rate as the IISAN baselines' gates.
+    logits learn at the same rate as the IISAN baselines' gates. Before layer 0 the previous
+    outputs are zeros or the towers' frozen layer-0 states (``layer0_previous``, module
+    docstring); with zeros, layer 0's previous-output columns weight zero vectors.
 
     Input ``states[m]: [N, L, D]``; output ``[N, M, item_dim]``.
     """
@@ -144,6 +162,7 @@ class CrossModalSideAdapters(nn.Module):
         item_dim: int,
         cross: bool = True,
         temperature: float = 0.1,
+        layer0_previous: str = "zeros",
     ) -> None:
         super().__init__()
         self.modalities = modalities
@@ -151,6 +170,7 @@ class CrossModalSideAdapters(nn.Module):
         self.cross = cross
         self.n_layers, self.dim = n_layers, dim
         self.temperature = temperature
+        self.layer0_previous = check_layer0_previous(layer0_previous)
         self.towers = nn.ModuleDict({m: AdapterTower(dim, hidden, n_layers, item_dim) for m in modalities})
         n_sources = len(modalities) + 1 if cross else 2
         self.gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers, n_sources))
@@ -174,7 +194,7 @@ class CrossModalSideAdapters(nn.Module):
             states, self.modalities, self.n_layers, self.dim, self.gate_logits.dtype
         )  # [N, M, L, D]
         weights = self.gate_weights()  # [M, L, S]
-        prev = hidden[:, :, 0]  # [N, M, D]: "output before layer 0" = own embedding output
+        prev = initial_previous(hidden, self.layer0_previous)  # [N, M, D]
         for k in range(hidden.shape[2]):
             w = weights[:, k]  # [M, S]
             x = w[:, 0, None] * hidden[:, :, k]  # own frozen state, [N, M, D]
@@ -188,21 +208,87 @@ class CrossModalSideAdapters(nn.Module):
         return torch.stack([tower.head(prev[:, t]) for t, tower in enumerate(self.towers.values())], dim=1)
 
 
+class IISANInterGate(nn.Module):
+    """IISAN's inter-tower gate (text + image; ``Code_Cached/model/model.py``).
+
+    One logit ``p_k`` per layer, ``g_k = sigmoid(p_k / T)`` (0.5 at initialisation), and layer
+    ``k`` of the inter tower reads ``prev + g_k * h_I[k] + (1 - g_k) * h_T[k]``: the previous
+    inter output at weight 1. ``L`` parameters.
+    """
+
+    def __init__(self, n_modalities: int, n_layers: int, temperature: float) -> None:
+        super().__init__()
+        if n_modalities != 2:
+            raise ValueError(f"IISAN's inter gate mixes text and image, got {n_modalities} modalities")
+        self.temperature = temperature
+        self.gate_logits = nn.Parameter(torch.zeros(n_layers))
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """``(w [L, 2], w_prev [L])``: weights of (text, image) and of the previous output."""
+        g = torch.sigmoid(self.gate_logits / self.temperature)
+        return torch.stack([1 - g, g], dim=-1), torch.ones_like(g)
+
+
+class SoftmaxInterGate(nn.Module):
+    """IISAN-E's inter-tower gate: the paper's "gated sum of all modalities".
+
+    Logits ``p [L, M]``, ``w[k] = softmax(p[k] / T)`` over the ``M`` modalities (uniform at
+    initialisation), and layer ``k`` reads ``prev + sum_m w_m[k] * h_m[k]``, the previous
+    inter output at weight 1. For ``M = 2`` this is :class:`IISANInterGate` with one redundant
+    logit (``softmax([a, b])_I = sigmoid(b - a)``). ``L*M`` parameters.
+    """
+
+    def __init__(self, n_modalities: int, n_layers: int, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.gate_logits = nn.Parameter(torch.zeros(n_layers, n_modalities))
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """``(w [L, M], w_prev [L])``; every ``w[k]`` sums to 1, ``w_prev`` is 1."""
+        w = torch.softmax(self.gate_logits / self.temperature, dim=-1)
+        return w, torch.ones_like(w[:, 0])
+
+
+class ConvexInterGate(nn.Module):
+    """Our earlier inter-tower gate (``inter_tower: convex``), kept to measure the difference.
+
+    One sigmoid ``g_m[k] = sigmoid(p[k, m] / T)`` per modality and layer; layer ``k`` reads
+    ``sum_m (g_m[k] / M) * h_m[k] + (1 - mean_m g_m[k]) * prev``, a convex combination that
+    reduces to the intra rule for ``M = 1``. ``L*M`` parameters.
+    """
+
+    def __init__(self, n_modalities: int, n_layers: int, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.gate_logits = nn.Parameter(torch.zeros(n_layers, n_modalities))
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """``(w [L, M], w_prev [L])`` with ``w.sum(-1) + w_prev == 1``."""
+        g = torch.sigmoid(self.gate_logits / self.temperature)
+        return g / g.shape[-1], 1 - g.mean(dim=-1)
+
+
+INTER_GATES: dict[str, type[nn.Module]] = {
+    "iisan": IISANInterGate,
+    "softmax": SoftmaxInterGate,
+    "convex": ConvexInterGate,
+}
+
+
 class IISANSideAdapters(nn.Module):
-    """IISAN-E's towers: one intra tower per modality plus one inter tower (IISAN = T+I).
+    """IISAN's and IISAN-E's towers: one intra tower per modality plus one inter tower.
 
     Intra tower ``m``, layer ``k``: ``x = g*h_m[k] + (1-g)*prev_m; prev_m = adapter_k(x)``
     with ``g = sigmoid(p/0.1)``, ``p`` initialised 0 (``g = 0.5``); ``M*L`` scalars.
 
-    Inter tower, layer ``k``: the gated sum of all modalities' frozen states, with one scalar
-    ``g_m = sigmoid(q_m/0.1)`` per modality and layer (``M*L`` scalars)::
-
-        x = sum_m (g_m / M) * h_m[k] + (1 - mean_m g_m) * prev_inter
-
-    a convex combination that reduces to the intra rule for ``M = 1``; ``prev_inter`` before
-    layer 0 is the mean of the modalities' embedding outputs. The inter tower reads the frozen
-    states, never the intra outputs. For T+I+V+A this is 4*7 + 4*7 = 56 gate scalars, the
-    count Table 4's IISAN-E rows need.
+    Inter tower, layer ``k``: ``prev_inter = adapter_k(w_prev[k] * prev_inter +
+    sum_m w_m[k] * h_m[k])`` with the weights of ``inter_gate``: ``"iisan"``
+    (:class:`IISANInterGate`, IISAN's T+I rule, ``L`` scalars), ``"softmax"``
+    (:class:`SoftmaxInterGate`, IISAN-E, ``L*M``) or ``"convex"`` (:class:`ConvexInterGate`,
+    our earlier rule, ``L*M``). The inter tower reads the frozen states, never the intra
+    outputs. IISAN T+I: 14 + 7 = 21 gate scalars; IISAN-E T+I+V+A: 28 + 28 = 56, the count
+    Table 4's IISAN-E rows need. Before layer 0 every "previous output" is zeros or the
+    frozen layer-0 states (``layer0_previous``; the inter tower then starts from their mean).
 
     Input ``states[m]: [N, L, D]``; output ``[N, M + 1, item_dim]`` (intra towers in
     modality order, then ``"inter"``).
@@ -215,55 +301,52 @@ class IISANSideAdapters(nn.Module):
         hidden: int,
         n_layers: int,
         item_dim: int,
+        inter_gate: str = "softmax",
         temperature: float = 0.1,
+        layer0_previous: str = "zeros",
     ) -> None:
         super().__init__()
+        if inter_gate not in INTER_GATES:
+            raise ValueError(f"inter_gate must be one of {tuple(INTER_GATES)}, got {inter_gate!r}")
         self.modalities = modalities
         self.tower_names = modalities + ("inter",)
         self.n_layers, self.dim = n_layers, dim
         self.temperature = temperature
+        self.layer0_previous = check_layer0_previous(layer0_previous)
         self.intra = nn.ModuleDict({m: AdapterTower(dim, hidden, n_layers, item_dim) for m in modalities})
         self.inter = AdapterTower(dim, hidden, n_layers, item_dim)
         self.intra_gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers))
-        self.inter_gate_logits = nn.Parameter(torch.zeros(n_layers, len(modalities)))
+        self.inter_gate = INTER_GATES[inter_gate](len(modalities), n_layers, temperature)
 
     def intra_gates(self) -> Tensor:
         """``g`` per intra tower and layer, ``[M, L]``: weight of the frozen state."""
         return torch.sigmoid(self.intra_gate_logits / self.temperature)
 
-    def inter_gates(self) -> Tensor:
-        """``g_m`` per layer and modality, ``[L, M]``."""
-        return torch.sigmoid(self.inter_gate_logits / self.temperature)
-
     def gate_values(self) -> dict[str, Tensor]:
         """``{modality: [L, 2]}`` (columns: frozen state ``g``, previous output ``1-g``) and
-        ``{"inter": [L, M + 1]}`` (columns: each modality's ``g_m/M``, then the previous
-        output's weight), so every row is a convex weight vector, like CROSSAN's."""
+        ``{"inter": [L, M + 1]}`` (columns: each modality's weight, then the previous output's:
+        1 for the IISAN and IISAN-E rules, so those rows sum to 2)."""
         intra = self.intra_gates().detach()
         values = {m: torch.stack([intra[t], 1 - intra[t]], dim=-1) for t, m in enumerate(self.modalities)}
-        inter = self.inter_gates().detach() / len(self.modalities)
-        values["inter"] = torch.cat([inter, 1 - inter.sum(-1, keepdim=True)], dim=-1)
+        w, w_prev = (tensor.detach() for tensor in self.inter_gate.weights())
+        values["inter"] = torch.cat([w, w_prev[:, None]], dim=-1)
         return values
 
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(
             states, self.modalities, self.n_layers, self.dim, self.intra_gate_logits.dtype
         )  # [N, M, L, D]
-        n_modalities = hidden.shape[1]
         g_intra = self.intra_gates()  # [M, L]
-        g_inter = self.inter_gates()  # [L, M]
-        prev = hidden[:, :, 0]  # [N, M, D]
-        prev_inter = hidden[:, :, 0].mean(dim=1)  # [N, D]
+        w_inter, w_prev = self.inter_gate.weights()  # [L, M], [L]
+        prev = initial_previous(hidden, self.layer0_previous)  # [N, M, D]
+        prev_inter = prev.mean(dim=1)  # [N, D]
         for k in range(hidden.shape[2]):
             g = g_intra[:, k, None]  # [M, 1]
             x = g * hidden[:, :, k] + (1 - g) * prev
             prev = torch.stack(
                 [tower.adapters[k](x[:, t]) for t, tower in enumerate(self.intra.values())], dim=1
             )
-            gm = g_inter[k]  # [M]
-            x_inter = (
-                torch.einsum("m,nmd->nd", gm / n_modalities, hidden[:, :, k]) + (1 - gm.mean()) * prev_inter
-            )
+            x_inter = w_prev[k] * prev_inter + torch.einsum("m,nmd->nd", w_inter[k], hidden[:, :, k])
             prev_inter = self.inter.adapters[k](x_inter)
         outputs = [tower.head(prev[:, t]) for t, tower in enumerate(self.intra.values())]
         outputs.append(self.inter.head(prev_inter))

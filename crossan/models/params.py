@@ -10,6 +10,8 @@ Breakdown at h=512 (768-d encoders, 7 layers; per tower 7 x 787,712 adapters + 6
 
 * IISAN-E T+I+V+A, concat: 5 towers 30,768,960 + ``Linear(320->64)`` 20,544 + 56 gates +
   SASRec 100,224 = 30,889,784 (paper: 30,889,784); h=1024: 58,432,824 (paper: same).
+* IISAN T+I, concat: 3 towers 18,461,376 + ``Linear(192->64)`` 12,352 + 21 gates (14 intra,
+  7 inter, as IISAN's code) + SASRec 100,224 = 18,573,973 (``inter_tower: convex``: 28 gates).
 * CROSSAN T+I+V+A, MOMEF top-2: 4 towers 24,615,168 + 140 gate logits + MOMEF 17,668 +
   SASRec 100,224 = 24,733,200 (paper: 24,741,456, 0.033% less; the 8,256 difference is
   exactly the size of a ``Linear(128->64)``, not part of the architecture as described).
@@ -25,7 +27,7 @@ from torch import nn
 from crossan.argtypes import positive_int
 from crossan.models.adapters import letters_of, parse_modalities
 from crossan.models.fusion import FUSIONS
-from crossan.models.recommender import METHODS, ModelConfig, build_model
+from crossan.models.recommender import INTER_TOWERS, METHODS, ModelConfig, build_model
 
 # MicroLens-100K's item count, used for the ID baseline's embedding table by default.
 MICROLENS_100K_ITEMS = 19_738
@@ -53,11 +55,13 @@ def paper_configuration_count(
     item_dim: int = 64,
     max_len: int = 10,
     n_items: int = MICROLENS_100K_ITEMS,
+    inter_tower: str = "residual",
 ) -> int:
     """Trainable parameters of ``method`` at the paper's configuration, built on ``meta``.
 
     ``hidden`` is the adapters' bottleneck size; ``fusion=None`` uses the method's default
-    (MOMEF for CROSSAN/INDSAN, concat for IISAN/IISAN-E).
+    (MOMEF for CROSSAN/INDSAN, concat for IISAN/IISAN-E). ``inter_tower`` only changes IISAN
+    T+I (``"residual"``: 7 inter gates, IISAN's code; ``"convex"``: 14).
     """
     config = ModelConfig(
         method=method,
@@ -70,6 +74,7 @@ def paper_configuration_count(
         topk=topk,
         max_len=max_len,
         n_items=n_items,
+        inter_tower=inter_tower,
     )
     with torch.device("meta"):
         model = build_model(config)
@@ -91,6 +96,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--items", type=positive_int, default=MICROLENS_100K_ITEMS, help="item count (id-sasrec)"
     )
+    parser.add_argument("--inter-tower", choices=INTER_TOWERS, default="residual",
+                        help="IISAN/IISAN-E inter tower (default residual, IISAN's code)")
     parser.set_defaults(func=_run_cli)
 
 
@@ -110,6 +117,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             item_dim=args.item_dim,
             max_len=args.max_len,
             n_items=args.items,
+            inter_tower=args.inter_tower,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from error

@@ -15,15 +15,19 @@ import torch
 from torch import Tensor, nn
 
 from crossan.models.adapters import (
+    LAYER0_PREVIOUS,
     CrossModalSideAdapters,
     IISANSideAdapters,
     letters_of,
     parse_modalities,
 )
 from crossan.models.fusion import FUSIONS, build_fusion
-from crossan.models.sasrec import IDItemEncoder, SASRec
+from crossan.models.sasrec import SEQUENCE_LAYOUTS, IDItemEncoder, SASRec
 
 METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e", "id-sasrec")
+# IISAN/IISAN-E inter tower: "residual" = previous output at weight 1 plus a gated sum (IISAN's
+# code; IISAN-E a softmax over the modalities), "convex" = our earlier convex combination.
+INTER_TOWERS: tuple[str, ...] = ("residual", "convex")
 DEFAULT_FUSION: dict[str, str] = {
     "crossan": "momef",
     "indsan": "momef",
@@ -39,7 +43,10 @@ class ModelConfig:
     ``modalities``: letters from ``TIVA``. ``encoder_dim``/``n_layers``: the cached states'
     hidden size and kept-layer count. ``adapter_dim``: the adapters' bottleneck ``h``.
     ``fusion``: one of :data:`~crossan.models.fusion.FUSIONS`, ``None`` = the method's
-    default. ``n_items``: only for ``id-sasrec``.
+    default. ``n_items``: only for ``id-sasrec``. Conventions where the paper is silent
+    (defaults = IISAN's and MicroLens' code): ``inter_tower`` (:data:`INTER_TOWERS`),
+    ``layer0_previous`` (:data:`~crossan.models.adapters.LAYER0_PREVIOUS`) and
+    ``sequence_encoder`` (a key of :data:`~crossan.models.sasrec.SEQUENCE_LAYOUTS`).
     """
 
     method: str = "crossan"
@@ -56,6 +63,9 @@ class ModelConfig:
     n_heads: int = 2
     dropout: float = 0.1
     n_items: int = 0
+    inter_tower: str = "residual"
+    layer0_previous: str = "zeros"
+    sequence_encoder: str = "microlens"
 
     def resolved_fusion(self) -> str:
         """The fusion actually used (``"none"`` for ``id-sasrec``)."""
@@ -152,8 +162,13 @@ def build_model(config: ModelConfig) -> SequentialRecommender:
     """The model ``config`` describes, freshly initialised (seed with ``torch.manual_seed``)."""
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+    for name, allowed in (("inter_tower", INTER_TOWERS), ("layer0_previous", LAYER0_PREVIOUS),
+                          ("sequence_encoder", tuple(SEQUENCE_LAYOUTS))):
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
     sequence_encoder = SASRec(
-        config.item_dim, config.max_len, config.n_blocks, config.n_heads, config.dropout
+        config.item_dim, config.max_len, config.n_blocks, config.n_heads, config.dropout,
+        layout=config.sequence_encoder,
     )
     if config.method == "id-sasrec":
         if config.n_items < 1:
@@ -171,11 +186,19 @@ def build_model(config: ModelConfig) -> SequentialRecommender:
     }
     if config.method in ("crossan", "indsan"):
         towers: CrossModalSideAdapters | IISANSideAdapters = CrossModalSideAdapters(
-            modalities, cross=config.method == "crossan", temperature=config.gate_temperature, **shape
+            modalities, cross=config.method == "crossan", temperature=config.gate_temperature,
+            layer0_previous=config.layer0_previous, **shape,
         )
     else:
         if config.method == "iisan" and letters_of(modalities) != "TI":
             raise ValueError(f"iisan is the text+image method; use iisan-e for {config.modalities!r}")
-        towers = IISANSideAdapters(modalities, temperature=config.gate_temperature, **shape)
+        if config.inter_tower == "convex":
+            inter_gate = "convex"
+        else:
+            inter_gate = "iisan" if config.method == "iisan" else "softmax"
+        towers = IISANSideAdapters(
+            modalities, inter_gate=inter_gate, temperature=config.gate_temperature,
+            layer0_previous=config.layer0_previous, **shape,
+        )
     fusion = build_fusion(fusion_name, len(towers.tower_names), config.item_dim, topk=config.topk)
     return SequentialRecommender(config, ContentItemEncoder(towers, fusion), sequence_encoder)

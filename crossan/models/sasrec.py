@@ -1,9 +1,12 @@
 """SASRec-style sequence encoder, and the ID-embedding item encoder of the ID-only baseline.
 
-The layout follows the MoRec/MicroLens sequence encoder that IISAN and CROSSAN build on:
+The layout follows the MoRec/MicroLens sequence encoder that IISAN and CROSSAN build on
+(MicroLens ``Code/VideoRec/SASRec/model/modules.py``, IISAN ``Code_Cached/model/modules.py``):
 ``LayerNorm(item + position)`` and dropout at the input, then post-LN Transformer blocks
-whose attention projections (Q, K, V, output) have **no bias**, and a GELU FFN of width 4d.
-There is no final LayerNorm (the input one plays its role).
+whose attention projections (Q, K, V, output) have **no bias**, and a ReLU FFN of width 4d;
+every LayerNorm has eps 1e-6. There is no final LayerNorm (the input one plays its role).
+``SEQUENCE_LAYOUTS["gelu"]`` is our earlier variant (GELU FFN, PyTorch's default eps 1e-5 in
+the blocks), kept so its effect can be measured; it has the same parameters.
 
 Parameter count for d=64, 2 blocks, 10 positions: positions 640 + input LayerNorm 128 +
 2 x (attention 4*64*64 = 16,384 + LayerNorm 128 + FFN 16,640 + 16,448 + LayerNorm 128)
@@ -15,10 +18,18 @@ LayerNorm instead has 100,736: the 512 difference is exactly the attention biase
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
+# config name -> (FFN activation, LayerNorm eps inside the blocks); the input LayerNorm is 1e-6
+SEQUENCE_LAYOUTS: dict[str, tuple[str, float]] = {
+    "microlens": ("relu", 1e-6),  # MicroLens / IISAN modules.py
+    "gelu": ("gelu", 1e-5),  # ours before: GELU, nn.LayerNorm's default eps
+}
 
 
 class CausalSelfAttention(nn.Module):
@@ -52,26 +63,30 @@ class CausalSelfAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """``Linear(d -> 4d)``, GELU, ``Linear(4d -> d)``; ``[..., d] -> [..., d]``."""
+    """``Linear(d -> 4d)``, activation (ReLU or GELU), ``Linear(4d -> d)``; ``[..., d] -> [..., d]``."""
 
-    def __init__(self, dim: int, expansion: int = 4) -> None:
+    def __init__(self, dim: int, expansion: int = 4, activation: str = "relu") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.fc = nn.Linear(dim, expansion * dim)
         self.out = nn.Linear(expansion * dim, dim)
+        self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out(F.gelu(self.fc(x)))
+        return self.out(self.activation(self.fc(x)))
 
 
 class Block(nn.Module):
-    """Post-LN Transformer block: ``x = LN(x + drop(attn(x))); x = LN(x + drop(ffn(x)))``."""
+    """Post-LN Transformer block: ``x = LN(x + drop(attn(x))); x = LN(x + drop(ffn(x)))``;
+    ``[B, L, d]`` + ``valid: bool[B, L]`` -> ``[B, L, d]``."""
 
-    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, n_heads: int, dropout: float, activation: str = "relu", eps: float = 1e-6) -> None:
         super().__init__()
         self.attn = CausalSelfAttention(dim, n_heads, dropout)
-        self.ln_attn = nn.LayerNorm(dim)
-        self.ffn = FeedForward(dim)
-        self.ln_ffn = nn.LayerNorm(dim)
+        self.ln_attn = nn.LayerNorm(dim, eps=eps)
+        self.ffn = FeedForward(dim, activation=activation)
+        self.ln_ffn = nn.LayerNorm(dim, eps=eps)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
@@ -85,18 +100,27 @@ class SASRec(nn.Module):
     Output row ``t`` is the user state after items ``0..t`` (causal), used to score item
     ``t + 1``. Learned absolute positions ``0..max_len-1``; padding (left or right) is masked
     out of every attention row. Weights: Xavier-normal linear layers and positions, zero
-    biases.
+    biases. ``layout``: a key of :data:`SEQUENCE_LAYOUTS` (``"microlens"``: ReLU FFN, eps 1e-6).
     """
 
     def __init__(
-        self, dim: int = 64, max_len: int = 10, n_blocks: int = 2, n_heads: int = 2, dropout: float = 0.1
+        self,
+        dim: int = 64,
+        max_len: int = 10,
+        n_blocks: int = 2,
+        n_heads: int = 2,
+        dropout: float = 0.1,
+        layout: str = "microlens",
     ) -> None:
         super().__init__()
+        if layout not in SEQUENCE_LAYOUTS:
+            raise ValueError(f"sequence encoder layout must be one of {tuple(SEQUENCE_LAYOUTS)}, got {layout!r}")
+        activation, eps = SEQUENCE_LAYOUTS[layout]
         self.max_len = max_len
         self.positions = nn.Embedding(max_len, dim)
         self.ln_in = nn.LayerNorm(dim, eps=1e-6)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout, activation, eps) for _ in range(n_blocks))
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_normal_(module.weight)
