@@ -20,9 +20,9 @@ from crossan.train.metrics import (
 F64 = torch.float64
 
 
-def ranks(scores, targets, history) -> list[int]:
+def ranks(scores, targets, history, repeat_targets: str = "miss") -> list[int]:
     return rank_of_targets(
-        torch.tensor(scores, dtype=F64), torch.tensor(targets), torch.tensor(history)
+        torch.tensor(scores, dtype=F64), torch.tensor(targets), torch.tensor(history), repeat_targets
     ).tolist()
 
 
@@ -31,10 +31,12 @@ def test_hand_worked_ranks_with_ties_history_and_padding():
         [9, 5, 4, 3, 2, 1],  # item 0 scores highest but is padding: target 1 is first
         [0, 1, 5, 3, 5, 2],  # items 2 and 4 beat target 3
         [0, 2, 2, 2, 1, 2],  # target 1 ties items 2, 3 (item 5 is history): pessimistic rank 3
-        [0, 8, 3, 9, 2, 7],  # target 3 is also in the history: kept; item 1 masked
+        [0, 8, 3, 9, 2, 7],  # target 3 is also in the history: a miss, last of the 5 items
     ]
     history = [[0, 0], [0, 0], [5, 0], [3, 1]]
-    assert ranks(scores, [1, 3, 1, 3], history) == [1, 3, 3, 1]
+    assert ranks(scores, [1, 3, 1, 3], history) == [1, 3, 3, 5]
+    # the earlier rule keeps the repeated target a candidate: best score, item 1 masked
+    assert ranks(scores, [1, 3, 1, 3], history, "ranked") == [1, 3, 3, 1]
 
 
 def test_history_masking_moves_the_target_up():
@@ -44,11 +46,26 @@ def test_history_masking_moves_the_target_up():
     assert ranks(scores, [4], [[1, 2, 3]]) == [1]
 
 
-def test_target_in_history_is_never_masked():
-    scores = [[0, 1, 2, 3]]
-    # target 2 listed in its own history still ranks behind item 3 and ahead of item 1
-    assert ranks(scores, [2], [[2]]) == [2]
-    assert ranks(scores, [2], [[2, 3]]) == [1]
+def test_repeat_target_is_a_miss():
+    """IISAN masks the whole history, the target too: a target repeated from the history ranks
+    last (n_items) however well it is scored, a miss at K = 10 and 20."""
+    n_items = 30
+    row = [0.0] + [100.0 - i for i in range(1, n_items + 1)]  # item i ranks i
+    scores = [row, row, row]
+    targets = [1, 2, 2]
+    history = [[1, 5], [3, 0], [0, 2]]  # users 0 and 2 repeat their target
+    got = ranks(scores, targets, history)
+    assert got == [n_items, 2, n_items]  # user 1: only item 1 beats target 2
+    metrics = hit_ndcg(torch.tensor(got))
+    assert metrics["HR@10"].tolist() == metrics["HR@20"].tolist() == [0.0, 1.0, 0.0]
+    assert metrics["NDCG@20"].tolist() == [0.0, 1 / math.log2(3), 0.0]
+    # the earlier rule ranks a repeated target like any other (user 0: first; user 2: second)
+    assert ranks(scores, targets, history, "ranked") == [1, 2, 2]
+    # a target listed in its own history still ranks behind better items and ahead of worse ones
+    assert ranks([[0, 1, 2, 3]], [2], [[2]], "ranked") == [2]
+    assert ranks([[0, 1, 2, 3]], [2], [[2, 3]], "ranked") == [1]
+    with pytest.raises(ValueError, match="repeat_targets"):
+        ranks(scores, targets, history, "hit")
 
 
 def test_ranks_11_and_21_and_boundaries():
@@ -97,7 +114,11 @@ def test_invalid_inputs_are_rejected():
         summarize({"HR@10": np.array([])})
 
 
-def brute_force_rank(scores: torch.Tensor, target: int, history: set[int]) -> int:
+def brute_force_rank(scores: torch.Tensor, target: int, history: set[int], repeat_targets: str) -> int:
+    """Pessimistic rank among the non-history items; a repeated target (``"miss"``) gets
+    score -inf like the rest of its history, so every other item ties or beats it."""
+    if repeat_targets == "miss" and target in history:
+        return scores.numel() - 1
     return 1 + sum(
         1
         for item in range(1, scores.numel())
@@ -116,17 +137,19 @@ def random_eval(seed: int, users: int = 37, n_items: int = 50, dim: int = 4):
     return states, items, targets, history
 
 
-def test_evaluate_matches_brute_force_and_chunking_is_invisible():
+@pytest.mark.parametrize("repeat_targets", ["miss", "ranked"])
+def test_evaluate_matches_brute_force_and_chunking_is_invisible(repeat_targets):
     states, items, targets, history = random_eval(0)
     scores = states @ items.T
     want = [
-        brute_force_rank(
-            scores[u], int(targets[u]), {int(h) for h in history[u] if h != 0 and h != targets[u]}
-        )
+        brute_force_rank(scores[u], int(targets[u]), {int(h) for h in history[u] if h != 0}, repeat_targets)
         for u in range(len(targets))
     ]
+    if repeat_targets == "miss":
+        assert want.count(50) >= 10  # the repeated targets (every 4th user) rank last, n_items
     results = [
-        evaluate_full_ranking(states, items, targets, history, chunk_users=c) for c in (1, 5, 37, 1024)
+        evaluate_full_ranking(states, items, targets, history, chunk_users=c, repeat_targets=repeat_targets)
+        for c in (1, 5, 37, 1024)
     ]
     for summary, per_user in results:
         assert per_user["rank"].tolist() == want

@@ -102,6 +102,7 @@ def test_popularity_counts_every_train_item(hand_dir: Path) -> None:
     expected = T([0, 1, 2, 1, 2, 1, 1])
     assert torch.equal(item_popularity_counts(data), expected)
     assert torch.equal(item_popularity_counts(data.train), expected)
+    # raw counts (IISAN): finite for every item that occurs in training, -inf for none here
     assert torch.isfinite(log_popularity_from_counts(expected)).all()
 
 
@@ -174,6 +175,10 @@ def test_dedup_mapping_reconstructs_ids(random_data) -> None:
         assert torch.equal(batch.inputs, random_data.train.inputs[rows])
         assert torch.equal(batch.sequences, random_data.train.sequences[rows])
         assert torch.equal(batch.valid, batch.inputs != 0)
+        # the loss's window: each user's last L + 1 training items, left-padded
+        for window, sequence in zip(batch.window.tolist(), batch.sequences.tolist()):
+            items = [i for i in sequence if i != 0][-(random_data.max_len + 1):]
+            assert window == [0] * (random_data.max_len + 1 - len(items)) + items
 
 
 def test_dedup_hand_batch_and_lookup(hand_dir: Path) -> None:
@@ -193,8 +198,13 @@ def test_dedup_hand_batch_and_lookup(hand_dir: Path) -> None:
     with pytest.raises(ValueError):
         batch.lookup(embeddings[:-1])
 
+    # the window = inputs then the last target: each user's last L + 1 training items
+    assert torch.equal(batch.window, T([[0, 2, 4, 6], [1, 2, 3, 4]]))
+    assert torch.equal(batch.window[:, 1:][batch.targets != 0], batch.targets[batch.targets != 0])
+    window_embeddings = torch.cat([inputs, targets[:, -1:]], dim=1)
+    assert torch.equal(window_embeddings[..., 0], batch.window.to(torch.float64))
     loss = debiased_in_batch_loss(
-        torch.randn(2, 3, 2, dtype=torch.float64), batch.targets, targets, batch.sequences,
+        torch.randn(2, 3, 2, dtype=torch.float64), batch.window, window_embeddings, batch.sequences,
         log_popularity_from_counts(item_popularity_counts(data), torch.float64),
     )
     assert torch.isfinite(loss)

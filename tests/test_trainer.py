@@ -19,6 +19,7 @@ from test_train_data import (
     write_features,
 )
 
+from crossan.errors import ConfigError
 from crossan.models import SequentialRecommender
 from crossan.train import trainer
 from crossan.train.data import load_item_states, load_sequences
@@ -190,15 +191,20 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     data_dir = write_dataset(tmp_path / "hand" / "data", sequences, n_items=6)
     # Test targets 1, 6, 5, 3; histories (masked) [1,2,3,5], [1,2,4], [1,6], [2,5].
     # Scores 3,2,1,0,0,0 for items 1..6; ties pessimistic.
-    #  u0: target 1 in its history (never masked); others left 4, 6 (score 0): rank 1
+    #  u0: target 1 is in its history: masked with it (IISAN), rank n_items = 6;
+    #      with repeat_targets "ranked" the others left are 4, 6 (score 0): rank 1
     #  u1: target 6 (0), left 3 (1) and 5 (0): rank 3
     #  u2: target 5 (0), left 2 (2), 3 (1), 4 (0): rank 4
     #  u3: target 3 (1), left 1 (3), 4 (0), 6 (0): rank 2
-    ranks = [1, 3, 4, 2]
+    ranks = [6, 3, 4, 2]
+    ranked = train(RunConfig(data_dir=data_dir, features_dir="", out_dir=tmp_path / "ranked",
+                             method="popularity", repeat_targets="ranked"))
+    assert ranked.per_user_test["rank"].tolist() == [1, 3, 4, 2]
     out = tmp_path / "pop"
     result = train(RunConfig(data_dir=data_dir, features_dir="", out_dir=out, method="popularity"))
     assert result.per_user_test["rank"].tolist() == ranks
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["repeat_targets"] == "miss"
     assert metrics["test"]["HR@10"] == 1.0
     assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
     assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
@@ -326,3 +332,36 @@ def test_planned_run_names_from_config() -> None:
     assert training_settings(config, "a") == {"batch_size": 64, "max_epochs": 3, "standardize_states": True}
     assert setting_flags(training_settings(config, "a")) == "--batch-size 64 --max-epochs 3 --standardize-states"
     assert setting_flags(training_settings(config, "b")) == "--batch-size 64 --max-epochs 50"
+
+
+def test_convention_flags_reach_only_the_methods_they_change() -> None:
+    from crossan.train.plan import CONVENTION_FLAGS, setting_flags
+    from crossan.train.trainer import CONVENTIONS
+
+    assert list(CONVENTION_FLAGS) == list(CONVENTIONS)  # every convention has a flag
+    settings = {"batch_size": 64, "inter_tower": "convex", "layer0_previous": "frozen",
+                "sequence_encoder": "gelu", "negatives": "targets", "popularity_smoothing": "add-one",
+                "repeat_targets": "ranked"}
+    rest = "--sequence-encoder gelu --negatives targets --popularity-smoothing add-one --repeat-targets ranked"
+    assert setting_flags(settings, "iisan") == f"--batch-size 64 --inter-tower convex --layer0-previous frozen {rest}"
+    assert setting_flags(settings, "crossan") == f"--batch-size 64 --layer0-previous frozen {rest}"
+    assert setting_flags(settings, "id-sasrec") == f"--batch-size 64 {rest}"
+    assert setting_flags(settings, "popularity") == "--batch-size 64 --repeat-targets ranked"
+    assert setting_flags(settings) == f"--batch-size 64 --inter-tower convex --layer0-previous frozen {rest}"
+
+
+def test_conventions_reach_the_model_and_metrics(dataset, tmp_path: Path) -> None:
+    earlier = {"inter_tower": "convex", "layer0_previous": "frozen", "sequence_encoder": "gelu",
+               "negatives": "targets", "popularity_smoothing": "add-one", "repeat_targets": "ranked"}
+    reference = train(config(dataset, tmp_path / "ref", method="iisan", modalities="TI", max_epochs=1))
+    before = train(config(dataset, tmp_path / "old", method="iisan", modalities="TI", max_epochs=1, **earlier))
+    towers = before.model.item_encoder.towers
+    assert type(towers.inter_gate).__name__ == "ConvexInterGate" and towers.layer0_previous == "frozen"
+    assert type(reference.model.item_encoder.towers.inter_gate).__name__ == "IISANInterGate"
+    assert before.model.sequence_encoder.blocks[0].ln_ffn.eps == 1e-5
+    # IISAN T+I: 7 inter gates (one per kept layer) instead of 14
+    assert before.metrics["trainable_parameters"] - reference.metrics["trainable_parameters"] == LAYERS
+    assert {k: before.metrics["config"][k] for k in earlier} == earlier
+    assert reference.log[0]["train_loss"] != before.log[0]["train_loss"]
+    with pytest.raises(ConfigError, match="negatives must be one of window, targets"):
+        config(dataset, tmp_path / "bad", negatives="all")

@@ -26,7 +26,8 @@ Sequence side (:class:`SequenceData`, :func:`load_sequences`)
       sequence longer than ``max_len + 1`` (impossible with Stage 1's 13-item truncation and
       ``max_len = 10``) trains on its last ``max_len`` pairs only.
     * ``TrainSplit.sequences``: each user's whole train sequence, left-padded to the longest
-      one, for the loss's same-user masking (``debiased_in_batch_loss``'s ``sequences``).
+      one, for the loss's same-user masking (``debiased_in_batch_loss``'s ``sequences``);
+      :attr:`TrainBatch.window` is the last ``max_len + 1`` of it (the loss's candidates).
       Validation and test items are never in it (that would leak the held-out targets).
     * Validation/test, from ``valid.parquet``/``test.parquet``: ``history`` = the last
       ``max_len`` items before the target (model input, left-padded), ``target``, and
@@ -479,6 +480,13 @@ class TrainBatch:
     def valid(self) -> Tensor:
         """``bool [B, L]``: non-padding input positions (the sequence encoder's mask)."""
         return self.inputs != 0
+
+    @property
+    def window(self) -> Tensor:
+        """``[B, L + 1]``: ``inputs`` followed by the last target, i.e. each user's last
+        ``L + 1`` training items, left-padded; ``window[:, 1:]`` equals ``targets`` wherever a
+        target exists. The loss's candidate window (:mod:`crossan.train.loss`)."""
+        return torch.cat([self.inputs, self.targets[:, -1:]], dim=1)
 
     @property
     def padded_unique_items(self) -> Tensor:

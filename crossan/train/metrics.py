@@ -4,9 +4,11 @@ Conventions:
 
 * every item ``1..n_items`` is a candidate; the padding item 0 and the user's history
   items are excluded (they neither count against the target nor can be hit);
-* the target itself is never excluded, even when it also appears in the history (users
-  can re-interact with an item). Masking it would make the target unreachable and count a
-  correct repeat prediction as a miss;
+* a target that also occurs earlier in the user's history (a repeat, ``repeat_targets``):
+  ``"miss"`` (default, IISAN ``Code_Cached/data_utils/metrics.py``, which sets every history
+  item's score to ``-inf`` before ranking) masks it with the rest of the history, so it ranks
+  last, ``rank = n_items``, a miss at every ``K < n_items``; ``"ranked"`` (our earlier rule)
+  keeps it a candidate and ranks it like any other target;
 * ties are resolved pessimistically: ``rank = 1 + #{other candidates with score >= the
   target's}``. Any optimistic or "strictly greater only" rule gives a model that scores
   every item equally rank 1 and HR@10 = 1; here it gets the worst rank instead, and
@@ -27,18 +29,24 @@ from torch import Tensor
 
 from crossan.atomic import atomic_output
 
+REPEAT_TARGETS: tuple[str, ...] = ("miss", "ranked")
 
-def rank_of_targets(scores: Tensor, targets: Tensor, history: Tensor) -> Tensor:
+
+def rank_of_targets(scores: Tensor, targets: Tensor, history: Tensor, repeat_targets: str = "miss") -> Tensor:
     """1-based pessimistic rank of each user's target among the candidate items.
 
     Args:
         scores: ``[U, n_items + 1]`` score of every item id (column 0 = padding).
         targets: ``[U]`` long, target item id in ``1..n_items``.
         history: ``[U, H]`` long, items to exclude per user, 0 = padding.
+        repeat_targets: ``"miss"``: a target found in its history ranks ``n_items`` (masked
+            with the history, as IISAN); ``"ranked"``: it is ranked like any target.
 
     Returns:
         ``[U]`` long ranks in ``1..n_items``.
     """
+    if repeat_targets not in REPEAT_TARGETS:
+        raise ValueError(f"repeat_targets must be one of {REPEAT_TARGETS}, got {repeat_targets!r}")
     if (
         scores.dim() != 2
         or targets.shape != scores.shape[:1]
@@ -63,7 +71,13 @@ def rank_of_targets(scores: Tensor, targets: Tensor, history: Tensor) -> Tensor:
     candidates[users, targets] = False  # "other" candidates; also undoes a history mask on the target
     target_scores = scores[users, targets].unsqueeze(1)
     at_least_as_good = (scores >= target_scores) & candidates
-    return 1 + at_least_as_good.sum(dim=1)
+    ranks = 1 + at_least_as_good.sum(dim=1)
+    if repeat_targets == "miss":
+        # IISAN's score[history] = -inf hits the target too: with pessimistic ties it ranks
+        # behind every other item, masked or not.
+        repeated = (history == targets.unsqueeze(1)).any(dim=1)
+        ranks = torch.where(repeated, torch.full_like(ranks, n_columns - 1), ranks)
+    return ranks
 
 
 def hit_ndcg(ranks: Tensor, ks: Sequence[int] = (10, 20)) -> dict[str, Tensor]:
@@ -105,6 +119,7 @@ def evaluate_full_ranking(
     history: Tensor,
     ks: Sequence[int] = (10, 20),
     chunk_users: int = 1024,
+    repeat_targets: str = "miss",
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Score all items for every user, chunk by chunk, and compute HR@K / NDCG@K.
 
@@ -117,6 +132,7 @@ def evaluate_full_ranking(
         targets: ``[U]`` target item ids; history: ``[U, H]`` items to exclude, 0 = padding.
         ks: cut-offs.
         chunk_users: users scored at once.
+        repeat_targets: ``"miss"`` or ``"ranked"``, see :func:`rank_of_targets`.
 
     Returns:
         ``(summary, per_user)``: ``summary`` maps ``"HR@K"``/``"NDCG@K"`` to the mean over
@@ -142,6 +158,7 @@ def evaluate_full_ranking(
             user_states[start : start + chunk_users] @ items_t,
             targets[start : start + chunk_users],
             history[start : start + chunk_users],
+            repeat_targets,
         )
         for start in range(0, user_states.shape[0], chunk_users)
     ]

@@ -6,7 +6,11 @@
 key by key. :func:`planned_run_names` turns the specs into run directory names (see
 :mod:`crossan.train.run`), so the workflow asks for ``results/{dataset}/runs/{name}/metrics.json``
 and the name alone says what a run is. Settings in ``training`` (batch size, epochs,
-patience, ...) are the same for every run of a dataset and are not part of names.
+patience, ..., and the conventions where the paper is silent) are the same for every run of a
+dataset and are not part of names: :func:`setting_flags` turns them into ``crossan train``
+flags, which the workflow passes as a rule parameter, so changing one reruns the runs whose
+command it changes. A convention's flag is passed only to the methods whose results it
+changes (:data:`CONVENTION_FLAGS`): ``inter_tower`` reruns only IISAN and IISAN-E runs.
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ SETTING_FLAGS: dict[str, str] = {
     "patience": "--patience",
     "max_len": "--max-len",
     "weight_decay": "--weight-decay",
+}
+ADAPTER_METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e")
+TRAINED_METHODS: tuple[str, ...] = (*ADAPTER_METHODS, "id-sasrec")
+# convention settings (README "Conventions") -> (``crossan train`` flag, methods it changes;
+# None = every method, the popularity baseline included)
+CONVENTION_FLAGS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "inter_tower": ("--inter-tower", ("iisan", "iisan-e")),
+    "layer0_previous": ("--layer0-previous", ADAPTER_METHODS),
+    "sequence_encoder": ("--sequence-encoder", TRAINED_METHODS),
+    "negatives": ("--negatives", TRAINED_METHODS),
+    "popularity_smoothing": ("--popularity-smoothing", TRAINED_METHODS),
+    "repeat_targets": ("--repeat-targets", None),
 }
 
 
@@ -72,9 +88,16 @@ def planned_run_names(config: Mapping[str, Any], dataset: str) -> list[str]:
     return names
 
 
-def setting_flags(settings: Mapping[str, Any]) -> str:
-    """``crossan train`` flags for the dataset's training settings (``device`` excluded)."""
+def setting_flags(settings: Mapping[str, Any], method: str | None = None) -> str:
+    """``crossan train`` flags for the dataset's training settings (``device`` excluded).
+
+    ``method``: the run's method; a convention setting becomes a flag only for the methods
+    whose results it changes (:data:`CONVENTION_FLAGS`; ``None`` = every convention given).
+    """
     flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items() if key in settings]
     if settings.get("standardize_states"):
         flags.append("--standardize-states")
+    for key, (flag, methods) in CONVENTION_FLAGS.items():
+        if key in settings and (method is None or methods is None or method in methods):
+            flags.append(f"{flag} {settings[key]}")
     return " ".join(flags)

@@ -4,7 +4,7 @@ The score of item ``i`` is its count in the training split
 (:func:`~crossan.train.data.item_popularity_counts`: every user's ``train.parquet`` items;
 validation and test targets are not counted). Validation and test are ranked with the same
 :func:`~crossan.train.metrics.evaluate_full_ranking` as the models (history masked, ties
-pessimistic), by scoring ``ones[U, 1] @ counts[1, n_items + 1]``. Outputs are those of a
+pessimistic, repeat targets a miss by default), by scoring ``ones[U, 1] @ counts[1, n_items + 1]``. Outputs are those of a
 trained run (:mod:`crossan.train.trainer`) with no training: ``best_epoch = epochs_run = 0``,
 ``trainable_parameters = 0``, ``seconds_per_epoch = 0``, an empty ``gates.json``, an ``item_towers.h5`` without towers and a
 ``train_log.csv`` with only its header.
@@ -48,11 +48,14 @@ def popularity_scores(data: SequenceData) -> torch.Tensor:
     return item_popularity_counts(data).to(torch.float64).unsqueeze(1)
 
 
-def evaluate_popularity(data: SequenceData, split: EvalSplit, device: torch.device | str = "cpu"):
-    """``(summary, per_user)`` of the popularity ranking on ``split``."""
+def evaluate_popularity(data: SequenceData, split: EvalSplit, device: torch.device | str = "cpu",
+                        repeat_targets: str = "miss"):
+    """``(summary, per_user)`` of the popularity ranking on ``split`` (``repeat_targets``:
+    see :func:`~crossan.train.metrics.rank_of_targets`)."""
     items = popularity_scores(data).to(device)
     users = torch.ones(len(split), 1, dtype=torch.float64, device=device)
-    return evaluate_full_ranking(users, items, split.target, split.full_history, ks=KS)
+    return evaluate_full_ranking(users, items, split.target, split.full_history, ks=KS,
+                                 repeat_targets=repeat_targets)
 
 
 def run_popularity(run: RunConfig) -> RunResult:
@@ -64,8 +67,8 @@ def run_popularity(run: RunConfig) -> RunResult:
     start_run(out_dir)
     data = load_sequences(Path(run.data_dir), run.max_len)
     started = time.perf_counter()
-    valid, per_user_valid = evaluate_popularity(data, data.valid, device)
-    test, per_user_test = evaluate_popularity(data, data.test, device)
+    valid, per_user_valid = evaluate_popularity(data, data.valid, device, run.repeat_targets)
+    test, per_user_test = evaluate_popularity(data, data.test, device, run.repeat_targets)
     eval_seconds = time.perf_counter() - started
     memory_mib, memory_kind = peak_memory(device)
     metrics = base_metrics(run, data, device) | {

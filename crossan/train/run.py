@@ -84,7 +84,7 @@ def parse_run_name(name: str) -> dict[str, Any]:
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``crossan train``: one run, its outputs in ``--out``."""
     from crossan.models.fusion import FUSIONS
-    from crossan.train.trainer import DEVICES, RUN_METHODS
+    from crossan.train.trainer import CONVENTIONS, DEVICES, RUN_METHODS
 
     parser = subparsers.add_parser(
         "train", help="train and evaluate one configuration (or the popularity baseline)",
@@ -120,6 +120,21 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patience", type=positive_int, default=5)
     parser.add_argument("--max-len", type=positive_int, default=10)
     parser.add_argument("--device", choices=DEVICES, default="auto")
+    conventions = parser.add_argument_group(
+        "conventions where the paper is silent",
+        "defaults = IISAN's and MicroLens' code; the other value = our earlier rule (README)")
+    helps = {
+        "inter_tower": "IISAN/IISAN-E inter tower: previous output at weight 1 plus a gated sum, or "
+                       "a convex combination",
+        "layer0_previous": "what the adapters read as the previous output before layer 0",
+        "sequence_encoder": "SASRec layout: ReLU FFN and LayerNorm eps 1e-6, or GELU and eps 1e-5",
+        "negatives": "loss candidates: every window item (first input included), or the targets only",
+        "popularity_smoothing": "log-popularity from raw training counts, or add-one smoothed",
+        "repeat_targets": "a target repeated from the history: a miss (masked), or ranked",
+    }
+    for name, choices in CONVENTIONS.items():
+        conventions.add_argument("--" + name.replace("_", "-"), choices=choices, default=choices[0],
+                                 help=f"{helps[name]} (default {choices[0]})")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's own). The same seed gives "
                         "the same numbers for the same thread count; the workflow passes 1.")
@@ -152,7 +167,7 @@ def _name_fields(args: argparse.Namespace) -> None:
 def _run_cli(args: argparse.Namespace) -> int:
     import torch
 
-    from crossan.train.trainer import POPULARITY, RunConfig, train
+    from crossan.train.trainer import CONVENTIONS, POPULARITY, RunConfig, train
 
     _name_fields(args)
     if args.threads is not None:
@@ -178,6 +193,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         device=args.device,
         weight_decay=args.weight_decay,
         standardize_states=args.standardize_states,
+        **{name: getattr(args, name) for name in CONVENTIONS},
     )
     if args.run is not None and run_name(run) != args.run:
         raise ConfigError(f"--run {args.run} is not canonical: the same run is named {run_name(run)}")

@@ -61,7 +61,10 @@ import crossan
 from crossan.atomic import write_text_atomic
 from crossan.errors import ConfigError
 from crossan.models import METHODS, ModelConfig, build_model, count_trainable
+from crossan.models.adapters import LAYER0_PREVIOUS
 from crossan.models.fusion import FUSIONS
+from crossan.models.recommender import INTER_TOWERS
+from crossan.models.sasrec import SEQUENCE_LAYOUTS
 from crossan.train.data import (
     DEFAULT_MAX_LEN,
     EvalSplit,
@@ -76,11 +79,13 @@ from crossan.train.data import (
     train_batches,
 )
 from crossan.train.loss import (
+    NEGATIVES,
+    POPULARITY_SMOOTHING,
     check_finite,
     debiased_in_batch_loss,
     log_popularity_from_counts,
 )
-from crossan.train.metrics import evaluate_full_ranking, save_per_user
+from crossan.train.metrics import REPEAT_TARGETS, evaluate_full_ranking, save_per_user
 from crossan.train.towers import (
     TOWERS_FILE,
     ItemTowers,
@@ -100,6 +105,16 @@ LOG_COLUMNS: tuple[str, ...] = (
     "epoch", "train_loss", *(f"valid_{m}" for m in METRIC_NAMES), "train_seconds", "eval_seconds",
 )
 METRICS_FILE = "metrics.json"
+# Conventions where the paper is silent (README, "Conventions"): RunConfig field -> choices;
+# the first choice is the default, the reference code's behaviour.
+CONVENTIONS: dict[str, tuple[str, ...]] = {
+    "inter_tower": INTER_TOWERS,
+    "layer0_previous": LAYER0_PREVIOUS,
+    "sequence_encoder": tuple(SEQUENCE_LAYOUTS),
+    "negatives": NEGATIVES,
+    "popularity_smoothing": POPULARITY_SMOOTHING,
+    "repeat_targets": REPEAT_TARGETS,
+}
 ITEM_CHUNK = 4096  # items encoded at once during evaluation
 USER_CHUNK = 1024  # users encoded / scored at once during evaluation
 
@@ -114,6 +129,13 @@ class RunConfig:
     to ``""`` and ``fusion`` to ``"none"``. ``fusion``: ``None`` = the method's default. ``hidden``: the adapters' bottleneck size.
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``standardize_states``:
     z-score the cached states first (:func:`~crossan.train.data.standardize_states`).
+
+    Conventions where the paper is silent (:data:`CONVENTIONS`; defaults = IISAN's and
+    MicroLens' code, the other value = our earlier rule): ``inter_tower`` (IISAN/IISAN-E inter
+    tower, :class:`~crossan.models.ModelConfig`), ``layer0_previous`` (adapters' input before
+    layer 0), ``sequence_encoder`` (SASRec FFN activation and LayerNorm eps), ``negatives`` and
+    ``popularity_smoothing`` (the loss, :mod:`crossan.train.loss`), ``repeat_targets``
+    (evaluation, :mod:`crossan.train.metrics`). None of them is part of the run name.
     """
 
     data_dir: str
@@ -133,6 +155,12 @@ class RunConfig:
     device: str = "auto"
     weight_decay: float = 0.0
     standardize_states: bool = False
+    inter_tower: str = "residual"
+    layer0_previous: str = "zeros"
+    sequence_encoder: str = "microlens"
+    negatives: str = "window"
+    popularity_smoothing: str = "none"
+    repeat_targets: str = "miss"
     dataset: str = ""
 
     def __post_init__(self) -> None:
@@ -165,6 +193,9 @@ class RunConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name, choices in CONVENTIONS.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not self.dataset:
             set_(self, "dataset", default_dataset_name(self.data_dir))
 
@@ -261,7 +292,9 @@ def gates_payload(model: nn.Module | None) -> dict[str, Any]:
 
     Sources: CROSSAN ``["H", "T", "I", ...]`` (own frozen state, then each tower's previous
     adapter output), INDSAN ``["H", "self"]``, IISAN intra towers ``["H", "prev"]`` and its
-    inter tower ``["T", "I", ..., "prev"]``. Every row is a convex weight vector.
+    inter tower ``["T", "I", ..., "prev"]``. Every row is a convex weight vector except the
+    IISAN/IISAN-E inter tower's, whose previous output keeps weight 1 (``inter_tower:
+    residual``; its modality weights sum to 1).
     """
     if model is None:
         return {}
@@ -347,14 +380,17 @@ def make_item_encoder(
 
 
 def batch_loss(model: nn.Module, encode: Callable[[Tensor], Tensor], batch: TrainBatch,
-               log_popularity: Tensor) -> Tensor:
+               log_popularity: Tensor, negatives: str = "window") -> Tensor:
     """The training loss of one batch (scalar): its distinct items through the item encoder
     (``encode``, see :func:`make_item_encoder`), SASRec over the inputs, the debiased
-    in-batch cross entropy over the targets."""
+    in-batch cross entropy with the batch's windows as candidates (``negatives``, see
+    :mod:`crossan.train.loss`)."""
     items = encode(batch.padded_unique_items)[1:]  # row 0 = padding, unused
     inputs, targets = batch.lookup(items)
     user_states = model.encode_sequences(inputs, batch.valid)
-    return debiased_in_batch_loss(user_states, batch.targets, targets, batch.sequences, log_popularity)
+    window = torch.cat([inputs, targets[:, -1:]], dim=1)  # embeddings of batch.window
+    return debiased_in_batch_loss(user_states, batch.window, window, batch.sequences, log_popularity,
+                                  negatives=negatives)
 
 
 def all_item_embeddings(encode: Callable[[Tensor], Tensor], n_items: int, device: torch.device,
@@ -367,21 +403,22 @@ def all_item_embeddings(encode: Callable[[Tensor], Tensor], n_items: int, device
 
 
 def evaluate_split(
-    model: nn.Module, table: Tensor, split: EvalSplit, device: torch.device
+    model: nn.Module, table: Tensor, split: EvalSplit, device: torch.device, repeat_targets: str = "miss"
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Full-ranking metrics of ``split`` given every item's embedding ``table``."""
+    """Full-ranking metrics of ``split`` given every item's embedding ``table``
+    (``repeat_targets``: see :func:`~crossan.train.metrics.rank_of_targets`)."""
     users = []
     for part in eval_batches(split, USER_CHUNK, device):
         states = model.encode_sequences(table[part.history], part.history != 0)
         users.append(states[:, -1])
     user_states = torch.cat(users)
     return evaluate_full_ranking(user_states, table, split.target, split.full_history, ks=KS,
-                                 chunk_users=USER_CHUNK)
+                                 chunk_users=USER_CHUNK, repeat_targets=repeat_targets)
 
 
 def evaluate_model(
     model: nn.Module, encode: Callable[[Tensor], Tensor], data: SequenceData, device: torch.device,
-    splits: tuple[str, ...] = ("valid",),
+    splits: tuple[str, ...] = ("valid",), repeat_targets: str = "miss",
 ) -> dict[str, tuple[dict[str, float], dict[str, np.ndarray]]]:
     """Evaluate ``splits`` of ``data`` with item embeddings computed once for all of them."""
     was_training = model.training
@@ -389,7 +426,8 @@ def evaluate_model(
     try:
         with torch.inference_mode():
             table = all_item_embeddings(encode, data.n_items, device)
-            return {name: evaluate_split(model, table, getattr(data, name), device) for name in splits}
+            return {name: evaluate_split(model, table, getattr(data, name), device, repeat_targets)
+                    for name in splits}
     finally:
         model.train(was_training)
 
@@ -434,7 +472,8 @@ def _train_model(run: RunConfig) -> RunResult:
     if run.uses_content:
         states = load_item_states(Path(run.features_dir), run.modalities, device,
                                   item_ids=data.item_ids, standardize=run.standardize_states)
-    log_popularity = log_popularity_from_counts(item_popularity_counts(data)).to(device)
+    log_popularity = log_popularity_from_counts(item_popularity_counts(data),
+                                                smoothing=run.popularity_smoothing).to(device)
 
     torch.manual_seed(run.seed)
     config = ModelConfig(
@@ -447,6 +486,9 @@ def _train_model(run: RunConfig) -> RunResult:
         topk=run.topk,
         max_len=run.max_len,
         n_items=data.n_items,
+        inter_tower=run.inter_tower,
+        layer0_previous=run.layer0_previous,
+        sequence_encoder=run.sequence_encoder,
     )
     try:
         model = build_model(config).to(device)
@@ -466,7 +508,7 @@ def _train_model(run: RunConfig) -> RunResult:
         started = time.perf_counter()
         total, positions = 0.0, 0
         for step, batch in enumerate(train_batches(data, run.batch_size, generator, device=device)):
-            loss = batch_loss(model, encode, batch, log_popularity)
+            loss = batch_loss(model, encode, batch, log_popularity, run.negatives)
             value = loss.detach()
             check_finite(value, epoch, step)
             optimizer.zero_grad(set_to_none=True)
@@ -479,7 +521,7 @@ def _train_model(run: RunConfig) -> RunResult:
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        valid, _ = evaluate_model(model, encode, data, device)["valid"]
+        valid, _ = evaluate_model(model, encode, data, device, repeat_targets=run.repeat_targets)["valid"]
         _sync(device)
         eval_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": total / max(positions, 1),
@@ -501,7 +543,8 @@ def _train_model(run: RunConfig) -> RunResult:
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
-    final = evaluate_model(model, encode, data, device, splits=("valid", "test"))
+    final = evaluate_model(model, encode, data, device, splits=("valid", "test"),
+                           repeat_targets=run.repeat_targets)
     (valid, per_user_valid), (test, per_user_test) = final["valid"], final["test"]
     memory_mib, memory_kind = peak_memory(device)
     metrics = base_metrics(run, data, device) | {
