@@ -56,6 +56,23 @@ def test_stats(outputs: tuple[dict, Path]) -> None:
     assert stats["items"] == 5 + 6 + 2  # 10..14, 20..25, 30, 31 (10..12 shared with user 1)
     assert stats["items_without_title"] == 1  # item 25
     assert stats["empty_titles"] == 1  # item 12
+    assert stats["repeat_target_users"] == {"valid": 0, "test": 0}
+
+
+def test_repeat_targets_are_counted_per_split(tmp_path: Path) -> None:
+    # user 1: 1 2 3 1 2 -> valid target 1 repeats, test target 2 repeats
+    # user 2: 4 5 6 7 4 -> valid target 7 is new, test target 4 repeats
+    # user 3: 8 9 10 11 12 -> no repeat
+    rows = [(1, i, t) for t, i in enumerate([1, 2, 3, 1, 2])]
+    rows += [(2, i, t) for t, i in enumerate([4, 5, 6, 7, 4])]
+    rows += [(3, i, t) for t, i in enumerate([8, 9, 10, 11, 12])]
+    (tmp_path / "pairs.csv").write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    (tmp_path / "titles.csv").write_text("".join(f"{i},t{i}\n" for i in range(1, 13)))
+    stats = prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out")
+    assert stats.repeat_target_users == {"valid": 1, "test": 2}
+    written = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert written["repeat_target_users"] == {"valid": 1, "test": 2}
+    assert written["items"] == 12 and written["interactions"] == 15
 
 
 def test_dense_ids_follow_first_appearance_in_time_order(outputs: tuple[dict, Path]) -> None:

@@ -15,6 +15,11 @@ The MicroLens convention (``method-facts.md``, "Data and evaluation"):
 Outputs in ``results/{dataset}/data/``: ``items.csv`` (``dense_id,item_id,title``),
 ``sequences.parquet`` (per user, the kept chronological dense ids), ``train.parquet``,
 ``valid.parquet``, ``test.parquet`` and ``stats.json``.
+
+Users may re-interact with an item, so a validation or test target can also occur earlier
+in the user's history. IISAN's evaluation (our default, ``training.repeat_targets: miss``)
+masks the whole history, so such a target is always a miss; ``stats.json`` counts these
+users per split (``repeat_target_users``), which bounds how much that choice can matter.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class SequenceStats:
     mean_sequence_length: float
     items_without_title: int
     empty_titles: int
+    repeat_target_users: dict[str, int]  # split -> users whose target occurs in their history
 
 
 def build_sequences(
@@ -120,6 +126,14 @@ def leave_one_out(sequences: pl.DataFrame) -> dict[str, pl.DataFrame]:
     }
 
 
+def count_repeat_targets(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
+    """``{"valid": n, "test": n}``: users whose target also occurs in their ``history``."""
+    return {
+        name: int(splits[name].select(pl.col("history").list.contains(pl.col("target"))).to_series().sum())
+        for name in ("valid", "test")
+    }
+
+
 def prepare_sequences(
     pairs: Path, titles: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
 ) -> SequenceStats:
@@ -148,6 +162,11 @@ def prepare_sequences(
     log.info("dropped %d user(s) with fewer than %d interactions",
              counts["users_dropped_short"], min_interactions)
 
+    splits = leave_one_out(sequences)
+    repeats = count_repeat_targets(splits)
+    if any(repeats.values()):
+        log.info("users whose target repeats an item of their history (a miss under IISAN's "
+                 "evaluation): %d validation, %d test", repeats["valid"], repeats["test"])
     stats = SequenceStats(
         users=sequences.height,
         items=items.height,
@@ -161,6 +180,7 @@ def prepare_sequences(
         mean_sequence_length=round(counts["interactions_kept"] / sequences.height, 4),
         items_without_title=len(without_title),
         empty_titles=len(empty_title),
+        repeat_target_users=repeats,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     items_table = items.select(
@@ -168,7 +188,7 @@ def prepare_sequences(
     )
     with atomic_output(out_dir / "items.csv") as tmp:
         items_table.write_csv(tmp, quote_style="non_numeric")
-    frames = {"sequences": sequences, **leave_one_out(sequences)}
+    frames = {"sequences": sequences, **splits}
     for name, frame in frames.items():
         with atomic_output(out_dir / f"{name}.parquet") as tmp:
             frame.write_parquet(tmp)
