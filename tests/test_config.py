@@ -33,7 +33,10 @@ def test_defaults_are_filled() -> None:
         "media": {}, "encoders": {}, "training": {},
     }
     assert config["training"] == {"batch_size": 64, "max_epochs": 50, "patience": 5, "max_len": 10,
-                                  "weight_decay": 0, "standardize_states": False, "gpu": 1}
+                                  "weight_decay": 0, "standardize_states": False, "gpu": 1,
+                                  "inter_tower": "residual", "layer0_previous": "zeros",
+                                  "sequence_encoder": "microlens", "negatives": "window",
+                                  "popularity_smoothing": "none", "repeat_targets": "miss"}
     assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1}
@@ -94,6 +97,10 @@ def test_encoder_settings_merge_defaults_global_and_dataset() -> None:
         (lambda c: c["catalog"]["demo"]["experiments"]["figure5"].update(lr=["1e-4"]),
          "key 'catalog.demo.experiments.figure5.lr.0': '1e-4' is not of type 'number'"),
         (lambda c: c["experiments"].update(targets=["table8"]), "key 'experiments.targets.0': 'table8' is not one of"),
+        (lambda c: c["training"].update(negatives="all"), "key 'training.negatives': 'all' is not one of ['window', 'targets']"),
+        (lambda c: c["catalog"]["demo"]["training"].update(inter_tower="gated"),
+         "key 'catalog.demo.training.inter_tower': 'gated' is not one of ['residual', 'convex']"),
+        (lambda c: c["training"].update(popularity_smoothing=True), "key 'training.popularity_smoothing': True is not one of"),
     ],
 )
 def test_errors_name_the_key(shipped: dict, change, expected: str) -> None:
@@ -102,6 +109,14 @@ def test_errors_name_the_key(shipped: dict, change, expected: str) -> None:
     with pytest.raises(ConfigError) as error:
         validate_config(config)
     assert expected in str(error.value)
+
+
+def test_shipped_conventions_are_the_reference_code(shipped: dict) -> None:
+    """config.yaml spells out each convention with the schema's (reference) default."""
+    schema = validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}})["training"]
+    conventions = ("inter_tower", "layer0_previous", "sequence_encoder", "negatives", "popularity_smoothing",
+                   "repeat_targets")
+    assert {k: shipped["training"][k] for k in conventions} == {k: schema[k] for k in conventions}
 
 
 def test_load_config_rejects_a_non_mapping(tmp_path: Path) -> None:

@@ -143,6 +143,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
 
     stats = json.loads((tmp_path / "results/demo/data/stats.json").read_text())
     assert stats["users"] == 60
+    assert stats["repeat_target_users"] == {"valid": 0, "test": 0}  # demo users never repeat an item
     assert 0 < stats["items"] <= 30
     defects = json.loads((tmp_path / "resources/demo/demo/demo_truth.json").read_text())["defects"]
     expected_invalid = {
@@ -219,6 +220,20 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     (tmp_path / "results/demo/tables/table5.csv").unlink()
     one = snakemake(tmp_path, "--cores", "2", "-n", "table5")
     assert re.search(r"^table\s+1$", one.stdout, flags=re.M) and "train_run" not in one.stdout, one.stdout
+
+    # A convention reruns exactly the runs whose results it changes: the IISAN inter tower,
+    # only the IISAN and IISAN-E runs (and the tables and figures built from them).
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["catalog"]["demo"]["training"]["inter_tower"] = "convex"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    changed = snakemake(tmp_path, "--cores", "2", "-n", "all")
+    assert changed.returncode == 0, changed.stderr
+    planned = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: ([^\s,]+)", changed.stdout, flags=re.M)
+    retrained = {out.split("/")[3] for rule, out in planned if rule == "train_run"}
+    assert {parse_run_name(run)["method"] for run in retrained} == {"iisan", "iisan-e"}
+    assert {rule for rule, _ in planned} == {"train_run", "table", "figure"}
+    del config["catalog"]["demo"]["training"]["inter_tower"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
 
     # Changing one encoder's kept layers reruns exactly that modality, the runs that read audio
     # and the tables and figures built from those runs.

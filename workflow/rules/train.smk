@@ -18,7 +18,8 @@ rule train_run:
         data=lambda wc: f"results/{wc.dataset}/data",
         features=lambda wc: f"--features results/{wc.dataset}/features" if run_uses_content(wc) else "",
         out=lambda wc: f"results/{wc.dataset}/runs/{wc.run}",
-        settings=lambda wc: setting_flags(training_settings(config, wc.dataset)),
+        # training settings and conventions as flags: changing one reruns the runs it affects
+        settings=lambda wc: setting_flags(training_settings(config, wc.dataset), parsed_run(wc)["method"]),
         device=config["device"],
     log:
         "results/{dataset}/logs/train/{run}.log",
