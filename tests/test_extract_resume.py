@@ -80,7 +80,7 @@ def test_sigkilled_run_resumes_and_ends_bit_identical(world: dict, tmp_path: Pat
         "--layers", ",".join(map(str, LAYERS)), "--batch-size", "4", "--chunk-batches", "1",
         "--device", "cpu", "--no-progress",
     ]
-    kill_after_marks(command, os.environ | {extract_module.DELAY_ENV: "0.5"}, "chunk committed", 3)
+    kill_after_marks(command, os.environ | {extract_module.PAUSE_ENV: "3"}, "chunk committed", 3)
     assert not out.exists() and partial_path(out).exists()
     done = _done_mask(partial_path(out))
     assert done[0] and done[1:13].all() and not done[13:].any()  # 3 chunks of 4 items

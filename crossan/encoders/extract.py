@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import itertools
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -50,6 +49,7 @@ from crossan.encoders.pooling import (
     validate_layers,
 )
 from crossan.errors import ConfigError
+from crossan.kill_point import pause_after
 from crossan.media.store import PartialStore, is_current
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the meaning of stored numbers changes
 AUTOCAST = ("float16", "bfloat16", "off")
-# Test hook: seconds to sleep after each committed chunk, so a test can SIGKILL mid-run.
-DELAY_ENV = "CROSSAN_FEATURES_TEST_CHUNK_DELAY_S"
+# Test hook (crossan.kill_point): pause after this many committed chunks.
+PAUSE_ENV = "CROSSAN_FEATURES_TEST_PAUSE_AFTER_CHUNKS"
 PREFETCH_BATCHES = 2
 HIDDEN_STATES_NOTE = (
     "output_hidden_states[i] (0 = embedding output), the raw residual stream before any "
@@ -389,7 +389,7 @@ def _fill(
         log.info("%s: resuming, %d of %d chunks already done", Path(report.path).name,
                  report.chunks_resumed, report.chunks)
     batches = [b for lo, hi in todo for b in batch_ranges(lo, hi, batch_size)]
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    pause = pause_after(PAUSE_ENV)
     width = (len(layers), encoder.hidden_size)
     stream = _prefetched(source, builder, batches)
     with closing(stream), tqdm(total=sum(hi - lo for lo, hi in todo), unit="item", mininterval=1.0,
@@ -411,8 +411,7 @@ def _fill(
             partial.commit(rows_local)
             report.chunks_computed += 1
             log.debug("chunk committed (rows %d-%d)", lo, hi - 1)
-            if delay:
-                time.sleep(delay)
+            pause(report.chunks_computed)
 
 
 def _finish(report: ExtractReport, out: Path, started: float) -> ExtractReport:

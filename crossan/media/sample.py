@@ -53,6 +53,7 @@ from crossan.atomic import write_text_atomic
 from crossan.data.layout import DatasetLayout, load_manifest
 from crossan.data.readers import read_item_table
 from crossan.errors import DataError
+from crossan.kill_point import pause_after
 from crossan.media import audio, image, store, video
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ REPORT_NAME = "{modality}_report.json"
 NO_AUDIO_REASON = "no audio track"
 CRASH_REASON = "corrupt: decoder process died"
 MAX_EXAMPLES = 5
-# Test hook: seconds to sleep after each committed block, so a test can SIGKILL mid-run.
-DELAY_ENV = "CROSSAN_MEDIA_TEST_BLOCK_DELAY_S"
+# Test hook (crossan.kill_point): pause after this many committed blocks.
+PAUSE_ENV = "CROSSAN_MEDIA_TEST_PAUSE_AFTER_BLOCKS"
 # video.h5's per-item ``decoder`` field; stored in the file's attributes too.
 DECODER_CODES = {video.FAST_DECODER: 1, video.FALLBACK_DECODER: 2}
 
@@ -513,7 +514,8 @@ def _fill(
 ) -> None:
     """Sample every pending row and commit it block by block, in item order."""
     blocks = _plan(items, stores, chunk_items)
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    pause = pause_after(PAUSE_ENV)
+    committed = 0
     total = sum(len(block.items) for block in blocks)
     with tqdm(
         total=total, unit="item", desc="sample-media", disable=not progress, mininterval=1.0
@@ -529,8 +531,8 @@ def _fill(
                 block.index, block.items[0].row, block.items[-1].row,
             )
             bar.update(len(block.items))
-            if delay:
-                time.sleep(delay)
+            committed += 1
+            pause(committed)
 
 
 def sample_media(
