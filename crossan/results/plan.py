@@ -87,7 +87,7 @@ CAPTIONS: dict[str, str] = {
     "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN.",
     "figure4": "CROSSAN's learned gates per tower: layers (bottom 0) x sources (H: the tower's "
                "own frozen hidden state; T, I, V, A: the previous adapter layer's output of that "
-               "tower).",
+               "tower, zeros before layer 0 unless training.layer0_previous is frozen).",
     "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
                "test HR and NDCG at 10 and 20.",
 }

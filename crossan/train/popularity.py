@@ -4,10 +4,11 @@ The score of item ``i`` is its count in the training split
 (:func:`~crossan.train.data.item_popularity_counts`: every user's ``train.parquet`` items;
 validation and test targets are not counted). Validation and test are ranked with the same
 :func:`~crossan.train.metrics.evaluate_full_ranking` as the models (history masked, ties
-pessimistic, repeat targets a miss by default), by scoring ``ones[U, 1] @ counts[1, n_items + 1]``. Outputs are those of a
+pessimistic, a target repeated from the history a miss unless ``repeat_targets`` is
+``ranked``), by scoring ``ones[U, 1] @ counts[1, n_items + 1]``. Outputs are those of a
 trained run (:mod:`crossan.train.trainer`) with no training: ``best_epoch = epochs_run = 0``,
-``trainable_parameters = 0``, ``seconds_per_epoch = 0``, an empty ``gates.json``, an ``item_towers.h5`` without towers and a
-``train_log.csv`` with only its header.
+``trainable_parameters = 0``, ``seconds_per_epoch = 0``, an empty ``gates.json``, an
+``item_towers.h5`` without towers and a ``train_log.csv`` with only its header.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ Training (``method-facts.md``, Stage 2): per epoch, :func:`~crossan.train.data.t
 shuffled by a generator seeded from ``seed``; per batch the item encoder runs only on
 ``batch.padded_unique_items`` (the batch's distinct items plus the padding row, which
 ``lookup`` does not use), the sequence encoder on the looked-up input embeddings, the
-in-batch debiased loss over the target embeddings, Adam. After each epoch the validation
+in-batch debiased loss with every item of the users' windows as a candidate (inputs and last
+target, ``run.negatives``), Adam. After each epoch the validation
 HR@10 with full ranking decides early stopping (strict improvement; stop after ``patience``
 epochs without one); the best ``state_dict`` is kept in memory and restored at the end,
 where validation and test are evaluated with per-user vectors. Epochs are numbered from 1.
