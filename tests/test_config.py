@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def shipped() -> dict:
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    return yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
 
 
 def test_shipped_config_is_valid_and_builds_the_demo(shipped: dict) -> None:

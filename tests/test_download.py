@@ -74,7 +74,7 @@ def test_clean_download_is_byte_identical_and_recorded(
 
     assert_identical(tree, out)
     assert partials(tmp_path) == []
-    record = json.loads((out / "manifest.json").read_text())
+    record = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert record["complete"] is True and record["failed"] == []
     assert record["counts"] == {
         "files": 3 + 12, "bytes": sum(len(b) for b in tree.files.values()),
@@ -259,9 +259,11 @@ def test_persistent_truncation_fails_and_never_looks_whole(
 def test_a_stalled_server_times_out_and_is_retried(
     tree: MicroLensTree, server: StubServer, tmp_path: Path
 ) -> None:
-    server.set_fault(TITLES, Fault(delay_s=1.0, delay_times=1))
+    # The timeout applies to every file of the fetch, so it must outlast any stall of a
+    # loaded machine; the stall outlasts it many times over.
+    server.set_fault(TITLES, Fault(delay_s=6.0, delay_times=1))
     out = tmp_path / "dl"
-    fetch(server, out, timeout_s=0.2)
+    fetch(server, out, timeout_s=1.5)
 
     assert len(server.requests_for(TITLES)) == 2
     assert_identical(tree, out)
@@ -296,7 +298,7 @@ def test_404_video_fails_after_the_others_and_a_rerun_fetches_only_it(
     assert not (out / "videos" / f"{item}.mp4").exists()
     assert partials(out) == []
     assert not (out / "manifest.json").exists()  # the workflow's "finished" marker
-    progress = json.loads((out / "manifest.incomplete.json").read_text())
+    progress = json.loads((out / "manifest.incomplete.json").read_text(encoding="utf-8"))
     assert progress["complete"] is False
     assert progress["failed"] == [server.url + video_path(item)]
     assert len(progress["files"]) == 3 + 11

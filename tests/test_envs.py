@@ -16,12 +16,12 @@ def _name(requirement: str) -> str:
 
 
 def project_pins() -> dict[str, str]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return {_name(req): req for req in project["dependencies"]}
 
 
 def env_pip_requirements(path: Path) -> list[str]:
-    spec = yaml.safe_load(path.read_text())
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     pip_blocks = [d["pip"] for d in spec["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip_blocks) == 1, f"{path.name}: expected one pip block"
     return pip_blocks[0]
@@ -56,7 +56,7 @@ def test_envs_together_list_exactly_the_package_dependencies() -> None:
 
 def test_every_rule_env_exists() -> None:
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for env in re.findall(r'"\.\./\.\./(envs/[^"]+)"', smk.read_text()):
+        for env in re.findall(r'"\.\./\.\./(envs/[^"]+)"', smk.read_text(encoding="utf-8")):
             assert (REPO / env).is_file(), f"{smk.name} refers to missing {env}"
 
 

@@ -259,7 +259,7 @@ def test_image_size_mismatch_names_the_config_key(world: dict, tmp_path: Path) -
     # A preprocessor that would resize the (right-sized) media is refused, not obeyed.
     directory = tmp_path / "vit"
     shutil.copytree(world["models"]["image"], directory)
-    config = json.loads((directory / "preprocessor_config.json").read_text())
+    config = json.loads((directory / "preprocessor_config.json").read_text(encoding="utf-8"))
     config["size"] = {"height": 48, "width": 48}
     (directory / "preprocessor_config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match=r"would resize 64x64 inputs to 48x48.*media\.image_size"):

@@ -105,7 +105,7 @@ def test_verify_data_cli_writes_report_and_dataset_manifest(tmp_path: Path) -> N
     ])
     assert args.func(args) == 0
 
-    report = json.loads(report_path.read_text())
+    report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["missing"] == {"titles": ["7"], "covers": ["100"], "videos": []}
     assert report["counts"] == {
         "items": 4, "missing_titles": 1, "missing_covers": 1, "missing_videos": 0,

@@ -444,7 +444,7 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
     assert audio_reasons == {"missing file": 1, "corrupt": 2, "no audio track": 1}
     assert report.modalities["image"].reasons == {"missing file": 1, "corrupt": 1}
     def saved(modality: str) -> dict:  # type: ignore[type-arg]
-        return json.loads((out / f"{modality}_report.json").read_text())
+        return json.loads((out / f"{modality}_report.json").read_text(encoding="utf-8"))
 
     assert saved("audio")["reasons"] == audio_reasons and saved("audio")["valid"] == 2
     assert saved("video")["examples"]["corrupt"][0]["item_id"] == "103"
@@ -496,7 +496,7 @@ def test_fast_path_failure_keeps_every_item_valid_and_is_counted(
         ][1].tolist()
         video_report = report.modalities["video"]
         assert video_report.decoders == {"decord": 0, "pyav": 2} and video_report.fallback == 2
-        saved = json.loads((out / "video_report.json").read_text())
+        saved = json.loads((out / "video_report.json").read_text(encoding="utf-8"))
         assert saved["fallback"] == 2 and saved["decoders"] == {"decord": 0, "pyav": 2}
         assert [e["item_id"] for e in saved["fallback_examples"]] == ["401", "403"]
         assert report.modalities["audio"].reasons == auto.modalities["audio"].reasons

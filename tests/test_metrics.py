@@ -95,8 +95,9 @@ def test_constant_scores_get_the_pessimistic_rank():
 def test_hit_ndcg_exact_values_and_key_order():
     metrics = hit_ndcg(torch.tensor([1, 3, 7, 15, 31]), ks=(10, 20))
     assert list(metrics) == ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]
-    assert metrics["NDCG@10"].tolist() == [1.0, 0.5, 1 / 3, 0.0, 0.0]
-    assert metrics["NDCG@20"].tolist() == [1.0, 0.5, 1 / 3, 0.25, 0.0]
+    # approx: log2 of a power of two is exact only if the CPU's vectorised log2 makes it so
+    assert metrics["NDCG@10"].tolist() == pytest.approx([1.0, 0.5, 1 / 3, 0.0, 0.0], abs=1e-15)
+    assert metrics["NDCG@20"].tolist() == pytest.approx([1.0, 0.5, 1 / 3, 0.25, 0.0], abs=1e-15)
     assert metrics["HR@20"].dtype == F64
     assert summarize(metrics)["NDCG@20"] == pytest.approx((1 + 0.5 + 1 / 3 + 0.25) / 5)
     assert list(hit_ndcg(torch.tensor([1]), ks=(5,))) == ["HR@5", "NDCG@5"]

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def readme_commands() -> list[str]:
-    return re.findall(r"```bash\n(.+?)\n```", (REPO / "README.md").read_text(), flags=re.S)
+    return re.findall(r"```bash\n(.+?)\n```", (REPO / "README.md").read_text(encoding="utf-8"), flags=re.S)
 
 
 def test_readme_has_two_commands() -> None:
@@ -21,5 +21,5 @@ def test_readme_has_two_commands() -> None:
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
-    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    ci_lines = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert readme_commands()[1] in ci_lines

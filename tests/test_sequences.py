@@ -42,7 +42,7 @@ def outputs(tmp_path: Path) -> tuple[dict, Path]:
     (tmp_path / "pairs.csv").write_text(PAIRS)
     (tmp_path / "titles.csv").write_text(TITLES)
     prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out", 5, 4)
-    return json.loads((tmp_path / "out" / "stats.json").read_text()), tmp_path / "out"
+    return json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf-8")), tmp_path / "out"
 
 
 def test_stats(outputs: tuple[dict, Path]) -> None:
@@ -70,7 +70,7 @@ def test_repeat_targets_are_counted_per_split(tmp_path: Path) -> None:
     (tmp_path / "titles.csv").write_text("".join(f"{i},t{i}\n" for i in range(1, 13)))
     stats = prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out")
     assert stats.repeat_target_users == {"valid": 1, "test": 2}
-    written = json.loads((tmp_path / "out" / "stats.json").read_text())
+    written = json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf-8"))
     assert written["repeat_target_users"] == {"valid": 1, "test": 2}
     assert written["items"] == 12 and written["interactions"] == 15
 

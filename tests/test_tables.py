@@ -139,7 +139,7 @@ def test_table3_every_cell_marks_and_improvements(table3_runs, tmp_path: Path) -
     for missing in ("Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)"):
         assert all(rows[missing][m] is None for m in METRICS) and "not implemented" in rows[missing]["note"]
 
-    markdown = (tmp_path / "t3.md").read_text()
+    markdown = (tmp_path / "t3.md").read_text(encoding="utf-8")
     ti = rows["CROSSAN (T+I) (ours)"]
     assert f"| CROSSAN (T+I) (ours) | {ti['HR@10']:.4f}* ± {ti['HR@10_std']:.4f} |" in markdown
     assert "| Full Finetuning (T+I) | — | — | — | — |" in markdown
@@ -147,7 +147,7 @@ def test_table3_every_cell_marks_and_improvements(table3_runs, tmp_path: Path) -
     assert "| *Relative Improvement* |" in markdown and "Mean ± sample standard deviation over 2 seeds" in markdown
     assert "Full Finetuning (T+I): not implemented" in markdown
     assert "(paper" not in markdown and "In parentheses" not in markdown  # not a MicroLens dataset
-    html = (tmp_path / "t3.html").read_text()
+    html = (tmp_path / "t3.html").read_text(encoding="utf-8")
     assert "<th>CROSSAN (T+I) (ours)</th>" in html and f"{ti['HR@10']:.4f}*" in html
 
 

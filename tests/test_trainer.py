@@ -56,7 +56,7 @@ def config(dataset, out: Path, **kw) -> RunConfig:
 
 
 def read_log(out: Path) -> list[dict[str, str]]:
-    with open(out / "train_log.csv", newline="") as f:
+    with open(out / "train_log.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
@@ -64,7 +64,7 @@ def test_same_seed_same_metrics(dataset, tmp_path: Path) -> None:
     first = train(config(dataset, tmp_path / "a"))
     second = train(config(dataset, tmp_path / "b"))
     other = train(config(dataset, tmp_path / "c", seed=1))
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text(encoding="utf-8")) for d in "ab")
     assert a["valid"] == b["valid"] and a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
     assert [r["train_loss"] for r in first.log] == [r["train_loss"] for r in second.log]
     assert [r["train_loss"] for r in other.log] != [r["train_loss"] for r in first.log]
@@ -79,7 +79,7 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [
         "gates.json", "item_towers.h5", "metrics.json", "per_user_test.parquet", "per_user_valid.parquet",
         "train_log.csv"]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for key in ("valid", "test", "best_epoch", "epochs_run", "trainable_parameters", "seconds_per_epoch",
                 "eval_seconds", "peak_memory_mib", "peak_memory_kind", "device", "config", "versions",
                 "run_name"):
@@ -96,7 +96,7 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
         assert frame.columns == ["user", "rank", *METRIC_NAMES]
         assert frame["user"].to_list() == list(range(n))
         assert frame["HR@10"].mean() == pytest.approx(metrics[split]["HR@10"])
-    gates = json.loads((out / "gates.json").read_text())["towers"]
+    gates = json.loads((out / "gates.json").read_text(encoding="utf-8"))["towers"]
     assert list(gates) == ["text", "image", "video", "audio"]
     for tower in gates.values():
         assert tower["sources"] == ["H", "T", "I", "V", "A"]
@@ -126,7 +126,7 @@ def test_early_stopping_reports_the_best_epoch(dataset, tmp_path: Path) -> None:
     rows = read_log(out)
     hr = [float(r["valid_HR@10"]) for r in rows]
     best = int(np.argmax(hr)) + 1  # first maximum: only strict improvements move the best
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["best_epoch"] == best == result.best_epoch
     assert metrics["epochs_run"] == len(rows) == best + patience < max_epochs  # it did stop early
     assert metrics["stopped_early"] is True
@@ -170,7 +170,7 @@ def test_id_sasrec_runs_without_features(dataset, tmp_path: Path) -> None:
                     modalities="TIVA", lr=1e-3, max_epochs=1, batch_size=16, device="cpu")
     assert run.modalities == "" and run.fusion == "none"
     result = train(run)
-    assert json.loads((tmp_path / "id" / "gates.json").read_text()) == {}
+    assert json.loads((tmp_path / "id" / "gates.json").read_text(encoding="utf-8")) == {}
     assert read_item_towers(tmp_path / "id" / "item_towers.h5").towers == ()
     assert result.metrics["trainable_parameters"] == (N_ITEMS + 1) * 64 + sum(
         p.numel() for p in result.model.sequence_encoder.parameters())
@@ -203,12 +203,12 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     out = tmp_path / "pop"
     result = train(RunConfig(data_dir=data_dir, features_dir="", out_dir=out, method="popularity"))
     assert result.per_user_test["rank"].tolist() == ranks
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["config"]["repeat_targets"] == "miss"
     assert metrics["test"]["HR@10"] == 1.0
     assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
     assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
-    assert json.loads((out / "gates.json").read_text()) == {}
+    assert json.loads((out / "gates.json").read_text(encoding="utf-8")) == {}
     assert metrics["run_name"] == "hand__popularity-none-none-k2-h512-lr1e-04-s0"
     assert read_log(out) == []
     data = load_sequences(data_dir)
@@ -274,7 +274,7 @@ def test_cli_train(dataset, tmp_path: Path) -> None:
                               "--seed", "0", "--batch-size", "16", "--max-epochs", "1",
                               "--patience", "1", "--device", "cpu", "--dataset", "demo"])
     assert args.func(args) == 0
-    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["run_name"] == "demo__crossan-TI-momef-k1-h8-lr1e-03-s0"
     assert metrics["config"]["topk"] == 1 and metrics["epochs_run"] == 1
 
@@ -293,7 +293,7 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
               "--max-epochs", "1", "--device", "cpu"]
     args = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name)])
     assert args.func(args) == 0
-    metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["run_name"] == name
     assert {k: metrics["config"][k] for k in ("method", "modalities", "fusion", "topk", "hidden", "lr", "seed")} == {
         "method": "indsan", "modalities": "TI", "fusion": "static", "topk": 1, "hidden": 8, "lr": 1e-3, "seed": 3}

@@ -26,7 +26,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
 
 
 def small_demo_config(workdir: Path, **demo: object) -> None:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     config["catalog"]["demo"].update({"users": 60, "items": 30, "topics": 4, **demo})
     config["catalog"]["demo"]["media"] = {"video_size": 64, "image_size": 64}  # the tiny encoders' input
     config["media"].update({"workers": 1, "chunk_items": 8})
@@ -75,7 +75,7 @@ def test_dry_run_lists_the_stage_1a_jobs(tmp_path: Path) -> None:
 
 def test_shards_scatter_into_jobs_and_gather(tmp_path: Path) -> None:
     small_demo_config(tmp_path)
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
     config["features"]["shards"] = 3
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", "all", "--cores", "2")
@@ -114,7 +114,7 @@ def test_a_named_table_asks_for_its_runs_only(tmp_path: Path) -> None:
 
 def test_bad_run_specs_are_config_errors(tmp_path: Path) -> None:
     small_demo_config(tmp_path)
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
     config["catalog"]["demo"]["runs"] = [{"method": "iisan", "modalities": "TIVA"}]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", "--cores", "2", "all")
@@ -141,11 +141,11 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     result = snakemake(tmp_path, "--cores", "2", "all")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    stats = json.loads((tmp_path / "results/demo/data/stats.json").read_text())
+    stats = json.loads((tmp_path / "results/demo/data/stats.json").read_text(encoding="utf-8"))
     assert stats["users"] == 60
     assert stats["repeat_target_users"] == {"valid": 0, "test": 0}  # demo users never repeat an item
     assert 0 < stats["items"] <= 30
-    defects = json.loads((tmp_path / "resources/demo/demo/demo_truth.json").read_text())["defects"]
+    defects = json.loads((tmp_path / "resources/demo/demo/demo_truth.json").read_text(encoding="utf-8"))["defects"]
     expected_invalid = {
         "video": {str(i): "corrupt" for i in defects["corrupt_video"]},
         "audio": {
@@ -164,14 +164,14 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
         for item, reason in invalid.items():
             assert reason.startswith(expected[item]), (modality, item, reason)
     for run in (CROSSAN_RUN, POPULARITY_RUN):  # the configured runs, each in its named folder
-        metrics = json.loads((tmp_path / f"results/demo/runs/{run}/metrics.json").read_text())
+        metrics = json.loads((tmp_path / f"results/demo/runs/{run}/metrics.json").read_text(encoding="utf-8"))
         assert metrics["run_name"] == run and metrics["n_users"]["test"] == 60
         assert metrics["config"]["standardize_states"] is True  # the dataset's training block
         assert (tmp_path / f"results/demo/logs/train/{run}.log").is_file()
-    assert json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text())["epochs_run"] <= 2
+    assert json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text(encoding="utf-8"))["epochs_run"] <= 2
     with h5py.File(tmp_path / "results/demo/media/video.h5") as video:
         assert video["frames"].shape[1:] == (16, 64, 64, 3)
-    items = (tmp_path / "results/demo/data/items.csv").read_text()
+    items = (tmp_path / "results/demo/data/items.csv").read_text(encoding="utf-8")
     assert f'{defects["empty_title"][0]},""' in items  # the empty title survives as empty
 
     n_items = stats["items"]
@@ -193,10 +193,10 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
         for runs in frame["runs"].drop_nulls():
             for run in filter(None, runs.split(";")):
                 assert (tmp_path / f"results/demo/runs/{run}/metrics.json").is_file(), (table, run)
-        assert (tmp_path / f"results/demo/tables/{table}.md").read_text().startswith(f"**Table {table[5:]}** (demo)")
+        assert (tmp_path / f"results/demo/tables/{table}.md").read_text(encoding="utf-8").startswith(f"**Table {table[5:]}** (demo)")
     table3 = pl.read_csv(tmp_path / "results/demo/tables/table3.csv")
     crossan_row = table3.filter(pl.col("row") == "CROSSAN (T+I+V+A) (ours)").row(0, named=True)
-    crossan_metrics = json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text())
+    crossan_metrics = json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text(encoding="utf-8"))
     assert crossan_row["runs"] == CROSSAN_RUN and crossan_row["HR@10"] == crossan_metrics["test"]["HR@10"]
     assert table3.filter(pl.col("row") == "LoRA (T+I)")["HR@10"].item() is None  # shown, marked missing
     table1 = pl.read_csv(tmp_path / "results/demo/tables/table1.csv")
@@ -207,7 +207,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
 
     report = snakemake(tmp_path, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (tmp_path / "results/report.html").read_text()
+    html = (tmp_path / "results/report.html").read_text(encoding="utf-8")
     for name in [*TABLES, *FIGURES]:
         assert name in html
     assert "Top-K experts of CROSSAN" in html and "learned gates per tower" in html  # captions
@@ -223,7 +223,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
 
     # A convention reruns exactly the runs whose results it changes: the IISAN inter tower,
     # only the IISAN and IISAN-E runs (and the tables and figures built from them).
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
     config["catalog"]["demo"]["training"]["inter_tower"] = "convex"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     changed = snakemake(tmp_path, "--cores", "2", "-n", "all")
@@ -237,7 +237,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
 
     # Changing one encoder's kept layers reruns exactly that modality, the runs that read audio
     # and the tables and figures built from those runs.
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
     config["catalog"]["demo"]["encoders"]["audio"]["layers"] = [0, 3, 6]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     changed = snakemake(tmp_path, "--cores", "2", "-n", "all")
