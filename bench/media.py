@@ -79,13 +79,13 @@ def naive(path: Path, size: int, sample_rate: int) -> tuple[np.ndarray, np.ndarr
     return video, waveform, len(samples)
 
 
-def readable(paths: list[Path], size: int) -> list[Path]:
-    """The videos the sampler can decode (the demo plants a corrupt one)."""
-    keep = []
+def readable(paths: list[Path], size: int) -> dict[Path, str]:
+    """The videos the sampler can decode (the demo plants a corrupt one), each with the
+    decoder that read it."""
+    keep = {}
     for path in paths:
         try:
-            sample_video(path, size)
-            keep.append(path)
+            keep[path] = sample_video(path, size).decoder
         except DECODE_ERRORS:
             print(f"skipping unreadable {path.name}", file=sys.stderr)
     return keep
@@ -137,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.synthetic:
-            paths = synthetic_clips(Path(tmp), args.synthetic, args.clip_seconds)
+            decoder_of = readable(synthetic_clips(Path(tmp), args.synthetic, args.clip_seconds),
+                                  args.size)
         else:
-            paths = readable(sorted(args.videos.glob("*.mp4"))[: args.limit], args.size)
+            decoder_of = readable(sorted(args.videos.glob("*.mp4"))[: args.limit], args.size)
+        paths = list(decoder_of)
         if not paths:
             print(f"no .mp4 under {args.videos}; use --videos DIR or --synthetic N",
                   file=sys.stderr)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             stream = container.streams.video[0]
             shape = f"{stream.codec_context.width}x{stream.codec_context.height}"
             length = float(stream.duration * stream.time_base) if stream.duration else float("nan")
-        decoders = Counter(sample_video(path, args.size).decoder for path in paths)
+        decoders = Counter(decoder_of.values())
         fast_s, fast = timed(sampler, paths, args.size, 16000, args.repeats)
         fallback_s, seek = timed(fallback, paths, args.size, 16000, args.repeats)
         slow_s, slow = timed(naive, paths, args.size, 16000, args.repeats)
