@@ -7,13 +7,8 @@ import argparse
 import pytest
 import torch
 
-from crossan.models import (
-    ModelConfig,
-    build_model,
-    count_trainable,
-    paper_configuration_count,
-)
-from crossan.models.params import register_cli
+from crossan.models import ModelConfig, build_model, count_trainable
+from crossan.models.params import paper_configuration_count, register_cli
 
 PAPER_IISAN_E_SAME = 30_889_784  # h = 512
 PAPER_IISAN_E_BEST = 58_432_824  # h = 1024

@@ -1,18 +1,20 @@
 """Stage 2 models: side-adapter towers, fusions, the SASRec sequence encoder, and counts.
 
 ``build_model(ModelConfig(...))`` gives a :class:`SequentialRecommender`;
-``paper_configuration_count(...)`` gives Table 4's trainable-parameter counts.
+``crossan.models.params.paper_configuration_count(...)`` gives Table 4's trainable-parameter
+counts (it imports the end-to-end family, :mod:`crossan.models.e2e`, hence transformers and
+peft, which this package leaves out so that cached-state training starts fast).
 """
 
 from crossan.models.adapters import MODALITIES, MODALITY_LETTERS, parse_modalities
 from crossan.models.fusion import FUSIONS
-from crossan.models.params import count_trainable, paper_configuration_count
 from crossan.models.recommender import (
     METHODS,
     ModelConfig,
     SequentialRecommender,
     build_model,
 )
+from crossan.models.trainable import count_trainable
 
 __all__ = [
     "FUSIONS",
@@ -23,6 +25,5 @@ __all__ = [
     "SequentialRecommender",
     "build_model",
     "count_trainable",
-    "paper_configuration_count",
     "parse_modalities",
 ]

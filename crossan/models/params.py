@@ -15,6 +15,14 @@ Breakdown at h=512 (768-d encoders, 7 layers; per tower 7 x 787,712 adapters + 6
 * CROSSAN T+I+V+A, MOMEF top-2: 4 towers 24,615,168 + 140 gate logits + MOMEF 17,668 +
   SASRec 100,224 = 24,733,200 (paper: 24,741,456, 0.033% less; the 8,256 difference is
   exactly the size of a ``Linear(128->64)``, not part of the architecture as described).
+
+End-to-end methods (T+I; :mod:`crossan.models.e2e`), BERT-base + ViT-B/16 without poolers, two
+``Linear(768->64)`` heads 98,432 + ``Linear(128->64)`` 8,256 + SASRec 100,224:
+
+* ``fft``: every encoder weight, 108,891,648 + 85,798,656 -> 194,897,216 (paper: same);
+* ``adapter`` h=512: 48 Houlsby adapters x 787,712 -> 38,017,088 (paper: same);
+* ``lora`` rank 512: 48 query/value projections x (786,432 LoRA + 768 bias) -> 37,992,512
+  (paper: same).
 """
 
 from __future__ import annotations
@@ -25,23 +33,16 @@ import torch
 from torch import nn
 
 from crossan.argtypes import positive_int
+from crossan.errors import ConfigError
 from crossan.models.adapters import letters_of, parse_modalities
+from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
+from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model, paper_backbones
 from crossan.models.fusion import FUSIONS
 from crossan.models.recommender import INTER_TOWERS, METHODS, ModelConfig, build_model
+from crossan.models.trainable import count_trainable
 
 # MicroLens-100K's item count, used for the ID baseline's embedding table by default.
 MICROLENS_100K_ITEMS = 19_738
-
-
-def count_trainable(model: nn.Module) -> int:
-    """Number of scalars in parameters with ``requires_grad`` (shared tensors once)."""
-    seen: set[int] = set()
-    total = 0
-    for parameter in model.parameters():
-        if parameter.requires_grad and id(parameter) not in seen:
-            seen.add(id(parameter))
-            total += parameter.numel()
-    return total
 
 
 def paper_configuration_count(
@@ -59,10 +60,19 @@ def paper_configuration_count(
 ) -> int:
     """Trainable parameters of ``method`` at the paper's configuration, built on ``meta``.
 
-    ``hidden`` is the adapters' bottleneck size; ``fusion=None`` uses the method's default
+    ``hidden`` is the adapters' bottleneck size (the LoRA rank for ``lora``; unused by ``fft``,
+    whose encoders are BERT-base and ViT-B/16 whatever ``encoder_dim`` says); ``fusion=None`` uses the method's default
     (MOMEF for CROSSAN/INDSAN, concat for IISAN/IISAN-E). ``inter_tower`` only changes IISAN
     T+I (``"residual"``: 7 inter gates, IISAN's code; ``"convex"``: 14).
     """
+    if method in E2E_METHODS:
+        if letters_of(parse_modalities(modalities)) != E2E_MODALITIES or fusion not in (None, "concat"):
+            raise ValueError(f"{method} is a text+image method with concat fusion (modalities TI)")
+        with torch.device("meta"):
+            text, image = paper_backbones()
+            e2e = build_e2e_model(EndToEndConfig(method=method, hidden=hidden, item_dim=item_dim,
+                                                 max_len=max_len), text, image)
+        return count_trainable(e2e)
     config = ModelConfig(
         method=method,
         modalities=letters_of(parse_modalities(modalities)),
@@ -84,9 +94,11 @@ def paper_configuration_count(
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``crossan params``: print a method's trainable-parameter count (last line = integer)."""
     parser = subparsers.add_parser("params", help="trainable-parameter count at the paper's configuration")
-    parser.add_argument("--method", choices=METHODS, default="crossan")
-    parser.add_argument("--modalities", default="TIVA", help="letters from TIVA (default: TIVA)")
-    parser.add_argument("--hidden", type=positive_int, default=512, help="adapter bottleneck size h")
+    parser.add_argument("--method", choices=(*METHODS, *E2E_METHODS), default="crossan")
+    parser.add_argument("--modalities", default=None,
+                        help="letters from TIVA (default: TIVA; TI for fft, adapter and lora)")
+    parser.add_argument("--hidden", type=positive_int, default=512,
+                        help="adapter bottleneck size h (the LoRA rank for lora)")
     parser.add_argument("--fusion", choices=FUSIONS, default=None, help="default: the method's own")
     parser.add_argument("--topk", type=positive_int, default=2, help="MOMEF's k")
     parser.add_argument("--encoder-dim", type=positive_int, default=768)
@@ -102,10 +114,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from crossan.errors import ConfigError
-
+    e2e = args.method in E2E_METHODS
     try:
-        modalities = letters_of(parse_modalities(args.modalities))
+        modalities = letters_of(parse_modalities(args.modalities or (E2E_MODALITIES if e2e else "TIVA")))
         count = paper_configuration_count(
             args.method,
             modalities,
@@ -121,11 +132,16 @@ def _run_cli(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    config = ModelConfig(method=args.method, modalities=modalities, fusion=args.fusion)
-    print(
-        f"method={args.method} modalities={modalities if args.method != 'id-sasrec' else '-'} "
-        f"hidden={args.hidden} fusion={config.resolved_fusion()} encoder_dim={args.encoder_dim} "
-        f"layers={args.layers}"
-    )
+    if e2e:
+        size = "" if args.method == "fft" else f" {'rank' if args.method == 'lora' else 'hidden'}={args.hidden}"
+        print(f"method={args.method} modalities={modalities}{size} fusion=concat "
+              "encoders=bert-base+vit-base-patch16-224 (in the training loop)")
+    else:
+        config = ModelConfig(method=args.method, modalities=modalities, fusion=args.fusion)
+        print(
+            f"method={args.method} modalities={modalities if args.method != 'id-sasrec' else '-'} "
+            f"hidden={args.hidden} fusion={config.resolved_fusion()} encoder_dim={args.encoder_dim} "
+            f"layers={args.layers}"
+        )
     print(count)
     return 0

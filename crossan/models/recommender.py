@@ -92,6 +92,11 @@ class ContentItemEncoder(nn.Module):
     def modalities(self) -> tuple[str, ...]:
         return self.towers.modalities
 
+    @property
+    def tower_names(self) -> tuple[str, ...]:
+        """The towers' names, in output order (``text``, ``image``, ..., IISAN's ``inter``)."""
+        return tuple(self.towers.tower_names)
+
     def availability(
         self, states: dict[str, Tensor], has_modality: dict[str, Tensor] | None
     ) -> Tensor | None:

@@ -1,0 +1,158 @@
+"""The end-to-end item encoder: BERT and ViT in the loop, each ``[CLS]`` through a head, fused.
+
+As IISAN ``Code_Uncached/``: text ``[CLS]`` last hidden state -> ``Linear(768 -> 64)`` + GELU,
+image ``[CLS]`` -> ``Linear(768 -> 64)`` + GELU, the two concatenated and fused by
+``Linear(128 -> 64)`` (:class:`~crossan.models.fusion.ConcatFusion`), then the shared SASRec.
+:func:`build_e2e_model` prepares the two backbones for one method (:data:`PREPARE`) and
+returns a :class:`~crossan.models.recommender.SequentialRecommender`, so training, the loss
+and evaluation are the ones every other method uses.
+
+Missing covers: an item whose cover could not be read (``image.h5``'s ``valid`` False, as in
+stage 1) never goes through ViT; its image tower output is exactly zero and the fusion drops
+it (:class:`ConcatFusion` zeroes an unavailable slot). Titles are always valid; an empty one
+is ``[CLS] [SEP]``, as in stage 1.
+
+The poolers (BERT's tanh pooler, ViT's) are never used and are removed from the backbones
+(:func:`drop_pooler`), so they are neither trained nor counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import BertConfig, BertModel, PreTrainedModel, ViTConfig, ViTModel
+
+from crossan.models.e2e import E2E_METHODS
+from crossan.models.e2e.full import make_fully_trainable
+from crossan.models.e2e.houlsby import add_houlsby_adapters
+from crossan.models.e2e.lora import add_lora
+from crossan.models.fusion import ConcatFusion
+from crossan.models.recommender import SequentialRecommender
+from crossan.models.sasrec import SEQUENCE_LAYOUTS, SASRec
+
+
+@dataclass(frozen=True)
+class EndToEndConfig:
+    """Shape of an end-to-end model. ``hidden``: the adapters' bottleneck (``adapter``) or the
+    LoRA rank (``lora``); unused by ``fft``. ``lora_alpha``: LoRA's scale numerator."""
+
+    method: str = "fft"
+    hidden: int = 512
+    lora_alpha: float = 1.0
+    item_dim: int = 64
+    max_len: int = 10
+    n_blocks: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    sequence_encoder: str = "microlens"
+
+
+@dataclass
+class ItemBatch:
+    """Raw inputs of ``N`` items on one device.
+
+    ``text``: the tokenizer's ``input_ids``/``token_type_ids``/``attention_mask``, each
+    ``long[N, max_length]``; ``pixels``: ``float[N, 3, S, S]`` normalised by the checkpoint's
+    processor; ``has_image``: ``bool[N]``, False where the cover could not be read (its pixels
+    are ignored).
+    """
+
+    text: dict[str, Tensor]
+    pixels: Tensor
+    has_image: Tensor
+
+    def __len__(self) -> int:
+        return int(self.has_image.shape[0])
+
+
+def drop_pooler(backbone: PreTrainedModel) -> PreTrainedModel:
+    """Remove ``backbone.pooler`` (BERT and ViT return ``pooler_output=None`` without it)."""
+    if getattr(backbone, "pooler", None) is not None:
+        backbone.pooler = None
+    return backbone
+
+
+class ClsTower(nn.Module):
+    """An encoder's ``[CLS]`` last hidden state -> ``Linear(D -> item_dim)`` + GELU.
+
+    ``forward(**inputs)`` takes the backbone's keyword inputs for ``N`` items -> ``[N, item_dim]``.
+    """
+
+    def __init__(self, backbone: PreTrainedModel, item_dim: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(int(backbone.config.hidden_size), item_dim)
+
+    def forward(self, **inputs: Tensor) -> Tensor:
+        cls = self.backbone(**inputs).last_hidden_state[:, 0]
+        return F.gelu(self.head(cls))
+
+
+class EndToEndItemEncoder(nn.Module):
+    """Text and image towers + concat fusion: :class:`ItemBatch` of ``N`` items -> ``[N, item_dim]``."""
+
+    tower_names: tuple[str, ...] = ("text", "image")
+
+    def __init__(self, text: ClsTower, image: ClsTower, item_dim: int) -> None:
+        super().__init__()
+        self.text = text
+        self.image = image
+        self.fusion = ConcatFusion(len(self.tower_names), item_dim)
+        self.item_dim = item_dim
+
+    def tower_outputs(self, batch: ItemBatch) -> Tensor:
+        """``[N, 2, item_dim]``: text and image tower outputs; rows without a cover have an
+        all-zero image output (ViT does not run on them)."""
+        text = self.text(**batch.text)
+        image = text.new_zeros(len(batch), self.item_dim)
+        rows = batch.has_image.nonzero().squeeze(1)
+        if len(rows):
+            image = image.index_copy(0, rows, self.image(pixel_values=batch.pixels.index_select(0, rows)).to(image.dtype))
+        return torch.stack([text, image], dim=1)
+
+    def availability(self, batch: ItemBatch, has_modality: dict[str, Tensor] | None = None) -> Tensor:
+        """``bool[N, 2]``: the text is always available, the image where the cover was read."""
+        return torch.stack([torch.ones_like(batch.has_image), batch.has_image], dim=1)
+
+    def forward(self, batch: ItemBatch, has_modality: dict[str, Tensor] | None = None) -> Tensor:
+        return self.fusion(self.tower_outputs(batch), self.availability(batch))
+
+    def gate_values(self) -> dict[str, Tensor]:
+        return {}
+
+
+# method -> how it prepares a backbone (after the pooler is dropped)
+PREPARE: dict[str, Callable[[PreTrainedModel, EndToEndConfig], PreTrainedModel]] = {
+    "fft": lambda backbone, config: make_fully_trainable(backbone),
+    "adapter": lambda backbone, config: add_houlsby_adapters(backbone, config.hidden),
+    "lora": lambda backbone, config: add_lora(backbone, config.hidden, config.lora_alpha),
+}
+
+
+def build_e2e_model(
+    config: EndToEndConfig, text_backbone: PreTrainedModel, image_backbone: PreTrainedModel
+) -> SequentialRecommender:
+    """The model of ``config.method`` around the two backbones (modified in place: pooler
+    dropped, weights frozen or not, adapters or LoRA injected). Heads, fusion and SASRec are
+    freshly initialised (seed with ``torch.manual_seed`` first)."""
+    if config.method not in E2E_METHODS:
+        raise ValueError(f"unknown end-to-end method {config.method!r}; choose from {', '.join(E2E_METHODS)}")
+    if config.sequence_encoder not in SEQUENCE_LAYOUTS:
+        raise ValueError(f"sequence_encoder must be one of {', '.join(SEQUENCE_LAYOUTS)}")
+    prepare = PREPARE[config.method]
+    text = ClsTower(prepare(drop_pooler(text_backbone), config), config.item_dim)
+    image = ClsTower(prepare(drop_pooler(image_backbone), config), config.item_dim)
+    sequence_encoder = SASRec(config.item_dim, config.max_len, config.n_blocks, config.n_heads,
+                              config.dropout, layout=config.sequence_encoder)
+    return SequentialRecommender(config, EndToEndItemEncoder(text, image, config.item_dim), sequence_encoder)
+
+
+def paper_backbones() -> tuple[BertModel, ViTModel]:
+    """Randomly initialised BERT-base and ViT-B/16 (224 px): the shapes of ``bert-base-uncased``
+    and ``google/vit-base-patch16-224`` (transformers' default configs). Build them under
+    ``torch.device("meta")`` to count parameters without allocating."""
+    return BertModel(BertConfig()), ViTModel(ViTConfig())
