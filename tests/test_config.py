@@ -36,7 +36,11 @@ def test_defaults_are_filled() -> None:
                                   "weight_decay": 0, "standardize_states": False, "gpu": 1,
                                   "inter_tower": "residual", "layer0_previous": "zeros",
                                   "sequence_encoder": "microlens", "negatives": "window",
-                                  "popularity_smoothing": "none", "repeat_targets": "miss"}
+                                  "popularity_smoothing": "none", "repeat_targets": "miss",
+                                  "e2e_batch_size": 32, "lora_alpha": 1.0, "gradient_checkpointing": False,
+                                  "mixed_precision": True, "eval_batch_size": 256,
+                                  "e2e_text_lr": {"fft": 5e-5, "adapter": 1e-4, "lora": 1e-4},
+                                  "e2e_image_lr": {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4}}
     assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1}
@@ -93,7 +97,8 @@ def test_encoder_settings_merge_defaults_global_and_dataset() -> None:
         (lambda c: c["catalog"].update(mine={"kind": "local"}), "key 'catalog.mine': 'data_dir' is a required property"),
         (lambda c: c["experiments"]["table7"].update(topk=[5]), "key 'experiments.table7.topk.0': 5 is greater than"),
         (lambda c: c["experiments"].update(table2={}), "unknown key 'experiments.table2'"),
-        (lambda c: c["experiments"]["settings"].update(lora={}), "unknown key 'experiments.settings.lora'"),
+        (lambda c: c["experiments"]["settings"].update(bitfit={}), "unknown key 'experiments.settings.bitfit'"),
+        (lambda c: c["training"].update(e2e_text_lr={"iisan": 1e-4}), "unknown key 'training.e2e_text_lr.iisan'"),
         (lambda c: c["catalog"]["demo"]["experiments"]["figure5"].update(lr=["1e-4"]),
          "key 'catalog.demo.experiments.figure5.lr.0': '1e-4' is not of type 'number'"),
         (lambda c: c["experiments"].update(targets=["table8"]), "key 'experiments.targets.0': 'table8' is not one of"),

@@ -84,6 +84,9 @@ def table3_runs(tmp_path: Path):
     runs_dir = tmp_path / "runs"
     ranks = {
         "Popularity": [[50] * N_USERS, [50] * N_USERS],
+        "Full Finetuning (T+I)": [worse(BASE, 2), worse(BASE, 3)],
+        "Adapter (T+I)": [worse(BASE, 1), worse(BASE, 2)],
+        "LoRA (T+I)": [worse(BASE, 4), worse(BASE, 5)],
         "IISAN (T+I)": [BASE, worse(BASE, 1)],
         "CROSSAN (T+I) (ours)": [better(BASE, 16), better(BASE, 15)],
         "IISAN-E (T+I+V+A)": [BASE, BASE],
@@ -136,19 +139,36 @@ def test_table3_every_cell_marks_and_improvements(table3_runs, tmp_path: Path) -
             expected = (rows[ours][m] - rows[base][m]) / rows[base][m] * 100
             assert rows[label][m] == pytest.approx(expected, rel=1e-12)
     assert rows["Text+Image"]["HR@10"] > 0 > rows["Text+Image+Video+Audio"]["HR@10"]
-    for missing in ("Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)"):
-        assert all(rows[missing][m] is None for m in METRICS) and "not implemented" in rows[missing]["note"]
+    for e2e in ("Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)"):  # T+I runs of their own
+        assert all("-TI-concat-" in name for name in plan.row(e2e).runs)
 
     markdown = (tmp_path / "t3.md").read_text(encoding="utf-8")
     ti = rows["CROSSAN (T+I) (ours)"]
     assert f"| CROSSAN (T+I) (ours) | {ti['HR@10']:.4f}* ± {ti['HR@10_std']:.4f} |" in markdown
-    assert "| Full Finetuning (T+I) | — | — | — | — |" in markdown
+    fft = rows["Full Finetuning (T+I)"]
+    assert f"| Full Finetuning (T+I) | {fft['HR@10']:.4f} ± {fft['HR@10_std']:.4f} |" in markdown
     assert f"| Text+Image | {rows['Text+Image']['HR@10']:+.2f}% |" in markdown
     assert "| *Relative Improvement* |" in markdown and "Mean ± sample standard deviation over 2 seeds" in markdown
-    assert "Full Finetuning (T+I): not implemented" in markdown
     assert "(paper" not in markdown and "In parentheses" not in markdown  # not a MicroLens dataset
     html = (tmp_path / "t3.html").read_text(encoding="utf-8")
     assert "<th>CROSSAN (T+I) (ours)</th>" in html and f"{ti['HR@10']:.4f}*" in html
+
+
+def test_end_to_end_rows_left_out_stay_as_not_run_rows(tmp_path: Path) -> None:
+    cfg = config({"table3": {"modalities": ["TI"], "baselines": [], "end_to_end": ["lora"]}})
+    plan = target_plan(cfg, "hand", "table3")
+    assert [row.label for row in plan.rows][:3] == ["Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)"]
+    assert plan.row("Full Finetuning (T+I)").runs == () and "end_to_end" in plan.row("Adapter (T+I)").note
+    (lora,) = plan.row("LoRA (T+I)").runs
+    assert lora == "hand__lora-TI-concat-k2-h512-lr2e-04-s0"  # IISAN's recommender lr, rank 512
+    runs_dir = tmp_path / "runs"
+    for row in plan.rows:
+        for name in row.runs:
+            make_run(runs_dir, name, BASE)
+    markdown = to_markdown(build_table(plan, runs_dir))
+    assert "| Full Finetuning (T+I) | — | — | — | — |" in markdown
+    assert "Full Finetuning (T+I): not run: left out of experiments.table3.end_to_end" in markdown
+    assert f"| LoRA (T+I) | {per_user(BASE)['HR@10'].mean():.4f} |" in markdown
 
 
 def test_table4_improvements_reproduce_the_papers(tmp_path: Path) -> None:
@@ -158,7 +178,10 @@ def test_table4_improvements_reproduce_the_papers(tmp_path: Path) -> None:
     # the paper's own Table 4 numbers: our formula must give its improvement rows
     for label, (tt, gm, tp) in {"IISAN-E_best (T+I+V+A)": (213, 5556, 58432824),
                                 "IISAN-E_same (T+I+V+A)": (207, 4476, 30889784),
-                                "CROSSAN (T+I+V+A) (ours)": (144, 4272, 24741456)}.items():
+                                "CROSSAN (T+I+V+A) (ours)": (144, 4272, 24741456),
+                                "Full Finetuning (T+I)": (3278, 45886, 194897216),
+                                "Adapter (T+I)": (2856, 35652, 38017088),
+                                "LoRA (T+I)": (3110, 36902, 37992512)}.items():
         (name,) = plan.row(label).runs
         make_run(runs_dir, name, BASE, seconds=tt, memory=gm, params=tp)
     assert plan.row("IISAN-E_best (T+I+V+A)").runs[0].split("-h")[1].startswith("1024")
@@ -170,7 +193,8 @@ def test_table4_improvements_reproduce_the_papers(tmp_path: Path) -> None:
                            "Improvement_same": {"TT": 30.43, "GM": 4.56, "TP": 19.90}}
     markdown = to_markdown(table)
     assert "| CROSSAN (T+I+V+A) (ours) | 144.00 (144.00) | 4,272.0 (4,272.0) | 24,741,456 (24,741,456) |" in markdown
-    assert "| LoRA (T+I) | — (3,110.00) | — (36,902.0) | — (37,992,512) |" in markdown
+    assert "| LoRA (T+I) | 3,110.00 (3,110.00) | 36,902.0 (36,902.0) | 37,992,512 (37,992,512) |" in markdown
+    assert [row.label for row in table.rows][:3] == ["Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)"]
     assert "| Improvement_best | +32.39% (+32.39%) |" in markdown
     assert "peak resident memory of the process on the CPU" in markdown
 
@@ -247,9 +271,10 @@ def test_plan_round_trips_through_json() -> None:
 
 def test_paper_plan_run_count_and_dataset_overrides() -> None:
     runs = experiment_runs(config({}), "hand")
-    # T1 2 + T3 (2 baselines + 4 IISAN(-E) + 3 CROSSAN besides T+I) + T4 IISAN-E_same 1 + T5 3
-    # + T6 1 + T7 3 + F3 (IISAN-E 9 - h1024, h512; CROSSAN 9 - h512) 15 + F5 (lr 5 - 1e-4) 4 = 38
-    assert len(runs) == len(set(runs)) == 38
+    # T1 2 + T3 (2 baselines + 3 end-to-end + 4 IISAN(-E) + 3 CROSSAN besides T+I) + T4
+    # IISAN-E_same 1 (its end-to-end rows are T3's) + T5 3 + T6 1 + T7 3 + F3 (IISAN-E 9 - h1024,
+    # h512; CROSSAN 9 - h512) 15 + F5 (lr 5 - 1e-4) 4 = 41
+    assert len(runs) == len(set(runs)) == 41
     cfg = config({"table7": {"topk": [1]}})
     cfg["catalog"]["hand"]["experiments"] = {"settings": {"crossan": {"lr": 1e-3}}, "table7": {"seeds": [4]}}
     (row,) = target_plan(cfg, "hand", "table7").rows

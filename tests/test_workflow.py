@@ -12,7 +12,7 @@ import h5py
 import polars as pl
 import yaml
 
-from crossan.train.run import parse_run_name
+from crossan.train.names import parse_run_name
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
@@ -198,7 +198,12 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     crossan_row = table3.filter(pl.col("row") == "CROSSAN (T+I+V+A) (ours)").row(0, named=True)
     crossan_metrics = json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text(encoding="utf-8"))
     assert crossan_row["runs"] == CROSSAN_RUN and crossan_row["HR@10"] == crossan_metrics["test"]["HR@10"]
-    assert table3.filter(pl.col("row") == "LoRA (T+I)")["HR@10"].item() is None  # shown, marked missing
+    lora_row = table3.filter(pl.col("row") == "LoRA (T+I)").row(0, named=True)
+    assert "__lora-TI-concat-" in lora_row["runs"]  # end to end: covers and checkpoints, no features
+    lora = json.loads((tmp_path / f"results/demo/runs/{lora_row['runs']}/metrics.json").read_text(encoding="utf-8"))
+    assert lora_row["HR@10"] == lora["test"]["HR@10"] and lora["config"]["batch_size"] == 32  # e2e_batch_size
+    assert lora["inputs"]["masked_covers"] == len(defects["missing_cover"])  # masked as in stage 1
+    assert lora["inputs"]["empty_titles"] == len(defects["empty_title"])
     table1 = pl.read_csv(tmp_path / "results/demo/tables/table1.csv")
     assert table1["row"].to_list()[-1] == "Mutual Information" and table1["CROSSAN_n"].to_list() == [2] * 5
     for figure in FIGURES:

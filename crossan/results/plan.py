@@ -8,10 +8,11 @@ key by key on top; ``settings`` merged method by method) says, per target, what 
   thing its table varies. IISAN-E's is its best (h=1024, paper section 6.2).
 * ``table1``: INDSAN vs CROSSAN on ``modalities`` (T+I), plus mutual information.
 * ``table3``: IISAN (T+I) / IISAN-E (other sets) and CROSSAN on every set of ``modalities``;
-  ``baselines`` (popularity, ID-SASRec) as reference rows; full fine-tuning, Adapter and
-  LoRA as rows this pipeline does not implement (shown as missing, never dropped).
-* ``table4``: efficiency of IISAN-E at its best setting and at CROSSAN's hidden size, and
-  CROSSAN, on ``modalities``.
+  ``baselines`` (popularity, ID-SASRec) as reference rows; the ``end_to_end`` baselines (full
+  fine-tuning, Adapter, LoRA; T+I, encoders in the training loop) as rows; one left out of
+  ``end_to_end`` stays as a row marked "not run", never dropped.
+* ``table4``: efficiency of the ``end_to_end`` baselines (T+I), IISAN-E at its best setting
+  and at CROSSAN's hidden size, and CROSSAN, on ``modalities``.
 * ``table5``: CROSSAN with each of ``fusions``; ``table6``: CROSSAN vs INDSAN;
   ``table7``: CROSSAN with each MOMEF ``topk``.
 * ``figure3``: IISAN-E and CROSSAN over ``hidden``; ``figure4``: CROSSAN's gates;
@@ -20,7 +21,7 @@ key by key on top; ``settings`` merged method by method) says, per target, what 
 * ``targets``: the tables and figures ``all`` builds.
 
 :func:`target_plan` turns this into a :class:`TargetPlan`: rows, each with the run names
-of its seeds (:mod:`crossan.train.run` names), so a table is rebuilt from run directories
+of its seeds (:mod:`crossan.train.names` names), so a table is rebuilt from run directories
 alone and every number can be traced to one.
 """
 
@@ -48,10 +49,16 @@ PAPER_PLAN: dict[str, Any] = {
         "iisan": {"hidden": 512, "lr": 1e-4},
         "iisan-e": {"hidden": 1024, "lr": 1e-4},
         "id-sasrec": {"lr": 1e-4},
+        # IISAN Code_Uncached/scripts/run_{fft,adapter,lora}.py: the recommender's learning rate
+        # (the encoders' are training.e2e_text_lr / e2e_image_lr); h = 512 as in Table 4's counts
+        "fft": {"lr": 1e-4},
+        "adapter": {"hidden": 512, "lr": 2e-4},
+        "lora": {"hidden": 512, "lr": 2e-4},
     },
     "table1": {"modalities": "TI"},
-    "table3": {"modalities": ["TI", "TIA", "TIV", "TIVA"], "baselines": ["popularity", "id-sasrec"]},
-    "table4": {"modalities": "TIVA"},
+    "table3": {"modalities": ["TI", "TIA", "TIV", "TIVA"], "baselines": ["popularity", "id-sasrec"],
+               "end_to_end": ["fft", "adapter", "lora"]},
+    "table4": {"modalities": "TIVA", "end_to_end": ["fft", "adapter", "lora"]},
     "table5": {"modalities": "TIVA", "fusions": ["momef", "dynamic", "static", "concat"]},
     "table6": {"modalities": "TIVA"},
     "table7": {"modalities": "TIVA", "topk": [4, 3, 2, 1]},
@@ -66,6 +73,7 @@ PAPER_PLAN: dict[str, Any] = {
 METHOD_LABELS: dict[str, str] = {
     "crossan": "CROSSAN", "indsan": "INDSAN", "iisan": "IISAN", "iisan-e": "IISAN-E",
     "id-sasrec": "SASRec (item IDs)", "popularity": "Popularity",
+    "fft": "Full Finetuning", "adapter": "Adapter", "lora": "LoRA",
 }
 MODALITY_NAMES: dict[str, str] = {"T": "Text", "I": "Image", "V": "Video", "A": "Audio"}
 FUSION_LABELS: dict[str, str] = {
@@ -91,9 +99,10 @@ CAPTIONS: dict[str, str] = {
     "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
                "test HR and NDCG at 10 and 20.",
 }
-# Rows of the paper this pipeline does not implement (they fine-tune the encoders themselves).
-NOT_IMPLEMENTED: tuple[str, ...] = ("Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)")
-NOT_IMPLEMENTED_NOTE = "not implemented: needs the encoders in the training loop (stage 2 reads cached states)"
+# The paper's end-to-end baselines (encoders in the training loop), text + image only.
+E2E_ROWS: tuple[str, ...] = ("fft", "adapter", "lora")
+E2E_LETTERS = "TI"
+NOT_RUN_NOTE = "not run: left out of experiments.{target}.end_to_end"
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,7 @@ class _Planner:
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
         """The run names (one per seed) of ``method`` at its setting, with ``override``."""
         from crossan.train.plan import SPEC_DEFAULTS
-        from crossan.train.run import run_name
+        from crossan.train.names import run_name
         from crossan.train.trainer import RunConfig
 
         setting = {**SPEC_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
@@ -229,6 +238,15 @@ class _Planner:
         rows, comparisons = getattr(self, target)()
         return TargetPlan(target, self.dataset, tuple(rows), tuple(comparisons), self.paper_dataset)
 
+    def end_to_end_rows(self, target: str) -> list[PlanRow]:
+        """Full fine-tuning, Adapter and LoRA on T+I, in the paper's order; one left out of
+        ``experiments.{target}.end_to_end`` is a row without runs, marked "not run"."""
+        chosen = set(self.plan[target].get("end_to_end", E2E_ROWS))
+        label = modality_label(E2E_LETTERS)
+        return [PlanRow(f"{METHOD_LABELS[m]} ({label})", self.runs(target, m, E2E_LETTERS), m)
+                if m in chosen else PlanRow(f"{METHOD_LABELS[m]} ({label})", note=NOT_RUN_NOTE.format(target=target))
+                for m in E2E_ROWS]
+
     # ------------------------------------------------------------------ tables
 
     def table1(self):
@@ -245,7 +263,7 @@ class _Planner:
         block = self.plan["table3"]
         sets = [modality_letters(s) for s in block["modalities"]]
         rows = [PlanRow(METHOD_LABELS[b], self.runs("table3", b), b) for b in block.get("baselines", [])]
-        rows += [PlanRow(label, note=NOT_IMPLEMENTED_NOTE) for label in NOT_IMPLEMENTED]
+        rows += self.end_to_end_rows("table3")
         comparisons = []
         for letters in sets:
             method = "iisan" if letters == "TI" else "iisan-e"
@@ -262,7 +280,7 @@ class _Planner:
         m = self.modalities("table4")
         same_hidden = self.plan["settings"]["crossan"]["hidden"]
         label = modality_label(m)
-        rows = [PlanRow(name, note=NOT_IMPLEMENTED_NOTE) for name in NOT_IMPLEMENTED]
+        rows = self.end_to_end_rows("table4")
         rows += [
             PlanRow(f"IISAN-E_best ({label})", self.runs("table4", "iisan-e", m), "iisan-e"),
             PlanRow(f"IISAN-E_same ({label})", self.runs("table4", "iisan-e", m, hidden=same_hidden), "iisan-e"),

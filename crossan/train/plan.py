@@ -4,21 +4,27 @@
 ``fusion``, ``topk``, ``hidden``, ``lr`` and ``seeds`` (one run per seed). A dataset's own
 ``runs`` list replaces the global one; its ``training`` block overrides the global settings
 key by key. :func:`planned_run_names` turns the specs into run directory names (see
-:mod:`crossan.train.run`), so the workflow asks for ``results/{dataset}/runs/{name}/metrics.json``
+:mod:`crossan.train.names`), so the workflow asks for ``results/{dataset}/runs/{name}/metrics.json``
 and the name alone says what a run is. Settings in ``training`` (batch size, epochs,
 patience, ..., and the conventions where the paper is silent) are the same for every run of a
 dataset and are not part of names: :func:`setting_flags` turns them into ``crossan train``
 flags, which the workflow passes as a rule parameter, so changing one reruns the runs whose
 command it changes. A convention's flag is passed only to the methods whose results it
 changes (:data:`CONVENTION_FLAGS`): ``inter_tower`` reruns only IISAN and IISAN-E runs.
+The end-to-end settings (:data:`E2E_FLAGS`) likewise go only to ``fft``, ``adapter`` and
+``lora`` runs, whose batch size is ``e2e_batch_size`` instead of ``batch_size``;
+:func:`e2e_input_flags` names their inputs (the media folder and the two checkpoints).
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from crossan.config import encoder_spec
 from crossan.errors import ConfigError
+from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "modalities": "TIVA",
@@ -37,7 +43,16 @@ SETTING_FLAGS: dict[str, str] = {
     "weight_decay": "--weight-decay",
 }
 ADAPTER_METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e")
-TRAINED_METHODS: tuple[str, ...] = (*ADAPTER_METHODS, "id-sasrec")
+TRAINED_METHODS: tuple[str, ...] = (*ADAPTER_METHODS, "id-sasrec", *E2E_METHODS)
+# end-to-end settings -> ``crossan train`` flags (fft, adapter and lora runs only); a dict
+# value is per method ({fft: ..., adapter: ..., lora: ...}), a method it leaves out gets none
+E2E_FLAGS: dict[str, str] = {
+    "e2e_batch_size": "--batch-size",
+    "e2e_text_lr": "--text-lr",
+    "e2e_image_lr": "--image-lr",
+    "lora_alpha": "--lora-alpha",
+    "eval_batch_size": "--eval-batch-size",
+}
 # convention settings (README "Conventions") -> (``crossan train`` flag, methods it changes;
 # None = every method, the popularity baseline included)
 CONVENTION_FLAGS: dict[str, tuple[str, tuple[str, ...] | None]] = {
@@ -59,7 +74,9 @@ def run_specs(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     """The dataset's run specs (its own ``runs`` or the global ones), defaults filled in."""
     entry = config["catalog"][dataset]
     specs = entry["runs"] if entry.get("runs") is not None else config.get("runs", [])
-    return [{**SPEC_DEFAULTS, **spec} for spec in specs]
+    e2e_defaults = {"modalities": E2E_MODALITIES}  # their only modality set
+    return [{**SPEC_DEFAULTS, **(e2e_defaults if spec.get("method") in E2E_METHODS else {}), **spec}
+            for spec in specs]
 
 
 def planned_run_names(config: Mapping[str, Any], dataset: str) -> list[str]:
@@ -68,7 +85,7 @@ def planned_run_names(config: Mapping[str, Any], dataset: str) -> list[str]:
     Raises :class:`ConfigError` naming the spec when it is not a valid run (unknown method,
     ``iisan`` with modalities other than TI, ...).
     """
-    from crossan.train.run import run_name
+    from crossan.train.names import run_name
     from crossan.train.trainer import RunConfig
 
     names: list[str] = []
@@ -94,10 +111,41 @@ def setting_flags(settings: Mapping[str, Any], method: str | None = None) -> str
     ``method``: the run's method; a convention setting becomes a flag only for the methods
     whose results it changes (:data:`CONVENTION_FLAGS`; ``None`` = every convention given).
     """
-    flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items() if key in settings]
-    if settings.get("standardize_states"):
+    e2e = method in E2E_METHODS
+    flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items()
+             if key in settings and not (e2e and key == "batch_size" and "e2e_batch_size" in settings)]
+    if settings.get("standardize_states") and not e2e:
         flags.append("--standardize-states")
+    if e2e:
+        flags += _e2e_flags(settings, method)
     for key, (flag, methods) in CONVENTION_FLAGS.items():
         if key in settings and (method is None or methods is None or method in methods):
             flags.append(f"{flag} {settings[key]}")
     return " ".join(flags)
+
+
+def _e2e_flags(settings: Mapping[str, Any], method: str) -> list[str]:
+    """The end-to-end settings as flags for ``method`` (``lora_alpha`` for ``lora`` only)."""
+    flags = []
+    for key, flag in E2E_FLAGS.items():
+        value = settings.get(key)
+        if isinstance(value, Mapping):
+            value = value.get(method)
+        if value is None or (key == "lora_alpha" and method != "lora"):
+            continue
+        flags.append(f"{flag} {value}")
+    if settings.get("gradient_checkpointing"):
+        flags.append("--gradient-checkpointing")
+    if "mixed_precision" in settings:
+        flags.append(f"--mixed-precision {'on' if settings['mixed_precision'] else 'off'}")
+    return flags
+
+
+def e2e_input_flags(config: Mapping[str, Any], dataset: str) -> str:
+    """``crossan train`` flags naming an end-to-end run's inputs: the media folder (for
+    ``image.h5``), the dataset's text and image checkpoints and the title length (the
+    ``encoders`` block, as stage 1 uses them)."""
+    text, image = encoder_spec(config, dataset, "text"), encoder_spec(config, dataset, "image")
+    return (f"--media results/{dataset}/media --text-model {shlex.quote(str(text['model']))}"
+            f" --image-model {shlex.quote(str(image['model']))}"
+            f" --text-max-length {text.get('max_length', 30)}")

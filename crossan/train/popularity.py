@@ -60,7 +60,7 @@ def evaluate_popularity(data: SequenceData, split: EvalSplit, device: torch.devi
 
 
 def run_popularity(run: RunConfig) -> RunResult:
-    """The popularity baseline's run: same files as :func:`crossan.train.trainer.train`."""
+    """The popularity baseline's run: same files as :func:`crossan.train.trainer.fit` writes."""
     if run.method != POPULARITY:
         raise ValueError(f"run_popularity needs method {POPULARITY!r}, got {run.method!r}")
     out_dir = Path(run.out_dir)

@@ -1,85 +1,16 @@
-"""Run names and ``crossan train``.
-
-A run's directory name encodes everything that distinguishes it in the paper's tables::
-
-    {dataset}__{method}-{modalities}-{fusion}-k{topk}-h{hidden}-lr{lr}-s{seed}
-    demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0
-    microlens-100k__iisan-e-TIVA-concat-k2-h1024-lr1e-04-s1
-    demo__id-sasrec-none-none-k2-h512-lr1e-03-s0      (no content: modalities "none")
-
-``fusion`` is the resolved one (the method's default when none was given), ``lr`` is written
-in exponent form with as many mantissa digits as it needs (``1e-04``, ``2.5e-04``), so
-:func:`parse_run_name` gives back exactly the same values. The dataset is separated by
-``__`` (two underscores, never used by the rest), so dataset names may contain ``-`` and
-``_``. ``RunConfig(**parse_run_name(name), data_dir=..., features_dir=..., out_dir=...)``
-rebuilds the configuration of a name; batch size, epochs, patience and device are not part
-of it (they are the same for every run of an experiment, from ``config.yaml``).
-"""
+"""``crossan train``: one run, named by :mod:`crossan.train.names`, trained by
+:func:`crossan.train.entry.train`."""
 
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
 from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.errors import ConfigError
-
-SEPARATOR = "__"
-_METHOD_PATTERN = "crossan|indsan|iisan-e|iisan|id-sasrec|popularity"
-_NAME = re.compile(
-    rf"^(?P<dataset>.+?){SEPARATOR}(?P<method>{_METHOD_PATTERN})-(?P<modalities>[TIVA]+|none)"
-    r"-(?P<fusion>[a-z]+)-k(?P<topk>\d+)-h(?P<hidden>\d+)"
-    r"-lr(?P<lr>\d+(?:\.\d+)?e[+-]\d+)-s(?P<seed>\d+)$"
-)
-
-
-def format_lr(lr: float) -> str:
-    """``1e-4 -> "1e-04"``, ``2.5e-4 -> "2.5e-04"``: exponent form, shortest exact mantissa."""
-    for digits in range(17):
-        text = f"{lr:.{digits}e}"
-        if float(text) == lr:
-            return text
-    return f"{lr:.16e}"
-
-
-def run_name(config: Any) -> str:
-    """The run directory name of a :class:`~crossan.train.trainer.RunConfig` (see the module
-    docstring)."""
-    dataset = config.dataset
-    if not dataset or "/" in dataset or SEPARATOR in dataset or dataset.endswith("_") or dataset != dataset.strip():
-        raise ConfigError(f"dataset name {dataset!r} cannot be part of a run name "
-                          f"(no '/', no '{SEPARATOR}', no trailing '_' or spaces)")
-    return (
-        f"{dataset}{SEPARATOR}{config.method}-{config.modalities or 'none'}-{config.resolved_fusion()}"
-        f"-k{config.topk}-h{config.hidden}-lr{format_lr(config.lr)}-s{config.seed}"
-    )
-
-
-def parse_run_name(name: str) -> dict[str, Any]:
-    """Inverse of :func:`run_name`: ``{"dataset", "method", "modalities", "fusion", "topk",
-    "hidden", "lr", "seed"}`` with the :class:`RunConfig` types (``modalities`` ``""`` for
-    ``none``). Accepts a path: only its last component is read."""
-    match = _NAME.match(Path(name).name)
-    if match is None:
-        raise ConfigError(
-            f"{name!r} is not a run name like "
-            "'demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0' "
-            "({dataset}__{method}-{modalities}-{fusion}-k{topk}-h{hidden}-lr{lr}-s{seed})"
-        )
-    parts = match.groupdict()
-    return {
-        "dataset": parts["dataset"],
-        "method": parts["method"],
-        "modalities": "" if parts["modalities"] == "none" else parts["modalities"],
-        "fusion": parts["fusion"],
-        "topk": int(parts["topk"]),
-        "hidden": int(parts["hidden"]),
-        "lr": float(parts["lr"]),
-        "seed": int(parts["seed"]),
-    }
-
+from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
+from crossan.train.names import parse_run_name, run_name
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``crossan train``: one run, its outputs in ``--out``."""
@@ -88,13 +19,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "train", help="train and evaluate one configuration (or the popularity baseline)",
-        description="Train one configuration on cached states, early-stop on validation HR@10, "
-        "evaluate test at the best epoch; writes metrics.json (last), per_user_{valid,test}."
-        "parquet, gates.json, item_towers.h5 and train_log.csv into --out.",
+        description="Train one configuration (on cached states, or with the encoders in the loop "
+        "for fft, adapter and lora), early-stop on validation HR@10, evaluate test at the best "
+        "epoch; writes metrics.json (last), per_user_{valid,test}.parquet, gates.json, "
+        "item_towers.h5 and train_log.csv into --out.",
     )
     parser.add_argument("--data", required=True, type=Path, help="results/{dataset}/data")
     parser.add_argument("--features", type=Path, default=None,
-                        help="results/{dataset}/features (not needed for id-sasrec/popularity)")
+                        help="results/{dataset}/features (cached-state methods only)")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--run", default=None, metavar="NAME",
                         help="a run name such as demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0: "
@@ -120,6 +52,25 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patience", type=positive_int, default=5)
     parser.add_argument("--max-len", type=positive_int, default=10)
     parser.add_argument("--device", choices=DEVICES, default="auto")
+    e2e = parser.add_argument_group(
+        "end-to-end methods (fft, adapter, lora)",
+        "BERT and ViT in the training loop; --lr is the recommender's learning rate")
+    e2e.add_argument("--media", type=Path, default=None, help="results/{dataset}/media (for image.h5)")
+    e2e.add_argument("--text-model", default=None, help="BERT checkpoint: Hugging Face id or folder")
+    e2e.add_argument("--image-model", default=None, help="ViT checkpoint: Hugging Face id or folder")
+    e2e.add_argument("--text-max-length", type=positive_int, default=30, help="WordPiece tokens per title")
+    e2e.add_argument("--text-lr", type=positive_float, default=None,
+                     help="learning rate of the text encoder's trainable weights (default --lr)")
+    e2e.add_argument("--image-lr", type=positive_float, default=None,
+                     help="learning rate of the image encoder's trainable weights (default --lr)")
+    e2e.add_argument("--lora-alpha", type=positive_float, default=1.0,
+                     help="LoRA scale numerator: updates are scaled by alpha/rank (default 1, IISAN's)")
+    e2e.add_argument("--gradient-checkpointing", action="store_true",
+                     help="recompute the encoders' activations in the backward pass (less memory)")
+    e2e.add_argument("--mixed-precision", choices=("on", "off"), default="on",
+                     help="on CUDA: bfloat16 autocast where supported, else float16 + grad scaler")
+    e2e.add_argument("--eval-batch-size", type=positive_int, default=256,
+                     help="items through the encoders at once during evaluation")
     conventions = parser.add_argument_group(
         "conventions where the paper is silent",
         "defaults = IISAN's and MicroLens' code; the other value = our earlier rule (README)")
@@ -154,6 +105,8 @@ def _name_fields(args: argparse.Namespace) -> None:
         for key, default in NAME_DEFAULTS.items():
             if getattr(args, key) is None:
                 setattr(args, key, default)
+        if "modalities" not in given and args.method in E2E_METHODS:
+            args.modalities = E2E_MODALITIES  # the end-to-end methods are text+image only
         return
     if given:
         flags = ", ".join(f"--{key}" for key in given)
@@ -167,12 +120,13 @@ def _name_fields(args: argparse.Namespace) -> None:
 def _run_cli(args: argparse.Namespace) -> int:
     import torch
 
-    from crossan.train.trainer import CONVENTIONS, POPULARITY, RunConfig, train
+    from crossan.train.entry import train
+    from crossan.train.trainer import CONVENTIONS, POPULARITY, RunConfig
 
     _name_fields(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.features is None and args.method not in ("id-sasrec", POPULARITY):
+    if args.features is None and args.method not in ("id-sasrec", POPULARITY, *E2E_METHODS):
         raise ConfigError(f"--features is required for method {args.method}")
     run = RunConfig(
         data_dir=args.data,
@@ -193,6 +147,16 @@ def _run_cli(args: argparse.Namespace) -> int:
         device=args.device,
         weight_decay=args.weight_decay,
         standardize_states=args.standardize_states,
+        media_dir=args.media or "",
+        text_model=args.text_model or "",
+        image_model=args.image_model or "",
+        text_max_length=args.text_max_length,
+        text_lr=args.text_lr,
+        image_lr=args.image_lr,
+        lora_alpha=args.lora_alpha,
+        gradient_checkpointing=args.gradient_checkpointing,
+        mixed_precision=args.mixed_precision == "on",
+        eval_batch_size=args.eval_batch_size,
         **{name: getattr(args, name) for name in CONVENTIONS},
     )
     if args.run is not None and run_name(run) != args.run:

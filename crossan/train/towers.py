@@ -53,10 +53,13 @@ class ItemTowers:
         return self.outputs[:, self.towers.index(name)]
 
 
-def compute_item_towers(model: nn.Module, states, run_name: str = "") -> ItemTowers:
+def compute_item_towers(model: nn.Module, states, run_name: str = "", chunk: int = CHUNK) -> ItemTowers:
     """Every item's tower outputs through ``model``'s content item encoder (eval mode).
 
-    ``states``: the run's :class:`~crossan.train.data.ItemStates` (rows ``1..n_items``).
+    ``states``: the run's :class:`~crossan.train.data.ItemStates` (rows ``1..n_items``), or an
+    end-to-end run's :class:`~crossan.train.e2e_inputs.ItemInputs`: anything whose
+    ``gather(ids)`` gives what the item encoder's ``tower_outputs`` and ``availability`` read.
+    ``chunk``: items at once.
     """
     import torch  # only training needs torch; tables read the file without it
 
@@ -67,8 +70,8 @@ def compute_item_towers(model: nn.Module, states, run_name: str = "") -> ItemTow
         with torch.inference_mode():
             ids = torch.arange(1, states.n_items + 1)
             outputs, available = [], []
-            for start in range(0, len(ids), CHUNK):
-                gathered, has = states.gather(ids[start : start + CHUNK])
+            for start in range(0, len(ids), chunk):
+                gathered, has = states.gather(ids[start : start + chunk])
                 outputs.append(encoder.tower_outputs(gathered).float().cpu())
                 mask = encoder.availability(gathered, has)
                 available.append(mask.cpu() if mask is not None
@@ -78,7 +81,7 @@ def compute_item_towers(model: nn.Module, states, run_name: str = "") -> ItemTow
     return ItemTowers(
         outputs=torch.cat(outputs).numpy(),
         available=torch.cat(available).numpy(),
-        towers=tuple(encoder.towers.tower_names),
+        towers=tuple(encoder.tower_names),
         item_ids=list(states.item_ids),
         run_name=run_name,
     )

@@ -41,7 +41,9 @@ on the CPU (a different thread count may round differently).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import json
 import logging
@@ -49,7 +51,7 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,7 @@ import crossan
 from crossan.atomic import write_text_atomic
 from crossan.errors import ConfigError
 from crossan.models import METHODS, ModelConfig, build_model, count_trainable
+from crossan.models.e2e import E2E_FUSION, E2E_METHODS, E2E_MODALITIES
 from crossan.models.adapters import LAYER0_PREVIOUS
 from crossan.models.fusion import FUSIONS
 from crossan.models.recommender import INTER_TOWERS
@@ -87,6 +90,7 @@ from crossan.train.loss import (
     log_popularity_from_counts,
 )
 from crossan.train.metrics import REPEAT_TARGETS, evaluate_full_ranking, save_per_user
+from crossan.train.names import run_name
 from crossan.train.towers import (
     TOWERS_FILE,
     ItemTowers,
@@ -98,7 +102,7 @@ from crossan.train.towers import (
 log = logging.getLogger(__name__)
 
 POPULARITY = "popularity"
-RUN_METHODS: tuple[str, ...] = (*METHODS, POPULARITY)
+RUN_METHODS: tuple[str, ...] = (*METHODS, *E2E_METHODS, POPULARITY)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 KS: tuple[int, ...] = (10, 20)
 METRIC_NAMES: tuple[str, ...] = tuple(f"{m}@{k}" for k in KS for m in ("HR", "NDCG"))
@@ -137,6 +141,16 @@ class RunConfig:
     layer 0), ``sequence_encoder`` (SASRec FFN activation and LayerNorm eps), ``negatives`` and
     ``popularity_smoothing`` (the loss, :mod:`crossan.train.loss`), ``repeat_targets``
     (evaluation, :mod:`crossan.train.metrics`). None of them is part of the run name.
+
+    End-to-end methods (``fft``, ``adapter``, ``lora``; text + image, concat fusion; ``hidden``
+    = adapter bottleneck or LoRA rank; ``lr`` = the recommender's learning rate: heads, fusion,
+    SASRec): ``media_dir`` (``results/{dataset}/media``, for ``image.h5``), ``text_model`` and
+    ``image_model`` (Hugging Face ids or ``save_pretrained`` folders), ``text_max_length``,
+    ``text_lr``/``image_lr`` (the encoders' trainable weights: the whole encoder, its adapters or
+    its LoRA matrices; ``None`` = ``lr``), ``lora_alpha``, ``gradient_checkpointing``,
+    ``mixed_precision`` (on CUDA: bfloat16 autocast where supported, else float16 with a
+    gradient scaler; the CPU always computes in float32) and ``eval_batch_size`` (items through
+    the encoders at once during evaluation). None of these is part of the run name either.
     """
 
     data_dir: str
@@ -163,10 +177,20 @@ class RunConfig:
     popularity_smoothing: str = "none"
     repeat_targets: str = "miss"
     dataset: str = ""
+    media_dir: str = ""
+    text_model: str = ""
+    image_model: str = ""
+    text_max_length: int = 30
+    text_lr: float | None = None
+    image_lr: float | None = None
+    lora_alpha: float = 1.0
+    gradient_checkpointing: bool = False
+    mixed_precision: bool = True
+    eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        for name in ("data_dir", "features_dir", "out_dir"):
+        for name in ("data_dir", "features_dir", "out_dir", "media_dir", "text_model", "image_model"):
             set_(self, name, str(getattr(self, name)))
         if self.method not in RUN_METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(RUN_METHODS)}")
@@ -177,6 +201,12 @@ class RunConfig:
                 raise ConfigError(f"modalities {self.modalities!r}: {error}") from error
             if self.method == "iisan" and self.modalities != "TI":
                 raise ConfigError(f"iisan is the text+image method; use iisan-e for {self.modalities}")
+            if self.end_to_end and self.modalities != E2E_MODALITIES:
+                raise ConfigError(f"{self.method} trains BERT and ViT end to end: text+image only "
+                                  f"(modalities TI), got {self.modalities}")
+            if self.end_to_end and self.fusion not in (None, E2E_FUSION):
+                raise ConfigError(f"{self.method} fuses text and image by concatenation; fusion "
+                                  f"{self.fusion!r} is not available for it")
             if self.fusion is not None and self.fusion not in FUSIONS:
                 raise ConfigError(f"unknown fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
         else:  # no content: modalities and fusion do not apply (canonical "" and "none")
@@ -184,7 +214,8 @@ class RunConfig:
             set_(self, "fusion", "none")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name in ("topk", "hidden", "batch_size", "max_epochs", "patience", "max_len"):
+        for name in ("topk", "hidden", "batch_size", "max_epochs", "patience", "max_len",
+                     "text_max_length", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -192,6 +223,12 @@ class RunConfig:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("text_lr", "image_lr"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ConfigError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for name, choices in CONVENTIONS.items():
@@ -204,11 +241,18 @@ class RunConfig:
         """The fusion actually used: ``"none"`` for ``id-sasrec`` and ``popularity``."""
         if self.method in ("id-sasrec", POPULARITY):
             return "none"
+        if self.end_to_end:
+            return E2E_FUSION
         return ModelConfig(method=self.method, fusion=self.fusion).resolved_fusion()
 
     @property
     def uses_content(self) -> bool:
         return self.method not in ("id-sasrec", POPULARITY)
+
+    @property
+    def end_to_end(self) -> bool:
+        """The encoders are in the training loop (``fft``, ``adapter``, ``lora``)."""
+        return self.method in E2E_METHODS
 
 
 def default_dataset_name(data_dir: str | Path) -> str:
@@ -342,8 +386,6 @@ def write_outputs(
 
 
 def base_metrics(run: RunConfig, data: SequenceData, device: torch.device) -> dict[str, Any]:
-    from crossan.train.run import run_name  # run.py imports this module
-
     return {
         "run_name": run_name(run),
         "dataset": run.dataset,
@@ -419,14 +461,15 @@ def evaluate_split(
 
 def evaluate_model(
     model: nn.Module, encode: Callable[[Tensor], Tensor], data: SequenceData, device: torch.device,
-    splits: tuple[str, ...] = ("valid",), repeat_targets: str = "miss",
+    splits: tuple[str, ...] = ("valid",), repeat_targets: str = "miss", item_chunk: int = ITEM_CHUNK,
 ) -> dict[str, tuple[dict[str, float], dict[str, np.ndarray]]]:
-    """Evaluate ``splits`` of ``data`` with item embeddings computed once for all of them."""
+    """Evaluate ``splits`` of ``data`` with item embeddings computed once for all of them
+    (``item_chunk`` items through the item encoder at a time)."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            table = all_item_embeddings(encode, data.n_items, device)
+            table = all_item_embeddings(encode, data.n_items, device, item_chunk)
             return {name: evaluate_split(model, table, getattr(data, name), device, repeat_targets)
                     for name in splits}
     finally:
@@ -436,71 +479,100 @@ def evaluate_model(
 # ====================================================================== training
 
 
-def train(run: RunConfig) -> RunResult:
-    """Train, early-stop, evaluate and write the outputs of ``run`` (see the module docstring).
+@contextlib.contextmanager
+def deterministic_on_cpu(device: torch.device) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms`` for CPU runs, restored afterwards.
+
+    Bit-reproducible on the CPU: with several threads some default kernels accumulate in a
+    scheduling-dependent order; the loss then differs in the 9th digit after one epoch and the
+    runs drift apart (demo HR@10 0.213 vs 0.220 for the same seed). CUDA runs are not made
+    deterministic (that needs CUBLAS_WORKSPACE_CONFIG and slower kernels).
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(previous or device.type == "cpu")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def train_on_states(run: RunConfig) -> RunResult:
+    """Train, early-stop, evaluate and write the outputs of a cached-state or ID run (see the
+    module docstring; :func:`crossan.train.entry.train` dispatches every method).
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (names the epoch and step).
         DataError, ConfigError: bad inputs or configuration.
     """
-    if run.method == POPULARITY:
-        from crossan.train.popularity import run_popularity
-
-        return run_popularity(run)
-
-    # Bit-reproducible on the CPU: with several threads some default kernels accumulate in a
-    # scheduling-dependent order; the loss then differs in the 9th digit after one epoch and
-    # the runs drift apart (demo HR@10 0.213 vs 0.220 for the same seed). CUDA runs are not
-    # made deterministic (that needs CUBLAS_WORKSPACE_CONFIG and slower kernels).
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(previous or resolve_device(run.device).type == "cpu")
-    try:
-        return _train_model(run)
-    finally:
-        torch.use_deterministic_algorithms(previous)
-
-
-def _train_model(run: RunConfig) -> RunResult:
-    """:func:`train` for the trained methods."""
-    out_dir = Path(run.out_dir)
+    if run.method not in METHODS:
+        raise ConfigError(f"train_on_states trains {', '.join(METHODS)}, not {run.method!r}")
     device = resolve_device(run.device)
-    start_run(out_dir)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    with deterministic_on_cpu(device):
+        out_dir = Path(run.out_dir)
+        start_run(out_dir)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        data = load_sequences(Path(run.data_dir), run.max_len)
+        states: ItemStates | None = None
+        if run.uses_content:
+            states = load_item_states(Path(run.features_dir), run.modalities, device,
+                                      item_ids=data.item_ids, standardize=run.standardize_states)
+        torch.manual_seed(run.seed)
+        config = ModelConfig(
+            method=run.method,
+            encoder_dim=states.hidden if states else 768,
+            n_layers=states.n_layers if states else 7,
+            adapter_dim=run.hidden,
+            modalities=run.modalities or "TIVA",  # unused by id-sasrec
+            fusion=None if run.fusion in (None, "none") else run.fusion,
+            topk=run.topk,
+            max_len=run.max_len,
+            n_items=data.n_items,
+            inter_tower=run.inter_tower,
+            layer0_previous=run.layer0_previous,
+            sequence_encoder=run.sequence_encoder,
+        )
+        try:
+            model = build_model(config).to(device)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+        return fit(run, data, model, make_item_encoder(model, states, device), optimizer, device,
+                   towers=lambda best: compute_item_towers(best, states, run_name(run)) if states is not None
+                   else empty_item_towers(data.item_ids, run_name(run)))
 
-    data = load_sequences(Path(run.data_dir), run.max_len)
-    states: ItemStates | None = None
-    if run.uses_content:
-        states = load_item_states(Path(run.features_dir), run.modalities, device,
-                                  item_ids=data.item_ids, standardize=run.standardize_states)
+
+def fit(
+    run: RunConfig,
+    data: SequenceData,
+    model: nn.Module,
+    encode: Callable[[Tensor], Tensor],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    towers: Callable[[nn.Module], ItemTowers],
+    scaler: torch.amp.GradScaler | None = None,
+    item_chunk: int = ITEM_CHUNK,
+    extra_metrics: dict[str, Any] | None = None,
+) -> RunResult:
+    """The training loop every trained method shares, then the final evaluation and outputs.
+
+    ``model``: a :class:`~crossan.models.SequentialRecommender` on ``device``; ``encode``: item
+    ids ``[N] -> [N, d]`` through its item encoder (:func:`make_item_encoder`, or the
+    end-to-end inputs); ``optimizer`` over its trainable parameters. ``towers``: the best
+    checkpoint's ``item_towers.h5`` content. ``scaler``: a gradient scaler for float16
+    autocast (end-to-end runs on a GPU without bfloat16). ``item_chunk``: items encoded at
+    once during evaluation. ``extra_metrics``: more ``metrics.json`` keys.
+    """
+    out_dir = Path(run.out_dir)
     log_popularity = log_popularity_from_counts(item_popularity_counts(data),
                                                 smoothing=run.popularity_smoothing).to(device)
-
-    torch.manual_seed(run.seed)
-    config = ModelConfig(
-        method=run.method,
-        encoder_dim=states.hidden if states else 768,
-        n_layers=states.n_layers if states else 7,
-        adapter_dim=run.hidden,
-        modalities=run.modalities or "TIVA",  # unused by id-sasrec
-        fusion=None if run.fusion in (None, "none") else run.fusion,
-        topk=run.topk,
-        max_len=run.max_len,
-        n_items=data.n_items,
-        inter_tower=run.inter_tower,
-        layer0_previous=run.layer0_previous,
-        sequence_encoder=run.sequence_encoder,
-    )
-    try:
-        model = build_model(config).to(device)
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
     trainable = count_trainable(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     generator = torch.Generator().manual_seed(run.seed)
-    encode = make_item_encoder(model, states, device)
     log.info("%s: %d trainable parameters, %d items, %d training users, on %s",
              run.method, trainable, data.n_items, int(data.train.trainable.sum()), device)
+    evaluate = functools.partial(evaluate_model, model, encode, data, device,
+                                 repeat_targets=run.repeat_targets, item_chunk=item_chunk)
 
     rows: list[dict[str, float]] = []
     best_hr, best_epoch, best_state, since_best = -math.inf, 0, None, 0
@@ -513,8 +585,13 @@ def _train_model(run: RunConfig) -> RunResult:
             value = loss.detach()
             check_finite(value, epoch, step)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             n = int((batch.targets != 0).sum())
             total += float(value) * n
             positions += n
@@ -522,7 +599,7 @@ def _train_model(run: RunConfig) -> RunResult:
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        valid, _ = evaluate_model(model, encode, data, device, repeat_targets=run.repeat_targets)["valid"]
+        valid, _ = evaluate()["valid"]
         _sync(device)
         eval_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": total / max(positions, 1),
@@ -544,8 +621,7 @@ def _train_model(run: RunConfig) -> RunResult:
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
-    final = evaluate_model(model, encode, data, device, splits=("valid", "test"),
-                           repeat_targets=run.repeat_targets)
+    final = evaluate(splits=("valid", "test"))
     (valid, per_user_valid), (test, per_user_test) = final["valid"], final["test"]
     memory_mib, memory_kind = peak_memory(device)
     metrics = base_metrics(run, data, device) | {
@@ -559,15 +635,14 @@ def _train_model(run: RunConfig) -> RunResult:
         "eval_seconds": float(np.mean([r["eval_seconds"] for r in rows])),
         "peak_memory_mib": memory_mib,
         "peak_memory_kind": memory_kind,
+        **(extra_metrics or {}),
         "config": asdict(run),
         "versions": versions(),
     }
     write_outputs(
         out_dir, metrics, rows,
         (data.valid.user_index, per_user_valid), (data.test.user_index, per_user_test),
-        gates_payload(model),
-        compute_item_towers(model, states, metrics["run_name"]) if states is not None
-        else empty_item_towers(data.item_ids, metrics["run_name"]),
+        gates_payload(model), towers(model),
     )
     log.info("best epoch %d of %d: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s",
              best_epoch, len(rows), valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)

@@ -4,8 +4,9 @@ from pathlib import Path
 from crossan.config import dataset_media, encoder_spec
 from crossan.models.adapters import MODALITY_LETTERS
 from crossan.results.plan import CAPTIONS, FIGURES, TABLES, experiment_runs, planned_targets, target_plan
-from crossan.train.plan import planned_run_names, setting_flags, training_settings
-from crossan.train.run import parse_run_name
+from crossan.models.e2e import E2E_METHODS
+from crossan.train.plan import e2e_input_flags, planned_run_names, setting_flags, training_settings
+from crossan.train.names import parse_run_name
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 FEATURE_MODALITIES = ["text", "image", "video", "audio"]
@@ -51,13 +52,17 @@ def media_input(wildcards):
     return f"results/{wildcards.dataset}/media/{wildcards.modality}.h5"
 
 
-def encoder_model_input(wildcards):
+def built_model_dir(dataset, modality):
     """A model the workflow builds (resources/models/NAME/...) is an input: its folder NAME.
-    A Hugging Face id or a user's own folder is not tracked."""
-    model = Path(encoder_setting("model")(wildcards))
+    A Hugging Face id or a user's own folder is not tracked ([])."""
+    model = Path(encoder_spec(config, dataset, modality)["model"])
     if model.parts[: len(BUILT_MODELS.parts)] == BUILT_MODELS.parts and len(model.parts) > 2:
         return str(Path(*model.parts[:3]))
     return []
+
+
+def encoder_model_input(wildcards):
+    return built_model_dir(wildcards.dataset, wildcards.modality)
 
 
 def feature_shards(wildcards):
@@ -83,15 +88,36 @@ def run_uses_content(wildcards):
     return bool(parsed_run(wildcards)["modalities"])  # "" for id-sasrec and popularity
 
 
+def run_is_end_to_end(wildcards):
+    return parsed_run(wildcards)["method"] in E2E_METHODS
+
+
 def run_inputs(wildcards):
-    """Sequences, and the feature file of each modality the run reads."""
+    """Sequences, and the feature file of each modality the run reads; an end-to-end run
+    (fft, adapter, lora) reads the covers and the text and image checkpoints instead."""
     run = parsed_run(wildcards)
     data = f"results/{wildcards.dataset}/data"
     inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
     inputs["item_table"] = f"{data}/items.csv"
+    if run["method"] in E2E_METHODS:
+        inputs["covers"] = f"results/{wildcards.dataset}/media/image.h5"
+        for modality in ("text", "image"):
+            if model := built_model_dir(wildcards.dataset, modality):
+                inputs[f"{modality}_model"] = model
+        return inputs
     for letter in run["modalities"]:
         inputs[MODALITY_LETTERS[letter]] = f"results/{wildcards.dataset}/features/{MODALITY_LETTERS[letter]}.h5"
     return inputs
+
+
+def run_item_flags(wildcards):
+    """Where a run's items come from: the feature folder, the media and checkpoints of an
+    end-to-end run, or nothing (id-sasrec, popularity)."""
+    if run_is_end_to_end(wildcards):
+        return e2e_input_flags(config, wildcards.dataset)
+    if run_uses_content(wildcards):
+        return f"--features results/{wildcards.dataset}/features"
+    return ""
 
 
 def run_outputs(dataset):

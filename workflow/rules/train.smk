@@ -2,7 +2,8 @@
 
 
 rule train_run:
-    """Train, early-stop and evaluate one configuration on the cached states."""
+    """Train, early-stop and evaluate one configuration: on the cached states, or with BERT and
+    ViT in the loop (fft, adapter, lora: they read the covers and checkpoints, not the features)."""
     input:
         unpack(run_inputs),
     output:
@@ -16,7 +17,7 @@ rule train_run:
         run=r"[^/]+__[^/]+",
     params:
         data=lambda wc: f"results/{wc.dataset}/data",
-        features=lambda wc: f"--features results/{wc.dataset}/features" if run_uses_content(wc) else "",
+        item_source=run_item_flags,
         out=lambda wc: f"results/{wc.dataset}/runs/{wc.run}",
         # training settings and conventions as flags: changing one reruns the runs it affects
         settings=lambda wc: setting_flags(training_settings(config, wc.dataset), parsed_run(wc)["method"]),
@@ -28,14 +29,18 @@ rule train_run:
     # One thread per run: small matrices gain little from a second thread (13.8 s vs 13.1 s for
     # 6 demo epochs), two runs side by side gain 2x, and a fixed count keeps results bit-identical.
     threads: 1
+    # End-to-end runs (fft, adapter, lora) on MicroLens-100K: the paper's Table 4 gives 2,856-3,278 s
+    # per epoch on an A6000 plus ~2 min to encode every item for validation, for up to 50 epochs
+    # (early stopping usually ends them after 10-20): 36 h; host memory holds the covers as uint8
+    # (3 GB) and both checkpoints. Cached-state runs take minutes; 12 h is their bound.
     resources:
-        mem_mb=16000,
-        runtime=12 * 60,
+        mem_mb=lambda wc: 32000 if run_is_end_to_end(wc) else 16000,
+        runtime=lambda wc: 36 * 60 if run_is_end_to_end(wc) else 12 * 60,
         gpu=lambda wc: (
             training_settings(config, wc.dataset)["gpu"] if parsed_run(wc)["method"] != "popularity" else 0
         ),
     conda:
         "../../envs/models.yaml"
     shell:
-        "crossan train --run {wildcards.run} --data {params.data} {params.features}"
+        "crossan train --run {wildcards.run} --data {params.data} {params.item_source}"
         " --out {params.out} {params.settings} --device {params.device} --threads {threads} > {log} 2>&1"

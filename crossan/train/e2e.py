@@ -1,0 +1,147 @@
+"""Training an end-to-end run (``fft``, ``adapter``, ``lora``): BERT and ViT in the loop.
+
+Same loop, loss, early stopping, evaluation and outputs as every other trained method
+(:func:`crossan.train.trainer.fit`); what differs is the item side:
+
+* inputs: :func:`~crossan.train.e2e_inputs.load_item_inputs`, read and tokenised once;
+* model: the two frozen checkpoints loaded as in stage 1 (:func:`~crossan.encoders.load.load_encoder`)
+  and prepared by the method (:func:`~crossan.models.e2e.item_encoder.build_e2e_model`);
+* per step, only the batch's distinct items go through the encoders (and get gradients);
+  evaluation encodes every item once, ``eval_batch_size`` at a time, under
+  ``torch.inference_mode``;
+* optimiser: Adam with three learning rates, as IISAN ``Code_Uncached/run.py``: ``lr`` for
+  the recommender (heads, fusion, SASRec), ``text_lr`` and ``image_lr`` for each encoder's
+  trainable weights (all of them, its adapters, or its LoRA matrices and biases);
+* on CUDA with ``mixed_precision``: the encoders run under autocast in bfloat16 where the GPU
+  supports it, else float16 with a :class:`torch.amp.GradScaler`; SASRec and the loss stay in
+  float32. ``gradient_checkpointing`` recomputes the encoders' layer activations in the
+  backward pass (less memory, about a third more time). The CPU computes in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from crossan.encoders.load import load_encoder
+from crossan.errors import ConfigError
+from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
+from crossan.train.data import load_sequences
+from crossan.train.e2e_inputs import ItemInputs, load_item_inputs
+from crossan.train.names import run_name
+from crossan.train.towers import compute_item_towers
+from crossan.train.trainer import (
+    RunConfig,
+    RunResult,
+    deterministic_on_cpu,
+    fit,
+    resolve_device,
+    start_run,
+)
+
+log = logging.getLogger(__name__)
+
+
+def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:
+    """bfloat16 on a CUDA device that supports it, else float16; ``None`` (float32) on the CPU
+    or when ``mixed_precision`` is off."""
+    if device.type != "cuda" or not mixed_precision:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def parameter_groups(model: nn.Module, run: RunConfig) -> list[dict[str, object]]:
+    """Adam groups: the recommender at ``run.lr``, each encoder's trainable weights at its own
+    rate (``None`` = ``run.lr``). Frozen weights are in no group."""
+    encoder = model.item_encoder
+    text = [p for p in encoder.text.backbone.parameters() if p.requires_grad]
+    image = [p for p in encoder.image.backbone.parameters() if p.requires_grad]
+    in_backbones = {id(p) for p in (*text, *image)}
+    recommender = [p for p in model.parameters() if p.requires_grad and id(p) not in in_backbones]
+    groups = [
+        {"params": recommender, "lr": run.lr, "name": "recommender"},
+        {"params": text, "lr": run.text_lr or run.lr, "name": "text encoder"},
+        {"params": image, "lr": run.image_lr or run.lr, "name": "image encoder"},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def make_e2e_encoder(
+    model: nn.Module, inputs: ItemInputs, dtype: torch.dtype | None
+) -> Callable[[Tensor], Tensor]:
+    """``ids [N] -> float32 [N, d]`` through the encoders; id 0 (padding) gives a zero row
+    without running them."""
+    device = inputs.device
+
+    def encode(ids: Tensor) -> Tensor:
+        ids = ids.to(device)
+        rows = ids.nonzero().squeeze(1)
+        batch, _ = inputs.gather(ids.index_select(0, rows))
+        autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            items = model.encode_items(batch).float()
+        return items.new_zeros(len(ids), items.shape[1]).index_copy(0, rows, items)
+
+    return encode
+
+
+def train_end_to_end(run: RunConfig) -> RunResult:
+    """Train, early-stop, evaluate and write the outputs of an end-to-end run.
+
+    Raises:
+        ConfigError: not an end-to-end method, or no media folder / encoder checkpoints given.
+        DataError: missing or mismatched inputs (``items.csv``, ``image.h5``).
+        NonFiniteLossError: the loss became NaN or infinite.
+    """
+    if not run.end_to_end:
+        raise ConfigError(f"train_end_to_end trains fft, adapter and lora, not {run.method!r}")
+    missing = [name for name in ("media_dir", "text_model", "image_model") if not getattr(run, name)]
+    if missing:
+        raise ConfigError(f"{run.method} trains the encoders themselves and needs {', '.join(missing)} "
+                          "(crossan train --media, --text-model, --image-model)")
+    device = resolve_device(run.device)
+    with deterministic_on_cpu(device):
+        start_run(Path(run.out_dir))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        data = load_sequences(Path(run.data_dir), run.max_len)
+        text_encoder = load_encoder("text", run.text_model)
+        image_encoder = load_encoder("image", run.image_model)
+        inputs = load_item_inputs(Path(run.data_dir), Path(run.media_dir), text_encoder, image_encoder,
+                                  run.text_max_length, device)
+        if inputs.item_ids != data.item_ids:
+            raise ConfigError(f"{run.media_dir}/image.h5 and {run.data_dir}/items.csv disagree on the items")
+
+        torch.manual_seed(run.seed)
+        config = EndToEndConfig(method=run.method, hidden=run.hidden, lora_alpha=run.lora_alpha,
+                                max_len=run.max_len, sequence_encoder=run.sequence_encoder)
+        model = build_e2e_model(config, text_encoder.model, image_encoder.model).to(device)
+        if run.gradient_checkpointing:
+            for tower in (model.item_encoder.text, model.item_encoder.image):
+                tower.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        groups = parameter_groups(model, run)
+        optimizer = torch.optim.Adam(groups, weight_decay=run.weight_decay)
+        dtype = autocast_dtype(device, run.mixed_precision)
+        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        log.info("%s: encoders %s + %s; learning rates %s; %s%s", run.method, run.text_model, run.image_model,
+                 ", ".join(f"{g['name']} {g['lr']:g}" for g in groups),
+                 f"autocast {dtype}" if dtype else "float32",
+                 ", gradient checkpointing" if run.gradient_checkpointing else "")
+        return fit(
+            run, data, model, make_e2e_encoder(model, inputs, dtype), optimizer, device,
+            towers=lambda best: compute_item_towers(best, inputs, run_name(run), chunk=run.eval_batch_size),
+            scaler=scaler,
+            item_chunk=run.eval_batch_size,
+            extra_metrics={
+                "inputs": inputs.report,
+                "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
+                "gradient_checkpointing": run.gradient_checkpointing,
+                "learning_rates": {str(g["name"]): g["lr"] for g in groups},
+            },
+        )

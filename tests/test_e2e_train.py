@@ -1,0 +1,135 @@
+"""End-to-end runs (fft, adapter, lora) on tiny checkpoints: the outputs every run writes, inputs
+read and tokenised once, only a batch's distinct items through the encoders, masked covers
+counted, and the same numbers for the same seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_extract import BAD, make_items, make_media
+from test_train_data import random_sequences, write_dataset
+
+from crossan.encoders import inputs as inputs_module
+from crossan.encoders.tiny import build_tiny_encoders
+from crossan.errors import ConfigError
+from crossan.models.trainable import count_trainable
+from crossan.train import e2e_inputs
+from crossan.train.entry import train
+from crossan.train.trainer import RunConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
+N_USERS, N_ITEMS = 30, 24
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """Sequences, items.csv (item 7's title empty), tiny checkpoints and media (covers 3 and 17
+    unreadable, as the media stage marks them)."""
+    root = tmp_path_factory.mktemp("e2e")
+    data = write_dataset(root / "data", random_sequences(N_USERS, N_ITEMS, seed=5), N_ITEMS)
+    ids, titles = make_items(data / "items.csv", N_ITEMS)
+    models = build_tiny_encoders(root / "models", titles, seed=0)
+    make_media(root / "media", ids)
+    return {"data": data, "media": root / "media", "text": models["text"], "image": models["image"]}
+
+
+def config(world: dict[str, Path], out: Path, **kw) -> RunConfig:
+    defaults = {"method": "lora", "modalities": "TI", "hidden": 4, "lr": 1e-3, "text_lr": 1e-3, "image_lr": 1e-3,
+                "seed": 0, "batch_size": 8, "max_epochs": 1, "patience": 1, "device": "cpu", "dataset": "demo",
+                "eval_batch_size": 7}
+    return RunConfig(data_dir=world["data"], features_dir="", out_dir=out, media_dir=world["media"],
+                     text_model=world["text"], image_model=world["image"], **(defaults | kw))
+
+
+@pytest.mark.parametrize("method", ["fft", "adapter", "lora"])
+def test_a_run_writes_every_output_and_counts_masked_inputs(world, tmp_path: Path, method: str) -> None:
+    result = train(config(world, tmp_path / method, method=method))
+    out = tmp_path / method
+    for name in ("metrics.json", "per_user_valid.parquet", "per_user_test.parquet", "gates.json",
+                 "item_towers.h5", "train_log.csv"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["run_name"] == f"demo__{method}-TI-concat-k2-h4-lr1e-03-s0"
+    assert metrics["trainable_parameters"] == count_trainable(result.model)
+    assert metrics["inputs"]["masked_covers"] == len(BAD["image"])
+    assert metrics["inputs"]["empty_titles"] == 1
+    assert metrics["inputs"]["masked_cover_examples"][0] == f"i3: {BAD['image'][3]}"
+    assert metrics["precision"] == "float32" and metrics["learning_rates"]["recommender"] == 1e-3
+    assert 0 <= metrics["test"]["HR@10"] <= 1 and metrics["epochs_run"] == 1
+    assert json.loads((out / "gates.json").read_text(encoding="utf-8")) == {}
+
+
+def test_same_seed_same_numbers(world, tmp_path: Path) -> None:
+    first = train(config(world, tmp_path / "a", max_epochs=2, patience=2))
+    second = train(config(world, tmp_path / "b", max_epochs=2, patience=2))
+    assert first.test == second.test and first.valid == second.valid
+    assert [r["train_loss"] for r in first.log] == [r["train_loss"] for r in second.log]
+
+
+def test_inputs_are_read_and_tokenised_once_and_batches_hold_distinct_items(
+    world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened, tokenised, gathered = [], [], []
+    real_file, real_prepare, real_gather = inputs_module.h5py.File, inputs_module.TextInputs.prepare, \
+        e2e_inputs.ItemInputs.gather
+
+    def counting_file(path, *args, **kw):
+        opened.append(Path(path).name)
+        return real_file(path, *args, **kw)
+
+    def counting_prepare(self, titles):
+        tokenised.append(len(titles))
+        return real_prepare(self, titles)
+
+    def recording_gather(self, ids):
+        gathered.append(ids.tolist())
+        return real_gather(self, ids)
+
+    monkeypatch.setattr(inputs_module.h5py, "File", counting_file)
+    monkeypatch.setattr(inputs_module.TextInputs, "prepare", counting_prepare)
+    monkeypatch.setattr(e2e_inputs.ItemInputs, "gather", recording_gather)
+    result = train(config(world, tmp_path / "run", max_epochs=2, patience=2))
+    assert [name for name in opened if not name.endswith(".partial")] == ["image.h5"]  # once, at load
+    assert tokenised == [N_ITEMS + 1]  # every title (and the padding row) in one call
+    assert len(result.log) == 2
+    for ids in gathered:
+        assert 0 not in ids and len(ids) == len(set(ids))  # distinct items, never the padding row
+    # each evaluation (2 epochs + the final one, valid and test together) and the tower file
+    # encode every item exactly once, eval_batch_size (7) at a time
+    evaluation = [ids for ids in gathered if len(ids) <= 7 and ids == list(range(ids[0], ids[0] + len(ids)))]
+    assert sum(len(ids) for ids in evaluation) >= 4 * N_ITEMS
+
+
+def test_missing_inputs_are_named(world, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="media_dir.*--media"):
+        train(config(world, tmp_path / "x", media_dir=""))
+    with pytest.raises(ConfigError, match="text\\+image only"):
+        config(world, tmp_path / "y", modalities="TIV")
+
+
+def test_lora_item_embeddings_start_at_the_frozen_encoders(world, tmp_path: Path) -> None:
+    """Zero B: the untrained LoRA model's item table is the frozen model's (same heads)."""
+    from crossan.encoders.load import load_encoder
+    from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
+    from crossan.train.e2e import make_e2e_encoder
+    from crossan.train.trainer import all_item_embeddings
+
+    text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
+    inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
+    torch.manual_seed(0)
+    lora = build_e2e_model(EndToEndConfig(method="lora", hidden=4), text.model, image.model).eval()
+    frozen_text, frozen_image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
+    frozen = build_e2e_model(EndToEndConfig(method="fft"), frozen_text.model, frozen_image.model).eval()
+    frozen.load_state_dict({k: v for k, v in lora.state_dict().items() if ".lora_" not in k and "base_layer" not in k},
+                           strict=False)
+    for name in ("text", "image"):  # the pretrained q/v weights sit under base_layer in the LoRA model
+        getattr(frozen.item_encoder, name).load_state_dict(
+            {k.replace(".base_layer", ""): v for k, v in getattr(lora.item_encoder, name).state_dict().items()
+             if ".lora_" not in k})
+    with torch.inference_mode():
+        a = all_item_embeddings(make_e2e_encoder(lora, inputs, None), N_ITEMS, torch.device("cpu"), 7)
+        b = all_item_embeddings(make_e2e_encoder(frozen, inputs, None), N_ITEMS, torch.device("cpu"), 7)
+    assert torch.equal(a, b)
