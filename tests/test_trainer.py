@@ -25,13 +25,12 @@ from crossan.train import trainer
 from crossan.train.data import load_item_states, load_sequences
 from crossan.train.entry import train
 from crossan.train.loss import NonFiniteLossError
-from crossan.train.popularity import evaluate_popularity
 from crossan.train.names import format_lr, parse_run_name, run_name
+from crossan.train.popularity import evaluate_popularity
 from crossan.train.towers import read_item_towers
 from crossan.train.trainer import (
     METRIC_NAMES,
     RunConfig,
-    evaluate_model,
     make_item_encoder,
 )
 

@@ -30,13 +30,16 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch import nn
 
 from crossan.argtypes import positive_int
 from crossan.errors import ConfigError
 from crossan.models.adapters import letters_of, parse_modalities
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
-from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model, paper_backbones
+from crossan.models.e2e.item_encoder import (
+    EndToEndConfig,
+    build_e2e_model,
+    paper_backbones,
+)
 from crossan.models.fusion import FUSIONS
 from crossan.models.recommender import INTER_TOWERS, METHODS, ModelConfig, build_model
 from crossan.models.trainable import count_trainable

@@ -209,8 +209,8 @@ class _Planner:
 
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
         """The run names (one per seed) of ``method`` at its setting, with ``override``."""
-        from crossan.train.plan import SPEC_DEFAULTS
         from crossan.train.names import run_name
+        from crossan.train.plan import SPEC_DEFAULTS
         from crossan.train.trainer import RunConfig
 
         setting = {**SPEC_DEFAULTS, **self.plan["settings"].get(method, {}), **override}

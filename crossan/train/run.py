@@ -12,6 +12,7 @@ from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
 from crossan.train.names import parse_run_name, run_name
 
+
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``crossan train``: one run, its outputs in ``--out``."""
     from crossan.models.fusion import FUSIONS

@@ -1,7 +1,8 @@
 """Stage 2 training: one run = one configuration trained, early-stopped and evaluated.
 
-:func:`train` takes a :class:`RunConfig` and writes the run's outputs into ``out_dir``
-(``issue 4``, item 4):
+:func:`fit` is the loop every trained method shares (cached-state and ID runs via
+:func:`train_on_states`, end-to-end runs via :func:`crossan.train.e2e.train_end_to_end`;
+:func:`crossan.train.entry.train` picks). It writes the run's outputs into ``out_dir``:
 
 * ``per_user_valid.parquet``, ``per_user_test.parquet``: one row per user (column ``user`` =
   ``user_index``) with ``rank``, ``HR@10``, ``NDCG@10``, ``HR@20``, ``NDCG@20`` of the best
@@ -64,8 +65,8 @@ import crossan
 from crossan.atomic import write_text_atomic
 from crossan.errors import ConfigError
 from crossan.models import METHODS, ModelConfig, build_model, count_trainable
-from crossan.models.e2e import E2E_FUSION, E2E_METHODS, E2E_MODALITIES
 from crossan.models.adapters import LAYER0_PREVIOUS
+from crossan.models.e2e import E2E_FUSION, E2E_METHODS, E2E_MODALITIES
 from crossan.models.fusion import FUSIONS
 from crossan.models.recommender import INTER_TOWERS
 from crossan.models.sasrec import SEQUENCE_LAYOUTS
