@@ -4,6 +4,7 @@ counted, and the same numbers for the same seed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_inputs_are_read_and_tokenised_once_and_batches_hold_distinct_items(
 
 def test_missing_inputs_are_named(world, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="media_dir.*--media"):
-        train(config(world, tmp_path / "x", media_dir=""))
+        train(dataclasses.replace(config(world, tmp_path / "x"), media_dir=""))
     with pytest.raises(ConfigError, match="text\\+image only"):
         config(world, tmp_path / "y", modalities="TIV")
 
