@@ -69,6 +69,7 @@ from crossan.train.trainer import (
     batch_loss,
     deterministic_on_cpu,
     make_item_encoder,
+    optimizer_step,
     peak_memory,
     resolve_device,
 )
@@ -163,7 +164,11 @@ def build_end_to_end(method: str, args: argparse.Namespace, device: torch.device
     # training never has).
     from transformers import BertConfig, ViTConfig
 
-    from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model, paper_backbones
+    from crossan.models.e2e.item_encoder import (
+        EndToEndConfig,
+        build_e2e_model,
+        paper_backbones,
+    )
     from crossan.train.e2e import autocast_dtype, make_e2e_encoder
     from crossan.train.e2e_inputs import ItemInputs
 
@@ -223,14 +228,7 @@ def time_steps(model: nn.Module, encode: Callable[[Tensor], Tensor], batch: Trai
     for step in range(args.warmup + args.steps):
         started = time.perf_counter()
         loss = batch_loss(model, encode, batch, log_popularity)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        optimizer_step(loss, optimizer, scaler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if step >= args.warmup:

@@ -14,12 +14,15 @@ from test_extract import BAD, make_items, make_media
 from test_train_data import random_sequences, write_dataset
 
 from crossan.encoders import inputs as inputs_module
+from crossan.encoders.load import load_encoder
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError
+from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
 from crossan.models.trainable import count_trainable
 from crossan.train import e2e_inputs
+from crossan.train.e2e import make_e2e_encoder
 from crossan.train.entry import train
-from crossan.train.trainer import RunConfig
+from crossan.train.trainer import RunConfig, all_item_embeddings
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
 N_USERS, N_ITEMS = 30, 24
@@ -113,11 +116,6 @@ def test_missing_inputs_are_named(world, tmp_path: Path) -> None:
 
 def test_lora_item_embeddings_start_at_the_frozen_encoders(world, tmp_path: Path) -> None:
     """Zero B: the untrained LoRA model's item table is the frozen model's (same heads)."""
-    from crossan.encoders.load import load_encoder
-    from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
-    from crossan.train.e2e import make_e2e_encoder
-    from crossan.train.trainer import all_item_embeddings
-
     text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
     inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
     torch.manual_seed(0)

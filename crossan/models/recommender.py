@@ -136,7 +136,9 @@ class SequentialRecommender(nn.Module):
     ``index: long[B, L]`` into those rows (``[B, L, d]``), then logits ``users @ items.T``.
     """
 
-    def __init__(self, config: ModelConfig, item_encoder: nn.Module, sequence_encoder: SASRec) -> None:
+    def __init__(self, config: object, item_encoder: nn.Module, sequence_encoder: SASRec) -> None:
+        """``config``: the shape it was built from (:class:`ModelConfig`, or the end-to-end
+        family's ``EndToEndConfig``)."""
         super().__init__()
         self.config = config
         self.item_encoder = item_encoder

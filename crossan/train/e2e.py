@@ -115,8 +115,6 @@ def train_end_to_end(run: RunConfig) -> RunResult:
         image_encoder = load_encoder("image", run.image_model)
         inputs = load_item_inputs(Path(run.data_dir), Path(run.media_dir), text_encoder, image_encoder,
                                   run.text_max_length, device)
-        if inputs.item_ids != data.item_ids:
-            raise ConfigError(f"{run.media_dir}/image.h5 and {run.data_dir}/items.csv disagree on the items")
 
         torch.manual_seed(run.seed)
         config = EndToEndConfig(method=run.method, hidden=run.hidden, lora_alpha=run.lora_alpha,

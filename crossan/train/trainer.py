@@ -543,6 +543,18 @@ def train_on_states(run: RunConfig) -> RunResult:
                    else empty_item_towers(data.item_ids, run_name(run)))
 
 
+def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Zero the gradients, backpropagate ``loss`` and step (through ``scaler`` for float16 autocast)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+
 def fit(
     run: RunConfig,
     data: SequenceData,
@@ -585,14 +597,7 @@ def fit(
             loss = batch_loss(model, encode, batch, log_popularity, run.negatives)
             value = loss.detach()
             check_finite(value, epoch, step)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            optimizer_step(loss, optimizer, scaler)
             n = int((batch.targets != 0).sum())
             total += float(value) * n
             positions += n
