@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
 from crossan.models.e2e.houlsby import AdaptedProjection, add_houlsby_adapters
-from crossan.models.e2e.item_encoder import EndToEndConfig, ItemBatch, build_e2e_model
+from crossan.models.e2e.item_encoder import EndToEndConfig, ItemBatch, Standardize, build_e2e_model
 from crossan.models.params import paper_configuration_count, register_cli
 from crossan.models.trainable import count_trainable
 
@@ -225,3 +225,26 @@ def test_masked_covers_stay_zero_and_never_reach_vit(method: str) -> None:
     model.encode_items(item_batch(3, has_image=[False] * 3)).sum().backward()
     vit = model.item_encoder.image.backbone
     assert all(p.grad is None for p in vit.parameters())
+
+
+# ---------------------------------------------------------------- [CLS] standardisation
+
+
+def test_standardize_is_the_exact_identity_until_fitted_and_holds_no_parameters() -> None:
+    x = torch.randn(5, 3)
+    standardize = Standardize(3)
+    assert torch.equal(standardize(x), x)
+    assert count_trainable(standardize) == 0 and sum(p.numel() for p in standardize.parameters()) == 0
+    model = build("lora")
+    assert all(torch.equal(getattr(model.item_encoder, name).standardize(x16), x16)
+               for name in ("text", "image") for x16 in [torch.randn(4, 16)])
+
+
+def test_standardize_fitted_by_hand() -> None:
+    x = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, 2.0], [5.0, 5.0, 2.0]])  # columns 2 and 3 constant
+    standardize = Standardize(3)
+    standardize.fit(x)
+    std = (8.0 / 3.0) ** 0.5  # population std of 1, 3, 5
+    expected = torch.tensor([[-2.0 / std, 0.0, 0.0], [0.0, 0.0, 0.0], [2.0 / std, 0.0, 0.0]])
+    assert torch.allclose(standardize(x), expected, atol=1e-6)
+    assert torch.equal(standardize.mean, torch.tensor([3.0, 5.0, 2.0]))

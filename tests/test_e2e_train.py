@@ -20,7 +20,7 @@ from crossan.errors import ConfigError
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
 from crossan.models.trainable import count_trainable
 from crossan.train import e2e_inputs
-from crossan.train.e2e import make_e2e_encoder
+from crossan.train.e2e import fit_cls_standardization, make_e2e_encoder
 from crossan.train.entry import train
 from crossan.train.trainer import RunConfig, all_item_embeddings
 
@@ -132,3 +132,36 @@ def test_lora_item_embeddings_start_at_the_frozen_encoders(world, tmp_path: Path
         a = all_item_embeddings(make_e2e_encoder(lora, inputs, None), N_ITEMS, torch.device("cpu"), 7)
         b = all_item_embeddings(make_e2e_encoder(frozen, inputs, None), N_ITEMS, torch.device("cpu"), 7)
     assert torch.equal(a, b)
+
+
+def test_cls_standardization_uses_the_step0_states_of_usable_items(world) -> None:
+    """Fitted on the untrained model's [CLS] states: every item's text, readable covers only;
+    afterwards those states have mean 0 and std 1 per feature, and nothing trainable is added."""
+    text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
+    inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
+    torch.manual_seed(0)
+    model = build_e2e_model(EndToEndConfig(method="adapter", hidden=4), text.model, image.model).train()
+    trainable = count_trainable(model)
+    counts = fit_cls_standardization(model, inputs, chunk=7, dtype=None)
+    assert counts == {"text": N_ITEMS, "image": N_ITEMS - len(BAD["image"])}
+    assert model.training and count_trainable(model) == trainable
+    encoder = model.eval().item_encoder
+    with torch.inference_mode():
+        batch, _ = inputs.gather(torch.arange(1, N_ITEMS + 1))
+        rows = batch.has_image.nonzero().squeeze(1)
+        states = {"text": encoder.text.cls_state(**batch.text),
+                  "image": encoder.image.cls_state(pixel_values=batch.pixels.index_select(0, rows))}
+    for name, raw in states.items():
+        z = getattr(encoder, name).standardize(raw).double()
+        varying = raw.std(0) > 1e-6
+        assert varying.any()
+        assert torch.allclose(z.mean(0), torch.zeros_like(z[0]), atol=1e-5)
+        assert torch.allclose(z.std(0, unbiased=False)[varying], torch.ones(int(varying.sum()), dtype=z.dtype), atol=1e-4)
+
+
+def test_standardize_states_reaches_end_to_end_runs(world, tmp_path: Path) -> None:
+    result = train(config(world, tmp_path / "z", method="fft", standardize_states=True))
+    metrics = json.loads((tmp_path / "z" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["standardized_cls_items"] == {"text": N_ITEMS, "image": N_ITEMS - len(BAD["image"])}
+    assert float(result.model.item_encoder.text.standardize.scale.abs().sum()) > 0
+    assert not torch.equal(result.model.item_encoder.text.standardize.mean, torch.zeros(32))

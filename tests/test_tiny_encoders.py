@@ -140,6 +140,8 @@ def test_configs_match_the_spec_and_the_real_checkpoints(built: dict[str, Path])
     ast = ASTModel.from_pretrained(built["audio"]).config
     assert (ast.max_length, ast.num_mel_bins, ast.patch_size) == (1024, 128, 16)
     assert (ast.frequency_stride, ast.time_stride) == (10, 10)
+    for config in (bert, vit, video, ast):  # end-to-end training through them: no dropout noise
+        assert config.hidden_dropout_prob == 0.0 and config.attention_probs_dropout_prob == 0.0
 
 
 # ---------------------------------------------------------------- determinism

@@ -345,6 +345,7 @@ def test_planned_run_names_from_config() -> None:
     assert training_settings(config, "a") == {"batch_size": 64, "max_epochs": 3, "standardize_states": True}
     assert setting_flags(training_settings(config, "a")) == "--batch-size 64 --max-epochs 3 --standardize-states"
     assert setting_flags(training_settings(config, "b")) == "--batch-size 64 --max-epochs 50"
+    assert "--standardize-states" in setting_flags(training_settings(config, "a"), "adapter").split()
 
 
 def test_convention_flags_reach_only_the_methods_they_change() -> None:

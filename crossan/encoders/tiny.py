@@ -242,11 +242,16 @@ def _model(arch: str, spec: TinySpec, text_vocab_size: int) -> PreTrainedModel:
     """A randomly initialised model of ``arch`` with the spec's sizes (RNG seeded by caller)."""
     import transformers as tf
 
+    # No dropout: item differences in a random encoder's [CLS] are ~1% of its scale, below the
+    # noise dropout 0.1 adds when fft/adapter/lora train through it (stage 1 runs in eval mode,
+    # so its features do not depend on this).
     shared = {
         "hidden_size": spec.hidden_size,
         "num_hidden_layers": spec.num_layers,
         "num_attention_heads": spec.num_heads,
         "intermediate_size": spec.intermediate_size,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
     }
     if arch == "bert":
         config = tf.BertConfig(

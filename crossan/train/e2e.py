@@ -12,6 +12,9 @@ Same loop, loss, early stopping, evaluation and outputs as every other trained m
 * optimiser: Adam with three learning rates, as IISAN ``Code_Uncached/run.py``: ``lr`` for
   the recommender (heads, fusion, SASRec), ``text_lr`` and ``image_lr`` for each encoder's
   trainable weights (all of them, its adapters, or its LoRA matrices and biases);
+* ``standardize_states`` (the demo's setting): each tower z-scores its ``[CLS]`` state with
+  statistics of the model as built, before any update, over every item with a usable input
+  (:func:`fit_cls_standardization`); fixed afterwards, like the cached methods' z-scores;
 * on CUDA with ``mixed_precision``: the encoders run under autocast in bfloat16 where the GPU
   supports it, else float16 with a :class:`torch.amp.GradScaler`; SASRec and the loss stay in
   float32. ``gradient_checkpointing`` recomputes the encoders' layer activations in the
@@ -91,6 +94,42 @@ def make_e2e_encoder(
     return encode
 
 
+def fit_cls_standardization(
+    model: nn.Module, inputs: ItemInputs, chunk: int, dtype: torch.dtype | None
+) -> dict[str, int]:
+    """Fit both towers' :class:`~crossan.models.e2e.item_encoder.Standardize` on their ``[CLS]``
+    states at step 0 (eval mode, ``chunk`` items at a time): the text tower over every item, the
+    image tower over the items with a readable cover. Returns the item count per tower.
+
+    Why: the demo's randomly initialised encoders give every item nearly the same ``[CLS]``
+    state (item differences ~1% of its scale), so heads and adapters would spend tens of epochs
+    amplifying them; real checkpoints do not need it (the paper feeds ``[CLS]`` raw).
+    """
+    encoder = model.item_encoder
+    was_training = model.training
+    model.eval()
+    states: dict[str, list[Tensor]] = {"text": [], "image": []}
+    autocast = (torch.autocast(inputs.device.type, dtype=dtype) if dtype is not None
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
+        for start in range(1, inputs.n_items + 1, chunk):
+            ids = torch.arange(start, min(start + chunk, inputs.n_items + 1), device=inputs.device)
+            batch, _ = inputs.gather(ids)
+            states["text"].append(encoder.text.cls_state(**batch.text).float())
+            rows = batch.has_image.nonzero().squeeze(1)
+            if len(rows):
+                pixels = batch.pixels.index_select(0, rows)
+                states["image"].append(encoder.image.cls_state(pixel_values=pixels).float())
+    counts = {}
+    for name, tower in (("text", encoder.text), ("image", encoder.image)):
+        values = torch.cat(states[name]).clone() if states[name] else torch.empty(0)
+        counts[name] = len(values)
+        if counts[name] >= 2:
+            tower.standardize.fit(values)
+    model.train(was_training)
+    return counts
+
+
 def train_end_to_end(run: RunConfig) -> RunResult:
     """Train, early-stop, evaluate and write the outputs of an end-to-end run.
 
@@ -123,9 +162,11 @@ def train_end_to_end(run: RunConfig) -> RunResult:
         if run.gradient_checkpointing:
             for tower in (model.item_encoder.text, model.item_encoder.image):
                 tower.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        dtype = autocast_dtype(device, run.mixed_precision)
+        standardized = (fit_cls_standardization(model, inputs, run.eval_batch_size, dtype)
+                        if run.standardize_states else {})
         groups = parameter_groups(model, run)
         optimizer = torch.optim.Adam(groups, weight_decay=run.weight_decay)
-        dtype = autocast_dtype(device, run.mixed_precision)
         scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
         log.info("%s: encoders %s + %s; learning rates %s; %s%s", run.method, run.text_model, run.image_model,
                  ", ".join(f"{g['name']} {g['lr']:g}" for g in groups),
@@ -141,5 +182,6 @@ def train_end_to_end(run: RunConfig) -> RunResult:
                 "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
                 "gradient_checkpointing": run.gradient_checkpointing,
                 "learning_rates": {str(g["name"]): g["lr"] for g in groups},
+                "standardized_cls_items": standardized,
             },
         )

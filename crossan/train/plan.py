@@ -114,7 +114,7 @@ def setting_flags(settings: Mapping[str, Any], method: str | None = None) -> str
     e2e = method in E2E_METHODS
     flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items()
              if key in settings and not (e2e and key == "batch_size" and "e2e_batch_size" in settings)]
-    if settings.get("standardize_states") and not e2e:
+    if settings.get("standardize_states"):
         flags.append("--standardize-states")
     if e2e:
         flags += _e2e_flags(settings, method)

@@ -45,7 +45,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=positive_float, default=None, help="default 1e-4")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--standardize-states", action="store_true",
-                        help="z-score each cached (layer, dim) over the items first (the demo's "
+                        help="z-score each cached (layer, dim) over the items first; fft, adapter, "
+                        "lora: z-score each encoder's [CLS] with its step-0 statistics (the demo's "
                         "random encoders need it; the paper feeds raw states)")
     parser.add_argument("--seed", type=non_negative_int, default=None, help="default 0")
     parser.add_argument("--batch-size", type=positive_int, default=64)

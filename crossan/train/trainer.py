@@ -134,7 +134,9 @@ class RunConfig:
     T, I, V, A order; ``id-sasrec`` and ``popularity`` use no content, so for them it is set
     to ``""`` and ``fusion`` to ``"none"``. ``fusion``: ``None`` = the method's default. ``hidden``: the adapters' bottleneck size.
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``standardize_states``:
-    z-score the cached states first (:func:`~crossan.train.data.standardize_states`).
+    z-score the cached states first (:func:`~crossan.train.data.standardize_states`); for
+    ``fft``/``adapter``/``lora`` each encoder's ``[CLS]`` with its step-0 statistics
+    (:func:`crossan.train.e2e.fit_cls_standardization`).
 
     Conventions where the paper is silent (:data:`CONVENTIONS`; defaults = IISAN's and
     MicroLens' code, the other value = our earlier rule): ``inter_tower`` (IISAN/IISAN-E inter

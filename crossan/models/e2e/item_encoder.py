@@ -14,6 +14,10 @@ is ``[CLS] [SEP]``, as in stage 1.
 
 The poolers (BERT's tanh pooler, ViT's) are never used and are removed from the backbones
 (:func:`drop_pooler`), so they are neither trained nor counted.
+
+Each tower can z-score its ``[CLS]`` state with fixed statistics (:class:`Standardize`, the
+identity unless fitted; ``training.standardize_states``, the demo's setting for its random
+encoders, as the cached methods z-score their states): buffers, never trained or counted.
 """
 
 from __future__ import annotations
@@ -76,20 +80,51 @@ def drop_pooler(backbone: PreTrainedModel) -> PreTrainedModel:
     return backbone
 
 
+class Standardize(nn.Module):
+    """Per-feature z-scores with fixed statistics: ``[N, D] -> [N, D]``, ``(x - mean) * scale``.
+
+    The exact identity until :meth:`fit`. A feature constant over the fitted rows gets scale 0
+    (it carries nothing), as :func:`crossan.train.data.standardize_states` does for cached states.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> None:
+        """Set the statistics from ``x`` ``[N, D]`` (N >= 2), computed in float64."""
+        values = x.detach().to(torch.float64)
+        mean, std = values.mean(0), values.std(0, unbiased=False)
+        constant = std <= 1e-6 * mean.abs().clamp_min(1.0)
+        self.mean.copy_(mean)
+        self.scale.copy_(torch.where(constant, torch.zeros_like(std), 1.0 / std.clamp_min(1e-30)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) * self.scale
+
+
 class ClsTower(nn.Module):
-    """An encoder's ``[CLS]`` last hidden state -> ``Linear(D -> item_dim)`` + GELU.
+    """An encoder's ``[CLS]`` last hidden state -> :class:`Standardize` -> ``Linear(D -> item_dim)``
+    + GELU.
 
     ``forward(**inputs)`` takes the backbone's keyword inputs for ``N`` items -> ``[N, item_dim]``.
     """
 
     def __init__(self, backbone: PreTrainedModel, item_dim: int) -> None:
         super().__init__()
+        hidden = int(backbone.config.hidden_size)
         self.backbone = backbone
-        self.head = nn.Linear(int(backbone.config.hidden_size), item_dim)
+        self.standardize = Standardize(hidden)
+        self.head = nn.Linear(hidden, item_dim)
+
+    def cls_state(self, **inputs: Tensor) -> Tensor:
+        """The backbone's raw ``[CLS]`` last hidden state, ``[N, D]``."""
+        return self.backbone(**inputs).last_hidden_state[:, 0]
 
     def forward(self, **inputs: Tensor) -> Tensor:
-        cls = self.backbone(**inputs).last_hidden_state[:, 0]
-        return F.gelu(self.head(cls))
+        return F.gelu(self.head(self.standardize(self.cls_state(**inputs))))
 
 
 class EndToEndItemEncoder(nn.Module):
