@@ -191,7 +191,7 @@ def build_end_to_end(method: str, args: argparse.Namespace, device: torch.device
     model = build_e2e_model(EndToEndConfig(method=method, hidden=args.hidden), *paper_backbones()).to(device)
     if args.gradient_checkpointing:
         for tower in (model.item_encoder.text, model.item_encoder.image):
-            tower.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            tower.backbone.activation_checkpointing_enable({"use_reentrant": False})
     dtype = autocast_dtype(device, args.mixed_precision)
     return model, make_e2e_encoder(model, inputs, dtype), dtype, baseline
 

@@ -4,6 +4,7 @@ counted, and the same numbers for the same seed."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -20,9 +21,9 @@ from crossan.errors import ConfigError
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
 from crossan.models.trainable import count_trainable
 from crossan.train import e2e_inputs
-from crossan.train.e2e import fit_cls_standardization, make_e2e_encoder
+from crossan.train.e2e import autocast_dtype, fit_cls_standardization, make_e2e_encoder
 from crossan.train.entry import train
-from crossan.train.trainer import RunConfig, all_item_embeddings
+from crossan.train.trainer import RunConfig, all_item_embeddings, optimizer_step
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
 N_USERS, N_ITEMS = 30, 24
@@ -165,3 +166,57 @@ def test_standardize_states_reaches_end_to_end_runs(world, tmp_path: Path) -> No
     assert metrics["standardized_cls_items"] == {"text": N_ITEMS, "image": N_ITEMS - len(BAD["image"])}
     assert float(result.model.item_encoder.text.standardize.scale.abs().sum()) > 0
     assert not torch.equal(result.model.item_encoder.text.standardize.mean, torch.zeros(32))
+
+
+# ---------------------------------------------------------------- GPU paths, forced on the CPU
+
+
+def test_autocast_dtype_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype(cuda, True) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype(cuda, True) == torch.float16
+    assert autocast_dtype(cuda, False) is None and autocast_dtype(torch.device("cpu"), True) is None
+
+
+def test_bfloat16_autocast_encodes_in_float32_close_to_full_precision(world) -> None:
+    """The autocast branch of the encoder (CUDA's) run with CPU bfloat16: float32 out, ~bf16 error."""
+    text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
+    inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
+    torch.manual_seed(0)
+    model = build_e2e_model(EndToEndConfig(method="adapter", hidden=4), text.model, image.model).eval()
+    ids = torch.tensor([0, 1, 3, 5])  # padding, an item, a masked cover, another item
+    with torch.inference_mode():
+        full = make_e2e_encoder(model, inputs, None)(ids)
+        half = make_e2e_encoder(model, inputs, torch.bfloat16)(ids)
+    assert half.dtype == torch.float32 and torch.equal(half[0], torch.zeros_like(half[0]))
+    assert torch.allclose(half, full, atol=0.05, rtol=0.05) and not torch.equal(half, full)
+
+
+def test_grad_scaler_step_updates_like_a_plain_step() -> None:
+    """The float16 path's scaler (enabled on the CPU here): same update as without it."""
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(3, 1)
+    scaled = copy.deepcopy(plain)
+    x = torch.randn(4, 3)
+    optimizers = [torch.optim.Adam(m.parameters(), lr=0.1) for m in (plain, scaled)]
+    optimizer_step(plain(x).pow(2).mean(), optimizers[0])
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    optimizer_step(scaled(x).pow(2).mean(), optimizers[1], scaler)
+    assert scaler.get_scale() == 1024.0  # finite gradients: no back-off
+    for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_run(world, tmp_path: Path) -> None:
+    plain = train(config(world, tmp_path / "a", method="adapter", max_epochs=2, patience=2))
+    checkpointed = train(config(world, tmp_path / "b", method="adapter", max_epochs=2, patience=2,
+                                gradient_checkpointing=True))
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["gradient_checkpointing"] is True
+    encoder = checkpointed.model.item_encoder
+    assert encoder.text.backbone.is_activation_checkpointing and encoder.image.backbone.is_activation_checkpointing
+    assert not plain.model.item_encoder.text.backbone.is_activation_checkpointing
+    assert [r["train_loss"] for r in checkpointed.log] == pytest.approx([r["train_loss"] for r in plain.log], rel=1e-5)
+    assert checkpointed.test == pytest.approx(plain.test, abs=1e-9)

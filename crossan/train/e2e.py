@@ -161,7 +161,7 @@ def train_end_to_end(run: RunConfig) -> RunResult:
         model = build_e2e_model(config, text_encoder.model, image_encoder.model).to(device)
         if run.gradient_checkpointing:
             for tower in (model.item_encoder.text, model.item_encoder.image):
-                tower.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                tower.backbone.activation_checkpointing_enable({"use_reentrant": False})
         dtype = autocast_dtype(device, run.mixed_precision)
         standardized = (fit_cls_standardization(model, inputs, run.eval_batch_size, dtype)
                         if run.standardize_states else {})
