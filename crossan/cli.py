@@ -21,6 +21,7 @@ COMMAND_MODULES: dict[str, str] = {
     "tiny-encoders": "crossan.encoders.tiny",
     "extract-features": "crossan.encoders.extract",
     "merge-features": "crossan.encoders.extract",
+    "graph": "crossan.graph.build",
     "params": "crossan.models.params",
     "train": "crossan.train.run",
     "plan": "crossan.results.cli",

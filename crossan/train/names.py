@@ -28,7 +28,7 @@ from typing import Any
 from crossan.errors import ConfigError
 
 SEPARATOR = "__"
-_METHOD_PATTERN = "crossan|indsan|iisan-e|iisan|id-sasrec|popularity|fft|adapter|lora"
+_METHOD_PATTERN = "crossan|indsan|iisan-e|iisan|id-sasrec|popularity|fft|adapter|lora|mmgcn|grcn|bm3|freedom|mgcn|mhcr"
 _NAME = re.compile(
     rf"^(?P<dataset>.+?){SEPARATOR}(?P<method>{_METHOD_PATTERN})-(?P<modalities>[TIVA]+|none)"
     r"-(?P<fusion>[a-z]+)-k(?P<topk>\d+)-h(?P<hidden>\d+)"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "train", help="train and evaluate one configuration (or the popularity baseline)",
-        description="Train one configuration (on cached states, or with the encoders in the loop "
-        "for fft, adapter and lora), early-stop on validation HR@10, evaluate test at the best "
+        description="Train one configuration (on cached states, with the encoders in the loop "
+        "for fft, adapter and lora, or a graph recommender on the training graph), early-stop on validation HR@10, evaluate test at the best "
         "epoch; writes metrics.json (last), per_user_{valid,test}.parquet, gates.json, "
         "item_towers.h5 and train_log.csv into --out.",
     )
@@ -73,6 +74,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                      help="on CUDA: bfloat16 autocast where supported, else float16 + grad scaler")
     e2e.add_argument("--eval-batch-size", type=positive_int, default=256,
                      help="items through the encoders at once during evaluation")
+    graph = parser.add_argument_group(
+        "graph recommenders (mmgcn, grcn, bm3, freedom, mgcn, mhcr)",
+        "--batch-size counts training pairs; --features gives the item content")
+    graph.add_argument("--graph", type=Path, default=None, help="the dataset's graph file (crossan graph)")
+    graph.add_argument("--grid", type=_json_grid, default={}, metavar="JSON",
+                       help='model parameters tried, selected on validation, e.g. \'{"reg_weight": [0, 1e-4]}\'')
     conventions = parser.add_argument_group(
         "conventions where the paper is silent",
         "defaults = IISAN's and MicroLens' code; the other value = our earlier rule (README)")
@@ -92,6 +99,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         help="CPU threads for torch (default: torch's own). The same seed gives "
                         "the same numbers for the same thread count; the workflow passes 1.")
     parser.set_defaults(func=_run_cli)
+
+
+def _json_grid(text: str) -> dict[str, list[Any]]:
+    """``--grid``: a JSON object of parameter -> list of values."""
+    try:
+        grid = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from error
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise argparse.ArgumentTypeError('expected an object of non-empty lists, e.g. {"reg_weight": [0, 1e-4]}')
+    return grid
 
 
 NAME_DEFAULTS: dict[str, Any] = {
@@ -159,6 +177,8 @@ def _run_cli(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
         mixed_precision=args.mixed_precision == "on",
         eval_batch_size=args.eval_batch_size,
+        graph_file=args.graph or "",
+        graph_grid=args.grid,
         **{name: getattr(args, name) for name in CONVENTIONS},
     )
     if args.run is not None and run_name(run) != args.run:

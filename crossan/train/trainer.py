@@ -68,6 +68,7 @@ from crossan.models import METHODS, ModelConfig, build_model, count_trainable
 from crossan.models.adapters import LAYER0_PREVIOUS
 from crossan.models.e2e import E2E_FUSION, E2E_METHODS, E2E_MODALITIES
 from crossan.models.fusion import FUSIONS
+from crossan.models.graph import GRAPH_METHODS
 from crossan.models.recommender import INTER_TOWERS
 from crossan.models.sasrec import SEQUENCE_LAYOUTS
 from crossan.train.data import (
@@ -103,7 +104,7 @@ from crossan.train.towers import (
 log = logging.getLogger(__name__)
 
 POPULARITY = "popularity"
-RUN_METHODS: tuple[str, ...] = (*METHODS, *E2E_METHODS, POPULARITY)
+RUN_METHODS: tuple[str, ...] = (*METHODS, *E2E_METHODS, *GRAPH_METHODS, POPULARITY)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 KS: tuple[int, ...] = (10, 20)
 METRIC_NAMES: tuple[str, ...] = tuple(f"{m}@{k}" for k in KS for m in ("HR", "NDCG"))
@@ -154,6 +155,12 @@ class RunConfig:
     ``mixed_precision`` (on CUDA: bfloat16 autocast where supported, else float16 with a
     gradient scaler; the CPU always computes in float32) and ``eval_batch_size`` (items through
     the encoders at once during evaluation). None of these is part of the run name either.
+
+    Graph recommenders (``mmgcn``, ``grcn``, ``bm3``, ``freedom``, ``mgcn``, ``mhcr``; any
+    modalities; fusion ``none``, each model combines its modalities itself; ``hidden`` = the
+    embedding size; ``batch_size`` = training pairs per batch): ``graph_file`` (the dataset's
+    graph, :mod:`crossan.graph.build`) and ``graph_grid`` (model parameter -> values tried,
+    selected on validation; empty = the model's defaults).
     """
 
     data_dir: str
@@ -190,10 +197,12 @@ class RunConfig:
     gradient_checkpointing: bool = False
     mixed_precision: bool = True
     eval_batch_size: int = 256
+    graph_file: str = ""
+    graph_grid: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        for name in ("data_dir", "features_dir", "out_dir", "media_dir", "text_model", "image_model"):
+        for name in ("data_dir", "features_dir", "out_dir", "media_dir", "text_model", "image_model", "graph_file"):
             set_(self, name, str(getattr(self, name)))
         if self.method not in RUN_METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose from {', '.join(RUN_METHODS)}")
@@ -210,7 +219,12 @@ class RunConfig:
             if self.end_to_end and self.fusion not in (None, E2E_FUSION):
                 raise ConfigError(f"{self.method} fuses text and image by concatenation; fusion "
                                   f"{self.fusion!r} is not available for it")
-            if self.fusion is not None and self.fusion not in FUSIONS:
+            if self.graph_method:
+                if self.fusion not in (None, "none"):
+                    raise ConfigError(f"{self.method} combines its modalities itself; fusion must be none, "
+                                      f"got {self.fusion!r}")
+                set_(self, "fusion", "none")
+            elif self.fusion is not None and self.fusion not in FUSIONS:
                 raise ConfigError(f"unknown fusion {self.fusion!r}; choose from {', '.join(FUSIONS)}")
         else:  # no content: modalities and fusion do not apply (canonical "" and "none")
             set_(self, "modalities", "")
@@ -242,7 +256,7 @@ class RunConfig:
 
     def resolved_fusion(self) -> str:
         """The fusion actually used: ``"none"`` for ``id-sasrec`` and ``popularity``."""
-        if self.method in ("id-sasrec", POPULARITY):
+        if self.method in ("id-sasrec", POPULARITY) or self.graph_method:
             return "none"
         if self.end_to_end:
             return E2E_FUSION
@@ -251,6 +265,11 @@ class RunConfig:
     @property
     def uses_content(self) -> bool:
         return self.method not in ("id-sasrec", POPULARITY)
+
+    @property
+    def graph_method(self) -> bool:
+        """A multimodal graph recommender (Table 8)."""
+        return self.method in GRAPH_METHODS
 
     @property
     def end_to_end(self) -> bool:
@@ -299,7 +318,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -603,12 +622,12 @@ def fit(
             n = int((batch.targets != 0).sum())
             total += float(value) * n
             positions += n
-        _sync(device)
+        sync_device(device)
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
         valid, _ = evaluate()["valid"]
-        _sync(device)
+        sync_device(device)
         eval_seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": total / max(positions, 1),
                **{f"valid_{m}": valid[m] for m in METRIC_NAMES},

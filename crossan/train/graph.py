@@ -1,0 +1,259 @@
+"""Training a multimodal graph recommender run (Table 8: MMGCN, GRCN, BM3, FREEDOM, MGCN, MHCR).
+
+Same splits, evaluation and output files as every other run; what differs is the data and the
+loop, which follow MMRec's protocol for these models:
+
+* inputs: the dataset's graph file (:mod:`crossan.graph.build`: the training pairs, the
+  normalised user-item adjacency, the kNN item graphs) and, for the run's modalities, the
+  cached pooled state of the layer the graph was built on (``standardize_states``: z-scored
+  as for the other methods), both resident on the device for the whole run;
+* an epoch: every training pair once, shuffled, in batches of ``batch_size`` pairs (2048),
+  each with one negative drawn uniformly from the items the user has no training pair with;
+  Adam at ``lr``; the model's own loss (:class:`~crossan.models.graph.base.GraphRecommender`);
+* after each epoch: validation HR@10 by full ranking (history masked, as for every run);
+  early stopping after ``patience`` epochs without a strictly better one, best state restored;
+* a grid (``grid``: parameter -> values, on top of the model's defaults): every point is
+  trained, the point with the best validation HR@10 is kept (ties: the first), and only it is
+  evaluated on test. Test never selects anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from crossan.errors import ConfigError, DataError
+from crossan.graph.build import StoredGraph, read_graph
+from crossan.models.graph import GRAPH_METHODS
+from crossan.models.graph.base import GraphData, GraphRecommender
+from crossan.models.graph.registry import graph_model
+from crossan.models.trainable import count_trainable
+from crossan.train.data import EvalSplit, SequenceData, load_item_states, load_sequences
+from crossan.train.loss import check_finite
+from crossan.train.metrics import evaluate_full_ranking
+from crossan.train.towers import empty_item_towers
+from crossan.train.trainer import (
+    KS,
+    METRIC_NAMES,
+    USER_CHUNK,
+    RunConfig,
+    RunResult,
+    sync_device,
+    base_metrics,
+    deterministic_on_cpu,
+    peak_memory,
+    resolve_device,
+    start_run,
+    versions,
+    write_outputs,
+)
+
+log = logging.getLogger(__name__)
+
+
+def graph_data(stored: StoredGraph, features_dir: Path, modalities: str, item_ids: list[str],
+               device: torch.device, standardize: bool) -> GraphData:
+    """:class:`GraphData` of ``modalities`` from a graph file and the cached states of its layer."""
+    states = load_item_states(features_dir, modalities, "cpu", item_ids=item_ids,
+                              storage_dtype=torch.float32, standardize=standardize)
+    layer = stored.item_graphs.layer
+    if layer >= states.n_layers:
+        raise DataError(f"the graph was built on kept layer {layer}, but {features_dir} has {states.n_layers}; "
+                        "rebuild the graph")
+    missing = [name for name in states.names if name not in stored.item_graphs.index]
+    if missing:
+        raise DataError(f"the graph file has no kNN graph for {', '.join(missing)}; rebuild it with "
+                        f"--modalities covering {modalities}")
+    features = {name: states.states[name][1:, layer].contiguous() for name in states.names}
+    has_feature = {name: states.available[name][1:].clone() for name in states.names}
+    for name in states.names:
+        if not torch.equal(has_feature[name], stored.item_graphs.valid[name]):
+            raise DataError(f"the graph file's {name} items with usable media differ from {features_dir}; "
+                            "rebuild the graph")
+    interactions = stored.interactions
+    return GraphData(
+        interactions.n_users, interactions.n_items, interactions.user, interactions.item,
+        stored.adjacency, features, has_feature,
+        {name: stored.item_graphs.index[name] for name in states.names},
+        {name: stored.item_graphs.score[name] for name in states.names},
+    ).to(device)
+
+
+class NegativeSampler:
+    """Uniform negatives: for each pair, an item the user has no training pair with (rejection
+    sampling on the CPU ``generator``; users who interacted with every item are not allowed)."""
+
+    def __init__(self, graph: GraphData) -> None:
+        self.n_items = graph.n_items
+        self.keys = torch.sort((graph.user * graph.n_items + graph.item).cpu()).values
+        degree = torch.bincount(graph.user.cpu(), minlength=graph.n_users)
+        if graph.n_users and int(degree.max()) >= graph.n_items:
+            raise DataError("a user has a training pair with every item: no negative to sample")
+
+    def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
+        keys = users * self.n_items + items
+        found = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
+        return self.keys[found] == keys
+
+    def __call__(self, users: Tensor, generator: torch.Generator) -> Tensor:
+        """``long[B]`` negatives for ``users`` ``long[B]`` (CPU)."""
+        items = torch.randint(self.n_items, users.shape, generator=generator)
+        redo = self.is_positive(users, items)
+        while redo.any():
+            items[redo] = torch.randint(self.n_items, (int(redo.sum()),), generator=generator)
+            redo = self.is_positive(users, items)
+        return items
+
+
+def grid_points(grid: dict[str, list[Any]], config_type: type) -> list[dict[str, Any]]:
+    """Every combination of ``grid`` (parameter -> values), in order; ``[{}]`` for an empty grid."""
+    known = {field.name for field in fields(config_type)}
+    unknown = sorted(set(grid) - known)
+    if unknown:
+        raise ConfigError(f"grid parameter(s) {', '.join(unknown)} are not {config_type.__name__} fields; "
+                          f"known: {', '.join(sorted(known))}")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid.{name} must be a non-empty list, got {values!r}")
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit, repeat_targets: str):
+    """Full-ranking ``(summary, per_user)`` of ``split`` whose users are graph rows ``rows``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            users, items = model()
+            table = torch.cat([items.new_zeros(1, items.shape[1]), items])  # row 0 = padding
+            return evaluate_full_ranking(users[rows.to(users.device)], table, split.target, split.full_history,
+                                         ks=KS, chunk_users=USER_CHUNK, repeat_targets=repeat_targets)
+    finally:
+        model.train(was_training)
+
+
+def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: Tensor, params: dict[str, Any],
+              device: torch.device) -> tuple[GraphRecommender, float, int, list[dict[str, float]]]:
+    """Train one grid point: ``(model at its best epoch, best valid HR@10, best epoch, log rows)``."""
+    config_type, model_type = graph_model(run.method)
+    torch.manual_seed(run.seed)
+    model = model_type(graph, config_type(embedding_dim=run.hidden, **params)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    sampler = NegativeSampler(graph)
+    generator = torch.Generator().manual_seed(run.seed)
+    users_all, items_all = graph.user.cpu(), graph.item.cpu()
+    rows: list[dict[str, float]] = []
+    best_hr, best_epoch, best_state, since_best = -math.inf, 0, None, 0
+    for epoch in range(1, run.max_epochs + 1):
+        model.train()
+        model.start_epoch(generator)
+        started = time.perf_counter()
+        order = torch.randperm(len(users_all), generator=generator)
+        total = 0.0
+        for step, start in enumerate(range(0, len(order), run.batch_size)):
+            index = order[start:start + run.batch_size]
+            users, positives = users_all[index], items_all[index]
+            negatives = sampler(users, generator)
+            loss = model.loss(users.to(device), positives.to(device), negatives.to(device))
+            check_finite(loss.detach(), epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(index)
+        sync_device(device)
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        valid, _ = evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets)
+        eval_seconds = time.perf_counter() - started
+        rows.append({"epoch": epoch, "train_loss": total / max(len(order), 1),
+                     **{f"valid_{m}": valid[m] for m in METRIC_NAMES},
+                     "train_seconds": train_seconds, "eval_seconds": eval_seconds})
+        log.debug("epoch %d: loss %.4f, valid HR@10 %.4f (%.2fs)", epoch, rows[-1]["train_loss"],
+                  valid["HR@10"], train_seconds)
+        if valid["HR@10"] > best_hr:
+            best_hr, best_epoch, since_best = valid["HR@10"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= run.patience:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    return model, best_hr, best_epoch, rows
+
+
+def train_graph_run(run: RunConfig) -> RunResult:
+    """Train every grid point of a graph recommender run, keep the best on validation, evaluate
+    it on validation and test, and write the run's outputs."""
+    if not run.graph_method:
+        raise ConfigError(f"train_graph_run trains {', '.join(GRAPH_METHODS)}, not {run.method!r}")
+    if not run.graph_file:
+        raise ConfigError(f"{run.method} needs the dataset's graph file (crossan train --graph; "
+                          "built by crossan graph)")
+    device = resolve_device(run.device)
+    with deterministic_on_cpu(device):
+        out_dir = Path(run.out_dir)
+        start_run(out_dir)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        data = load_sequences(Path(run.data_dir), run.max_len)
+        stored = read_graph(Path(run.graph_file), data.item_ids)
+        graph = graph_data(stored, Path(run.features_dir), run.modalities, data.item_ids, device,
+                           run.standardize_states)
+        valid_rows = stored.interactions.user_rows(data.valid.user_index)
+        test_rows = stored.interactions.user_rows(data.test.user_index)
+        config_type, _ = graph_model(run.method)
+        points = grid_points(dict(run.graph_grid), config_type)
+        log.info("%s on %s: %d users, %d items, %d training pairs, %d grid point(s), on %s", run.method,
+                 run.modalities, graph.n_users, graph.n_items, len(graph.user), len(points), device)
+
+        results, best = [], None
+        for number, params in enumerate(points):
+            model, hr, epoch, rows = train_one(run, graph, data, valid_rows, params, device)
+            seconds = float(np.mean([r["train_seconds"] for r in rows]))
+            results.append({"params": params, "valid_HR@10": hr, "best_epoch": epoch, "epochs_run": len(rows),
+                            "seconds_per_epoch": seconds})
+            log.info("grid point %d/%d %s: valid HR@10 %.4f at epoch %d of %d (%.3f s/epoch)", number + 1,
+                     len(points), params or "(defaults)", hr, epoch, len(rows), seconds)
+            if best is None or hr > best[1]:
+                best = (model, hr, epoch, rows, params, number)
+            else:
+                del model
+        model, _, best_epoch, rows, params, chosen = best
+        valid, per_user_valid = evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets)
+        test, per_user_test = evaluate_graph_model(model, test_rows, data.test, run.repeat_targets)
+        memory_mib, memory_kind = peak_memory(device)
+        hyper = asdict(config_type(embedding_dim=run.hidden, **params))
+        metrics = base_metrics(run, data, device) | {
+            "valid": valid,
+            "test": test,
+            "best_epoch": best_epoch,
+            "epochs_run": len(rows),
+            "stopped_early": len(rows) < run.max_epochs,
+            "trainable_parameters": count_trainable(model),
+            "seconds_per_epoch": results[chosen]["seconds_per_epoch"],
+            "eval_seconds": float(np.mean([r["eval_seconds"] for r in rows])),
+            "peak_memory_mib": memory_mib,
+            "peak_memory_kind": memory_kind,
+            "hyper_parameters": hyper,
+            "grid": results,
+            "graph": {"file": str(run.graph_file), "layer": stored.item_graphs.layer,
+                      "training_pairs": len(graph.user), "k": int(graph.knn_index[graph.modalities[0]].shape[1])},
+            "config": asdict(run),
+            "versions": versions(),
+        }
+        write_outputs(out_dir, metrics, rows, (data.valid.user_index, per_user_valid),
+                      (data.test.user_index, per_user_test), {},
+                      empty_item_towers(data.item_ids, metrics["run_name"]))
+        log.info("%s %s: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s", run.method, params or "(defaults)",
+                 valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
+        return RunResult(out_dir, metrics, rows, per_user_valid, per_user_test, model)

@@ -1,0 +1,229 @@
+"""Graph building and the graph recommenders' shared training loop: the normalised adjacency
+against the dense formula, blocked kNN against brute force, the training pairs, negatives,
+grid selection on validation only, outputs, determinism."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from graph_fixtures import tiny_graph
+from test_train_data import random_sequences, write_dataset, write_features
+from torch import Tensor, nn
+
+from crossan.errors import ConfigError, DataError
+from crossan.graph.build import (
+    build_graph,
+    knn_neighbours,
+    normalized_adjacency,
+    read_graph,
+    training_interactions,
+)
+from crossan.graph.sparse import normalize_sparse, sparse_dropout
+from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
+from crossan.train import graph as graph_training
+from crossan.train.data import load_sequences
+from crossan.train.entry import train
+from crossan.train.graph import NegativeSampler, grid_points
+from crossan.train.names import parse_run_name, run_name
+from crossan.train.trainer import RunConfig
+
+N_USERS, N_ITEMS = 40, 30
+
+
+# ---------------------------------------------------------------- graphs
+
+
+def test_normalized_adjacency_equals_the_dense_formula() -> None:
+    user, item = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([0, 1, 1, 0, 1, 3])
+    n_users, n_items = 4, 5  # user 3 and item 2, 4 have no edge
+    r = torch.zeros(n_users, n_items)
+    r[user, item] = 1
+    a = torch.zeros(9, 9)
+    a[:4, 4:], a[4:, :4] = r, r.T
+    degree = a.sum(1)
+    inv = torch.where(degree > 0, degree.pow(-0.5), torch.zeros_like(degree))
+    expected = inv[:, None] * a * inv[None, :]
+    assert torch.allclose(normalized_adjacency(user, item, n_users, n_items).to_dense(), expected)
+    assert normalized_adjacency(user, item, n_users, n_items).to_dense()[3].abs().sum() == 0
+
+
+def test_blocked_knn_equals_brute_force_and_skips_masked_items() -> None:
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(23, 6, generator=generator)
+    valid = torch.ones(23, dtype=torch.bool)
+    valid[[4, 17]] = False
+    unit = features / features.norm(dim=1, keepdim=True)
+    similarity = unit @ unit.T
+    similarity[:, ~valid] = -torch.inf
+    expected = similarity.argsort(dim=1, descending=True, stable=True)[:, :5]
+    for block in (1, 4, 7, 100):
+        index, score = knn_neighbours(features, valid, 5, block=block)
+        assert torch.equal(index[valid], expected[valid])
+        assert torch.allclose(score[valid], similarity[valid].gather(1, expected[valid]))
+        assert (index[~valid] == -1).all() and not torch.isin(index, torch.tensor([4, 17])).any()
+        assert torch.equal(index[valid][:, 0], torch.arange(23)[valid])  # itself first
+
+
+def test_normalize_sparse_and_dropout() -> None:
+    dense = torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [3.0, 0.0, 1.0]])
+    matrix = dense.to_sparse().coalesce()
+    degree = dense.sum(1)
+    inv = torch.where(degree > 0, degree.pow(-0.5), torch.zeros_like(degree))
+    assert torch.allclose(normalize_sparse(matrix, "sym").to_dense(), inv[:, None] * dense * inv[None, :])
+    rw = torch.where(degree > 0, 1 / degree, torch.zeros_like(degree))
+    assert torch.allclose(normalize_sparse(matrix, "rw").to_dense(), rw[:, None] * dense)
+    assert sparse_dropout(matrix, 0.0) is matrix
+    kept = sparse_dropout(matrix, 0.5, torch.Generator().manual_seed(0))
+    assert set(map(tuple, kept.indices().T.tolist())) <= set(map(tuple, matrix.indices().T.tolist()))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("graph")
+    data = write_dataset(root / "data", random_sequences(N_USERS, N_ITEMS, seed=2), N_ITEMS)
+    features = root / "features"
+    ids = [str(100 + i) for i in range(1, N_ITEMS + 1)]
+    for seed, name in enumerate(("text", "image")):
+        values = np.random.default_rng(seed).standard_normal((N_ITEMS + 1, 2, 8)).astype(np.float16)
+        valid = np.ones(N_ITEMS + 1, dtype=bool)
+        valid[0] = False
+        if name == "image":
+            valid[5] = False  # dense id 5 (row 4 of the graph) has no cover
+        values[~valid] = 0
+        write_features(features / f"{name}.h5", values, valid, ids)
+    graph = root / "graph.h5"
+    build_graph(data, features, graph, modalities="TI", k=4)
+    return {"data": data, "features": features, "graph": graph}
+
+
+def test_training_pairs_are_the_sequential_models_training_windows(world) -> None:
+    data = load_sequences(world["data"], 10)
+    pairs = training_interactions(data)
+    expected = set()
+    for row, sequence in enumerate(data.train.sequences.tolist()):
+        window = [i for i in sequence if i][-11:]
+        expected |= {(row, i - 1) for i in window}
+    assert set(zip(pairs.user.tolist(), pairs.item.tolist())) == expected
+    valid_targets = set(zip(pairs.user_rows(data.valid.user_index).tolist(), (data.valid.target - 1).tolist()))
+    assert not valid_targets <= expected  # targets are not edges (unless repeated in the window)
+    stored = read_graph(world["graph"], data.item_ids)
+    assert torch.equal(stored.interactions.user, pairs.user) and torch.equal(stored.interactions.item, pairs.item)
+    assert (stored.item_graphs.index["image"][4] == -1).all()  # item id 5 = row 4 has no cover
+    with pytest.raises(DataError, match="other items"):
+        read_graph(world["graph"], data.item_ids[::-1])
+
+
+def test_negatives_are_never_training_items() -> None:
+    graph = tiny_graph()
+    sampler = NegativeSampler(graph)
+    users = graph.user.repeat(20)
+    negatives = sampler(users, torch.Generator().manual_seed(0))
+    positives = set(zip(graph.user.tolist(), graph.item.tolist()))
+    assert not any((u, i) in positives for u, i in zip(users.tolist(), negatives.tolist()))
+    assert len(set(negatives.tolist())) > graph.n_items // 2  # uniform-ish, not one item
+
+
+# ---------------------------------------------------------------- the loop, with a test-only model
+
+
+@dataclass(frozen=True)
+class IdConfig:
+    embedding_dim: int = 64
+    n_layers: int = 2
+    reg_weight: float = 0.0
+
+
+class LightGCNWithContent(GraphRecommender):
+    """LightGCN on IDs plus a linear map of each modality's features (masked rows zeroed)."""
+
+    def __init__(self, graph: GraphData, config: IdConfig) -> None:
+        super().__init__()
+        self.graph, self.config = graph, config
+        self.embedding = nn.Embedding(graph.n_users + graph.n_items, config.embedding_dim)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.content = nn.ModuleDict({m: nn.Linear(graph.features[m].shape[1], config.embedding_dim)
+                                      for m in graph.modalities})
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        x = self.embedding.weight
+        layers = [x]
+        for _ in range(self.config.n_layers):
+            layers.append(torch.sparse.mm(self.graph.adjacency, layers[-1]))
+        out = torch.stack(layers).mean(0)
+        users, items = out[:self.graph.n_users], out[self.graph.n_users:]
+        for m, linear in self.content.items():
+            items = items + mask_items(linear(self.graph.features[m]), self.graph.has_feature[m])
+        return users, items
+
+    def loss(self, users: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:
+        u, i = self()
+        return bpr_loss(u[users], i[positives], i[negatives]) + self.config.reg_weight * u[users].pow(2).mean()
+
+
+@pytest.fixture
+def id_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph_training, "graph_model", lambda method: (IdConfig, LightGCNWithContent))
+
+
+def config(world, out: Path, **kw) -> RunConfig:
+    defaults = {"method": "freedom", "modalities": "TI", "hidden": 16, "lr": 1e-2, "batch_size": 64,
+                "max_epochs": 6, "patience": 3, "device": "cpu", "dataset": "demo"}
+    return RunConfig(data_dir=world["data"], features_dir=world["features"], out_dir=out,
+                     **({"graph_file": world["graph"]} | defaults | kw))
+
+
+def test_a_graph_run_writes_every_output(world, tmp_path: Path, id_model) -> None:
+    result = train(config(world, tmp_path / "r"))
+    for name in ("metrics.json", "per_user_valid.parquet", "per_user_test.parquet", "gates.json",
+                 "item_towers.h5", "train_log.csv"):
+        assert (tmp_path / "r" / name).is_file(), name
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["run_name"] == "demo__freedom-TI-none-k2-h16-lr1e-02-s0"
+    assert parse_run_name(metrics["run_name"])["method"] == "freedom"
+    assert metrics["graph"]["layer"] == 1 and metrics["graph"]["k"] == 4
+    assert metrics["hyper_parameters"] == {"embedding_dim": 16, "n_layers": 2, "reg_weight": 0.0}
+    assert metrics["trainable_parameters"] == (N_USERS + N_ITEMS) * 16 + 2 * (8 * 16 + 16)
+    assert 0 <= metrics["test"]["HR@10"] <= 1 and 1 <= metrics["epochs_run"] <= 6
+    assert len(result.per_user_test["HR@10"]) == N_USERS
+
+
+def test_same_seed_same_numbers(world, tmp_path: Path, id_model) -> None:
+    first = train(config(world, tmp_path / "a"))
+    second = train(config(world, tmp_path / "b"))
+    assert first.test == second.test and [r["train_loss"] for r in first.log] == [r["train_loss"] for r in second.log]
+
+
+def test_the_grid_is_selected_on_validation_only(world, tmp_path: Path, id_model, monkeypatch) -> None:
+    """Every point is trained; the kept one has the best validation HR@10, whatever test says."""
+    result = train(config(world, tmp_path / "g", graph_grid={"n_layers": [0, 1, 3], "reg_weight": [0.0]}))
+    metrics = json.loads((tmp_path / "g" / "metrics.json").read_text(encoding="utf-8"))
+    grid = metrics["grid"]
+    assert [point["params"] for point in grid] == [{"n_layers": n, "reg_weight": 0.0} for n in (0, 1, 3)]
+    best = max(range(3), key=lambda i: (grid[i]["valid_HR@10"], -i))
+    assert metrics["hyper_parameters"]["n_layers"] == grid[best]["params"]["n_layers"]
+    assert metrics["valid"]["HR@10"] == pytest.approx(grid[best]["valid_HR@10"])
+    assert result.model.config.n_layers == grid[best]["params"]["n_layers"]
+
+
+def test_grid_and_config_errors(world, tmp_path: Path) -> None:
+    assert grid_points({}, IdConfig) == [{}]
+    assert grid_points({"n_layers": [1, 2], "reg_weight": [0.0, 0.1]}, IdConfig)[1] == {"n_layers": 1, "reg_weight": 0.1}
+    with pytest.raises(ConfigError, match="not IdConfig fields"):
+        grid_points({"dropout": [0.1]}, IdConfig)
+    with pytest.raises(ConfigError, match="fusion must be none"):
+        config(world, tmp_path / "x", fusion="momef")
+    with pytest.raises(ConfigError, match="graph file"):
+        train(config(world, tmp_path / "y", graph_file=""))
+    assert run_name(config(world, tmp_path / "z", modalities="IT")) == "demo__freedom-TI-none-k2-h16-lr1e-02-s0"
+
+
+def test_graph_without_the_runs_modality_is_refused(world, tmp_path: Path, id_model) -> None:
+    text_only = build_graph(world["data"], world["features"], tmp_path / "t.h5", modalities="T", k=4)
+    assert set(text_only.item_graphs.index) == {"text"}
+    with pytest.raises(DataError, match="no kNN graph for image"):
+        train(config(world, tmp_path / "v", graph_file=tmp_path / "t.h5"))
