@@ -227,3 +227,11 @@ def test_graph_without_the_runs_modality_is_refused(world, tmp_path: Path, id_mo
     assert set(text_only.item_graphs.index) == {"text"}
     with pytest.raises(DataError, match="no kNN graph for image"):
         train(config(world, tmp_path / "v", graph_file=tmp_path / "t.h5"))
+
+
+def test_knn_and_run_must_agree_on_standardisation(world, tmp_path: Path, id_model) -> None:
+    with pytest.raises(DataError, match="raw.*z-scored"):
+        train(config(world, tmp_path / "s", standardize_states=True))
+    zscored = build_graph(world["data"], world["features"], tmp_path / "z.h5", modalities="TI", k=4, standardize=True)
+    assert zscored.item_graphs.standardized
+    train(config(world, tmp_path / "ok", graph_file=tmp_path / "z.h5", standardize_states=True, max_epochs=1))

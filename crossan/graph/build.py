@@ -128,16 +128,19 @@ class ItemGraphs:
     """Per-modality kNN neighbours (:func:`knn_neighbours`) and the layer they were built on."""
 
     layer: int
+    standardized: bool
     index: dict[str, Tensor]  # modality name -> long[I, k]
     score: dict[str, Tensor]  # modality name -> float32[I, k]
     valid: dict[str, Tensor]  # modality name -> bool[I]
 
 
 def build_item_graphs(features_dir: Path, modalities: str, item_ids: list[str], layer: int, k: int,
-                      block: int = DEFAULT_BLOCK) -> ItemGraphs:
+                      block: int = DEFAULT_BLOCK, standardize: bool = False) -> ItemGraphs:
     """kNN graphs of ``modalities`` from ``{features_dir}/{modality}.h5``'s kept layer
-    ``layer`` (an index into the file's kept layers; negative counts from the last)."""
-    states = load_item_states(features_dir, modalities, "cpu", item_ids=item_ids, storage_dtype=torch.float32)
+    ``layer`` (an index into the file's kept layers; negative counts from the last), on the
+    z-scored states if ``standardize`` (the demo's ``standardize_states``, as its runs see them)."""
+    states = load_item_states(features_dir, modalities, "cpu", item_ids=item_ids, storage_dtype=torch.float32,
+                              standardize=standardize)
     if not -states.n_layers <= layer < states.n_layers:
         raise DataError(f"graph layer {layer} is not one of the {states.n_layers} kept layers of {features_dir}")
     layer = layer % states.n_layers
@@ -147,7 +150,7 @@ def build_item_graphs(features_dir: Path, modalities: str, item_ids: list[str], 
         valid[name] = states.available[name][1:].clone()
         index[name], score[name] = knn_neighbours(features, valid[name], k, block)
         log.info("%s: kNN k=%d on layer %d, %d items with usable media", name, k, layer, int(valid[name].sum()))
-    return ItemGraphs(layer, index, score, valid)
+    return ItemGraphs(layer, standardize, index, score, valid)
 
 
 def write_graph(path: Path, interactions: Interactions, graphs: ItemGraphs, item_ids: list[str]) -> None:
@@ -156,6 +159,7 @@ def write_graph(path: Path, interactions: Interactions, graphs: ItemGraphs, item
                                      interactions.n_items)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as file:
         file.attrs.update(n_users=interactions.n_users, n_items=interactions.n_items, layer=graphs.layer,
+                          standardized=graphs.standardized,
                           modalities="".join(letter for letter, name in MODALITY_LETTERS.items()
                                              if name in graphs.index))
         file["item_id"] = np.array(item_ids, dtype=h5py.string_dtype())
@@ -197,6 +201,7 @@ def read_graph(path: Path, item_ids: list[str] | None = None) -> StoredGraph:
         names = list(file["knn"]) if "knn" in file else []
         graphs = ItemGraphs(
             layer=int(file.attrs["layer"]),
+            standardized=bool(file.attrs["standardized"]),
             index={m: torch.from_numpy(file[f"knn/{m}/index"][:]) for m in names},
             score={m: torch.from_numpy(file[f"knn/{m}/score"][:]) for m in names},
             valid={m: torch.from_numpy(file[f"knn/{m}/valid"][:]) for m in names},
@@ -205,11 +210,13 @@ def read_graph(path: Path, item_ids: list[str] | None = None) -> StoredGraph:
 
 
 def build_graph(data_dir: Path, features_dir: Path, out: Path, modalities: str = "TIVA", layer: int = -1,
-                k: int = DEFAULT_K, max_len: int = 10, block: int = DEFAULT_BLOCK) -> StoredGraph:
+                k: int = DEFAULT_K, max_len: int = 10, block: int = DEFAULT_BLOCK,
+                standardize: bool = False) -> StoredGraph:
     """Build and write ``out`` for the dataset in ``data_dir`` / ``features_dir``."""
     data = load_sequences(Path(data_dir), max_len)
     interactions = training_interactions(data)
-    graphs = build_item_graphs(Path(features_dir), modality_letters(modalities), data.item_ids, layer, k, block)
+    graphs = build_item_graphs(Path(features_dir), modality_letters(modalities), data.item_ids, layer, k, block,
+                               standardize)
     write_graph(Path(out), interactions, graphs, data.item_ids)
     log.info("graph: %d users, %d items, %d training pairs -> %s", interactions.n_users,
              interactions.n_items, len(interactions.user), out)
@@ -229,5 +236,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours per item (default 10)")
     parser.add_argument("--max-len", type=int, default=10, help="the sequential models' max_len (10)")
     parser.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="rows of similarities at once")
-    parser.set_defaults(func=lambda args: build_graph(args.data, args.features, args.out, args.modalities,
-                                                      args.layer, args.k, args.max_len, args.block) and 0)
+    parser.add_argument("--standardize-states", action="store_true",
+                        help="kNN on z-scored states (the demo's setting, as its runs see them)")
+    parser.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    build_graph(args.data, args.features, args.out, args.modalities, args.layer, args.k, args.max_len, args.block,
+                args.standardize_states)
+    return 0

@@ -66,6 +66,10 @@ def graph_data(stored: StoredGraph, features_dir: Path, modalities: str, item_id
     states = load_item_states(features_dir, modalities, "cpu", item_ids=item_ids,
                               storage_dtype=torch.float32, standardize=standardize)
     layer = stored.item_graphs.layer
+    if stored.item_graphs.standardized != standardize:
+        raise DataError(f"the graph's kNN was built on {'z-scored' if stored.item_graphs.standardized else 'raw'} "
+                        f"states but this run reads {'z-scored' if standardize else 'raw'} ones; pass the same "
+                        "--standardize-states to crossan graph and crossan train")
     if layer >= states.n_layers:
         raise DataError(f"the graph was built on kept layer {layer}, but {features_dir} has {states.n_layers}; "
                         "rebuild the graph")
