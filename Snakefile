@@ -3,7 +3,7 @@
 #   snakemake --cores 2 results/demo/data/stats.json   one output by its path
 #   snakemake --cores 2 results/demo/runs/demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0/metrics.json
 #                                    one training run: its name is its configuration
-#   snakemake --cores 2 table5       one of the paper's tables (table1, table3..table7, figures)
+#   snakemake --cores 2 table5       one of the paper's tables (table1, table3..table8, figures)
 #   snakemake --report results/report.html   every table and figure, with captions
 from snakemake.utils import min_version
 
@@ -29,6 +29,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/media.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/graph.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/results.smk"
 

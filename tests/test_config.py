@@ -40,7 +40,9 @@ def test_defaults_are_filled() -> None:
                                   "e2e_batch_size": 32, "lora_alpha": 1.0, "gradient_checkpointing": False,
                                   "mixed_precision": True, "eval_batch_size": 256,
                                   "e2e_text_lr": {"fft": 5e-5, "adapter": 1e-4, "lora": 1e-4},
-                                  "e2e_image_lr": {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4}}
+                                  "e2e_image_lr": {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4},
+                                  "graph_batch_size": 2048, "graph_max_epochs": 1000, "graph_patience": 20,
+                                  "graph_layer": -1, "graph_k": 10, "graph_grid": {}}
     assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1}
@@ -101,7 +103,7 @@ def test_encoder_settings_merge_defaults_global_and_dataset() -> None:
         (lambda c: c["training"].update(e2e_text_lr={"iisan": 1e-4}), "unknown key 'training.e2e_text_lr.iisan'"),
         (lambda c: c["catalog"]["demo"]["experiments"]["figure5"].update(lr=["1e-4"]),
          "key 'catalog.demo.experiments.figure5.lr.0': '1e-4' is not of type 'number'"),
-        (lambda c: c["experiments"].update(targets=["table8"]), "key 'experiments.targets.0': 'table8' is not one of"),
+        (lambda c: c["experiments"].update(targets=["table9"]), "key 'experiments.targets.0': 'table9' is not one of"),
         (lambda c: c["training"].update(negatives="all"), "key 'training.negatives': 'all' is not one of ['window', 'targets']"),
         (lambda c: c["catalog"]["demo"]["training"].update(inter_tower="gated"),
          "key 'catalog.demo.training.inter_tower': 'gated' is not one of ['residual', 'convex']"),

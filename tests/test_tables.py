@@ -253,6 +253,28 @@ def test_tables_5_6_7_rows_and_marks(tmp_path: Path) -> None:
     assert t7.row("2").cells["HR@10"].mean == pytest.approx(per_user(better(BASE, 16))["HR@10"].mean())
 
 
+def test_table8_rows_columns_and_the_mark_against_the_best_graph_recommender(tmp_path: Path) -> None:
+    cfg = config({"table8": {"models": ["mmgcn", "freedom", "mhcr"]}})
+    plan = target_plan(cfg, "hand", "table8")
+    assert [r.label for r in plan.rows] == ["MMGCN", "FREEDOM", "MHCR", "IISAN (T+I)", "CROSSAN (T+I+V+A) (ours)"]
+    assert plan.row("FREEDOM").runs == ("hand__freedom-TIVA-none-k2-h64-lr1e-03-s0",)
+    assert plan.row("IISAN (T+I)").runs == target_plan(cfg, "hand", "table3").row("IISAN (T+I)").runs
+    runs_dir = tmp_path / "runs"
+    quality = {"MMGCN": worse(BASE, 3), "FREEDOM": better(BASE, 2), "MHCR": BASE, "IISAN (T+I)": better(BASE, 6),
+               "CROSSAN (T+I+V+A) (ours)": better(BASE, 16)}
+    for row in plan.rows:
+        make_run(runs_dir, row.runs[0], quality[row.label])
+    table = build_table(plan, runs_dir)
+    assert table.columns == ("HR@10", "HR@20", "NDCG@10", "NDCG@20")
+    ours, best = per_user(better(BASE, 16)), per_user(better(BASE, 2))  # FREEDOM is the best of the three
+    cell = table.row("CROSSAN (T+I+V+A) (ours)").cells["NDCG@20"]
+    assert cell.p_value == pytest.approx(naive_p(ours["NDCG@20"], best["NDCG@20"]))
+    assert cell.marked == (cell.p_value < 0.05)
+    assert not any(c.marked for r in table.rows[:-1] for c in r.cells.values())
+    assert "best graph recommender by test HR@10 (FREEDOM)" in " ".join(table.notes)
+    assert "| Method | HR@10 | HR@20 | NDCG@10 | NDCG@20 |" in to_markdown(table)
+
+
 def test_missing_run_names_the_file_and_the_command(table3_runs) -> None:
     plan, runs_dir, _ = table3_runs
     name = plan.row("IISAN (T+I)").runs[1]
@@ -273,8 +295,9 @@ def test_paper_plan_run_count_and_dataset_overrides() -> None:
     runs = experiment_runs(config({}), "hand")
     # T1 2 + T3 (2 baselines + 3 end-to-end + 4 IISAN(-E) + 3 CROSSAN besides T+I) + T4
     # IISAN-E_same 1 (its end-to-end rows are T3's) + T5 3 + T6 1 + T7 3 + F3 (IISAN-E 9 - h1024,
-    # h512; CROSSAN 9 - h512) 15 + F5 (lr 5 - 1e-4) 4 = 41
-    assert len(runs) == len(set(runs)) == 41
+    # h512; CROSSAN 9 - h512) 15 + F5 (lr 5 - 1e-4) 4 + T8 6 graph recommenders (its IISAN and
+    # CROSSAN rows are T3's) = 47
+    assert len(runs) == len(set(runs)) == 47
     cfg = config({"table7": {"topk": [1]}})
     cfg["catalog"]["hand"]["experiments"] = {"settings": {"crossan": {"lr": 1e-3}}, "table7": {"seeds": [4]}}
     (row,) = target_plan(cfg, "hand", "table7").rows

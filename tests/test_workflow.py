@@ -32,26 +32,29 @@ def small_demo_config(workdir: Path, **demo: object) -> None:
     config["media"].update({"workers": 1, "chunk_items": 8})
     config["catalog"]["demo"]["runs"] = SMALL_RUNS
     config["catalog"]["demo"]["training"] = {"standardize_states": True, "max_epochs": 2, "patience": 1,
-                                             "batch_size": 16}
+                                             "batch_size": 16, "graph_max_epochs": 2, "graph_patience": 1,
+                                             "graph_batch_size": 64, "graph_k": 3,
+                                             "graph_grid": {"freedom": {"edge_dropout": [0.8, 0.9]}}}
     config["catalog"]["demo"]["experiments"] = SMALL_EXPERIMENTS
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 SMALL_RUNS = [{"method": "crossan", "modalities": "TIV", "hidden": 8, "lr": 1.0e-3}]  # an extra run
-# Every table and figure, from 15 tiny runs (two seeds for Table 1: mean ± std).
+# Every table and figure, from 18 tiny runs (two seeds for Table 1: mean ± std).
 SMALL_EXPERIMENTS = {
     "settings": {method: {"hidden": 8, "lr": 1.0e-3} for method in ("crossan", "indsan", "iisan", "id-sasrec")}
-    | {"iisan-e": {"hidden": 16, "lr": 1.0e-3}},
+    | {"iisan-e": {"hidden": 16, "lr": 1.0e-3}} | {m: {"hidden": 8, "lr": 1.0e-2} for m in ("bm3", "freedom", "mgcn")},
     "table1": {"seeds": [0, 1]},
     "table3": {"modalities": ["TI", "TIVA"]},
     "table5": {"fusions": ["momef", "concat"]},
     "table7": {"topk": [2, 1]},
     "figure3": {"hidden": [8, 16]},
     "figure5": {"hidden": [8], "lr": [1.0e-3, 3.0e-3]},
+    "table8": {"models": ["bm3", "freedom", "mgcn"]},
 }
 CROSSAN_RUN = "demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0"
 POPULARITY_RUN = "demo__popularity-none-none-k2-h512-lr1e-04-s0"
-TABLES = ("table1", "table3", "table4", "table5", "table6", "table7")
+TABLES = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES = ("figure3", "figure4", "figure5")
 
 
@@ -204,6 +207,14 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     assert lora_row["HR@10"] == lora["test"]["HR@10"] and lora["config"]["batch_size"] == 32  # e2e_batch_size
     assert lora["inputs"]["masked_covers"] == len(defects["missing_cover"])  # masked as in stage 1
     assert lora["inputs"]["empty_titles"] == len(defects["empty_title"])
+    table8 = pl.read_csv(tmp_path / "results/demo/tables/table8.csv")
+    assert table8["row"].to_list() == ["BM3", "FREEDOM", "MGCN", "IISAN (T+I)", "CROSSAN (T+I+V+A) (ours)"]
+    freedom_run = table8.filter(pl.col("row") == "FREEDOM")["runs"].item()
+    freedom = json.loads((tmp_path / f"results/demo/runs/{freedom_run}/metrics.json").read_text(encoding="utf-8"))
+    assert freedom_run == "demo__freedom-TIVA-none-k2-h8-lr1e-02-s0" and freedom["config"]["batch_size"] == 64
+    assert [point["params"] for point in freedom["grid"]] == [{"edge_dropout": 0.8}, {"edge_dropout": 0.9}]
+    assert freedom["graph"] == {"file": "results/demo/graph/graph.h5", "layer": 6, "training_pairs":
+                                freedom["graph"]["training_pairs"], "k": 3}
     table1 = pl.read_csv(tmp_path / "results/demo/tables/table1.csv")
     assert table1["row"].to_list()[-1] == "Mutual Information" and table1["CROSSAN_n"].to_list() == [2] * 5
     for figure in FIGURES:
@@ -254,4 +265,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     retrained = {out.split("/")[3] for rule, out in planned if rule == "train_run"}
     assert CROSSAN_RUN in retrained
     assert all(parse_run_name(run)["modalities"].endswith("A") for run in retrained)  # only runs reading audio
-    assert {rule for rule, _ in planned} == {"extract_features", "merge_features", "train_run", "table", "figure"}
+    # the graph file reads every modality's states, so the graph recommenders rerun too
+    assert ("build_graph", "results/demo/graph/graph.h5") in planned
+    assert {rule for rule, _ in planned} == {"extract_features", "merge_features", "build_graph", "train_run",
+                                             "table", "figure"}

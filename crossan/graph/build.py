@@ -31,7 +31,13 @@ from torch import Tensor
 from crossan.atomic import atomic_output
 from crossan.errors import DataError
 from crossan.graph.sparse import coo
-from crossan.train.data import MODALITY_LETTERS, SequenceData, load_item_states, load_sequences, modality_letters
+from crossan.train.data import (
+    MODALITY_LETTERS,
+    SequenceData,
+    load_item_states,
+    load_sequences,
+    modality_letters,
+)
 
 log = logging.getLogger(__name__)
 

@@ -47,12 +47,12 @@ from crossan.train.trainer import (
     USER_CHUNK,
     RunConfig,
     RunResult,
-    sync_device,
     base_metrics,
     deterministic_on_cpu,
     peak_memory,
     resolve_device,
     start_run,
+    sync_device,
     versions,
     write_outputs,
 )

@@ -18,6 +18,7 @@ The end-to-end settings (:data:`E2E_FLAGS`) likewise go only to ``fft``, ``adapt
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from crossan.config import encoder_spec
 from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
+from crossan.models.graph import GRAPH_METHODS
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "modalities": "TIVA",
@@ -53,6 +55,15 @@ E2E_FLAGS: dict[str, str] = {
     "lora_alpha": "--lora-alpha",
     "eval_batch_size": "--eval-batch-size",
 }
+# graph recommender settings -> ``crossan train`` flags (their runs only; they replace
+# batch_size, max_epochs and patience, which are the sequential models')
+GRAPH_FLAGS: dict[str, str] = {
+    "graph_batch_size": "--batch-size",
+    "graph_max_epochs": "--max-epochs",
+    "graph_patience": "--patience",
+}
+GRAPH_REPLACES: dict[str, str] = {"batch_size": "graph_batch_size", "max_epochs": "graph_max_epochs",
+                                  "patience": "graph_patience"}
 # convention settings (README "Conventions") -> (``crossan train`` flag, methods it changes;
 # None = every method, the popularity baseline included)
 CONVENTION_FLAGS: dict[str, tuple[str, tuple[str, ...] | None]] = {
@@ -111,13 +122,19 @@ def setting_flags(settings: Mapping[str, Any], method: str | None = None) -> str
     ``method``: the run's method; a convention setting becomes a flag only for the methods
     whose results it changes (:data:`CONVENTION_FLAGS`; ``None`` = every convention given).
     """
-    e2e = method in E2E_METHODS
+    e2e, graph = method in E2E_METHODS, method in GRAPH_METHODS
     flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items()
-             if key in settings and not (e2e and key == "batch_size" and "e2e_batch_size" in settings)]
+             if key in settings and not (e2e and key == "batch_size" and "e2e_batch_size" in settings)
+             and not (graph and GRAPH_REPLACES.get(key) in settings)]
     if settings.get("standardize_states"):
         flags.append("--standardize-states")
     if e2e:
         flags += _e2e_flags(settings, method)
+    if graph:
+        flags += [f"{flag} {settings[key]}" for key, flag in GRAPH_FLAGS.items() if key in settings]
+        grid = (settings.get("graph_grid") or {}).get(method)
+        if grid:
+            flags.append(f"--grid {shlex.quote(json.dumps(grid, sort_keys=True, separators=(',', ':')))}")
     for key, (flag, methods) in CONVENTION_FLAGS.items():
         if key in settings and (method is None or methods is None or method in methods):
             flags.append(f"{flag} {settings[key]}")
@@ -139,6 +156,16 @@ def _e2e_flags(settings: Mapping[str, Any], method: str) -> list[str]:
     if "mixed_precision" in settings:
         flags.append(f"--mixed-precision {'on' if settings['mixed_precision'] else 'off'}")
     return flags
+
+
+def graph_build_flags(settings: Mapping[str, Any]) -> str:
+    """``crossan graph`` flags from the training settings: the kept layer, k, the sequential
+    models' ``max_len`` (the training window) and the z-scoring of the states."""
+    flags = [f"--layer {settings.get('graph_layer', -1)}", f"--k {settings.get('graph_k', 10)}",
+             f"--max-len {settings.get('max_len', 10)}"]
+    if settings.get("standardize_states"):
+        flags.append("--standardize-states")
+    return " ".join(flags)
 
 
 def e2e_input_flags(config: Mapping[str, Any], dataset: str) -> str:

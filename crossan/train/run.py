@@ -11,6 +11,7 @@ from typing import Any
 from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
+from crossan.models.graph import GRAPH_METHODS
 from crossan.train.names import parse_run_name, run_name
 
 
@@ -50,9 +51,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         "lora: z-score each encoder's [CLS] with its step-0 statistics (the demo's "
                         "random encoders need it; the paper feeds raw states)")
     parser.add_argument("--seed", type=non_negative_int, default=None, help="default 0")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--max-epochs", type=positive_int, default=50)
-    parser.add_argument("--patience", type=positive_int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="users per batch (default 64); graph recommenders: training pairs (2048)")
+    parser.add_argument("--max-epochs", type=positive_int, default=None, help="default 50; graph recommenders 1000")
+    parser.add_argument("--patience", type=positive_int, default=None, help="default 5; graph recommenders 20")
     parser.add_argument("--max-len", type=positive_int, default=10)
     parser.add_argument("--device", choices=DEVICES, default="auto")
     e2e = parser.add_argument_group(
@@ -112,6 +114,14 @@ def _json_grid(text: str) -> dict[str, list[Any]]:
     return grid
 
 
+# --batch-size, --max-epochs, --patience when not given: the sequential models' (IISAN's), and
+# MMRec's for the graph recommenders
+LOOP_DEFAULTS: dict[str, dict[str, int]] = {
+    "sequential": {"batch_size": 64, "max_epochs": 50, "patience": 5},
+    "graph": {"batch_size": 2048, "max_epochs": 1000, "patience": 20},
+}
+
+
 NAME_DEFAULTS: dict[str, Any] = {
     "dataset": "", "method": "crossan", "modalities": "TIVA", "fusion": None, "topk": 2,
     "hidden": 512, "lr": 1e-4, "seed": 0,
@@ -144,6 +154,10 @@ def _run_cli(args: argparse.Namespace) -> int:
     from crossan.train.trainer import CONVENTIONS, POPULARITY, RunConfig
 
     _name_fields(args)
+    loop = LOOP_DEFAULTS["graph" if args.method in GRAPH_METHODS else "sequential"]
+    for key, default in loop.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.features is None and args.method not in ("id-sasrec", POPULARITY, *E2E_METHODS):

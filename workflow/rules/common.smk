@@ -5,7 +5,14 @@ from crossan.config import dataset_media, encoder_spec
 from crossan.models.adapters import MODALITY_LETTERS
 from crossan.results.plan import CAPTIONS, FIGURES, TABLES, experiment_runs, planned_targets, target_plan
 from crossan.models.e2e import E2E_METHODS
-from crossan.train.plan import e2e_input_flags, planned_run_names, setting_flags, training_settings
+from crossan.models.graph import GRAPH_METHODS
+from crossan.train.plan import (
+    e2e_input_flags,
+    graph_build_flags,
+    planned_run_names,
+    setting_flags,
+    training_settings,
+)
 from crossan.train.names import parse_run_name
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
@@ -92,9 +99,14 @@ def run_is_end_to_end(wildcards):
     return parsed_run(wildcards)["method"] in E2E_METHODS
 
 
+def run_is_graph(wildcards):
+    return parsed_run(wildcards)["method"] in GRAPH_METHODS
+
+
 def run_inputs(wildcards):
     """Sequences, and the feature file of each modality the run reads; an end-to-end run
-    (fft, adapter, lora) reads the covers and the text and image checkpoints instead."""
+    (fft, adapter, lora) reads the covers and the text and image checkpoints instead; a graph
+    recommender also reads the dataset's graph file."""
     run = parsed_run(wildcards)
     data = f"results/{wildcards.dataset}/data"
     inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
@@ -107,6 +119,8 @@ def run_inputs(wildcards):
         return inputs
     for letter in run["modalities"]:
         inputs[MODALITY_LETTERS[letter]] = f"results/{wildcards.dataset}/features/{MODALITY_LETTERS[letter]}.h5"
+    if run["method"] in GRAPH_METHODS:
+        inputs["graph"] = f"results/{wildcards.dataset}/graph/graph.h5"
     return inputs
 
 
@@ -115,6 +129,8 @@ def run_item_flags(wildcards):
     end-to-end run, or nothing (id-sasrec, popularity)."""
     if run_is_end_to_end(wildcards):
         return e2e_input_flags(config, wildcards.dataset)
+    if run_is_graph(wildcards):
+        return f"--features results/{wildcards.dataset}/features --graph results/{wildcards.dataset}/graph/graph.h5"
     if run_uses_content(wildcards):
         return f"--features results/{wildcards.dataset}/features"
     return ""

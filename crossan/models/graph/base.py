@@ -81,7 +81,9 @@ class GraphData:
         return normalize_sparse(matrix, normalization)
 
     def to(self, device: torch.device | str) -> GraphData:
-        move = lambda mapping: {k: v.to(device) for k, v in mapping.items()}  # noqa: E731
+        def move(mapping: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {name: tensor.to(device) for name, tensor in mapping.items()}
+
         return GraphData(self.n_users, self.n_items, self.user.to(device), self.item.to(device),
                          self.adjacency.to(device), move(self.features), move(self.has_feature),
                          move(self.knn_index), move(self.knn_score))
