@@ -23,7 +23,7 @@ from crossan.graph.build import (
     read_graph,
     training_interactions,
 )
-from crossan.graph.sparse import normalize_sparse, sparse_dropout
+from crossan.graph.sparse import edge_propagate, normalize_sparse, sparse_dropout
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
 from crossan.train import graph as graph_training
 from crossan.train.data import load_sequences
@@ -80,6 +80,18 @@ def test_normalize_sparse_and_dropout() -> None:
     assert sparse_dropout(matrix, 0.0) is matrix
     kept = sparse_dropout(matrix, 0.5, torch.Generator().manual_seed(0))
     assert set(map(tuple, kept.indices().T.tolist())) <= set(map(tuple, matrix.indices().T.tolist()))
+
+
+def test_edge_propagate_is_the_sparse_product_with_value_gradients_per_edge() -> None:
+    rows, cols = torch.tensor([0, 0, 2, 2, 1]), torch.tensor([1, 3, 0, 3, 3])  # row 1 -> col 3 too
+    values = torch.tensor([0.5, -1.0, 2.0, 0.25, 3.0], requires_grad=True)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    dense = torch.zeros(3, 4).index_put((rows, cols), values, accumulate=True)
+    out = edge_propagate(rows, cols, values, 3, x)
+    assert torch.allclose(out, dense @ x)
+    out.sum().backward()
+    assert values.grad.shape == (5,)  # one per edge, never a dense [3, 4] matrix
+    assert torch.allclose(values.grad, x.sum(1)[cols])
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.graph.sparse import coo
+from crossan.graph.sparse import edge_propagate
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
 
 WEIGHT_MODES = ("confid", "max", "mean")
@@ -105,8 +105,9 @@ def segment_softmax(scores: Tensor, segment: Tensor, n_segments: int, keep: Tens
 
 
 def propagate(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int], x: Tensor) -> Tensor:
-    """``M x`` for the sparse ``M`` ``[shape]`` with ``values`` ``[E]`` at ``(rows, cols)``."""
-    return torch.sparse.mm(coo(torch.stack([rows, cols]), values, shape), x)
+    """``M x`` for the sparse ``M`` ``[shape]`` with ``values`` ``[E]`` at ``(rows, cols)`` (the
+    values are trained: :func:`~crossan.graph.sparse.edge_propagate` keeps their gradient sparse)."""
+    return edge_propagate(rows, cols, values, shape[0], x)
 
 
 class ModalityOutput(NamedTuple):
@@ -197,12 +198,12 @@ class RefinedGCN(nn.Module):
     def forward(self, user: Tensor, item: Tensor, to_user: Tensor, to_item: Tensor) -> Tensor:
         """``x0 + x1 + ... + xL`` ``[U + I, d]``; row = message target, column = its source."""
         n, item_node = self.n_users + self.n_items, item + self.n_users
-        adjacency = coo(torch.stack([torch.cat([user, item_node]), torch.cat([item_node, user])]),
-                        torch.cat([to_user, to_item]), (n, n))
+        rows, cols = torch.cat([user, item_node]), torch.cat([item_node, user])
+        weights = torch.cat([to_user, to_item])
         x = F.normalize(self.embedding, dim=1)
         out = x
         for _ in range(self.n_layers):
-            x = torch.sparse.mm(adjacency, x)
+            x = edge_propagate(rows, cols, weights, n, x)
             out = out + x
         return out
 
