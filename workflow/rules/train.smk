@@ -32,7 +32,9 @@ rule train_run:
     # End-to-end runs (fft, adapter, lora) on MicroLens-100K: the paper's Table 4 gives 2,856-3,278 s
     # per epoch on an A6000 plus ~2 min to encode every item for validation, for up to 50 epochs
     # (early stopping usually ends them after 10-20): 36 h; host memory holds the covers as uint8
-    # (3 GB) and both checkpoints. Cached-state runs take minutes; 12 h is their bound.
+    # (3 GB) and both checkpoints. Cached-state runs take minutes; 12 h is their bound, and the
+    # graph recommenders' (MicroLens-100K: up to 4 grid points x early-stopped epochs of 293
+    # batches; bench/graph.py gives their seconds per epoch).
     resources:
         mem_mb=lambda wc: 32000 if run_is_end_to_end(wc) else 16000,
         runtime=lambda wc: 36 * 60 if run_is_end_to_end(wc) else 12 * 60,
