@@ -131,7 +131,8 @@ def grid_points(grid: dict[str, list[Any]], config_type: type) -> list[dict[str,
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit, repeat_targets: str):
+def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit,
+                         repeat_targets: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Full-ranking ``(summary, per_user)`` of ``split`` whose users are graph rows ``rows``."""
     was_training = model.training
     model.eval()
