@@ -8,9 +8,12 @@ the kill always finds exactly N chunks on disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 # Long enough for any test to notice the pause and kill; a forgotten variable still ends.
 PAUSE_SECONDS = 300.0
@@ -23,6 +26,7 @@ def pause_after(variable: str) -> Callable[[int], None]:
 
     def after(committed: int) -> None:
         if limit and committed == limit:
+            log.warning("test hook %s: pausing after %d committed chunk(s)", variable, committed)
             time.sleep(PAUSE_SECONDS)
 
     return after

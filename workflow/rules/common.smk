@@ -24,6 +24,19 @@ def dataset_entry(wildcards):
     return config["catalog"][wildcards.dataset]
 
 
+def by_dataset(demo, other):
+    """A resource sized to the dataset: ``demo`` for the embedded demo (1,000 users, a few
+    hundred MB at most), ``other`` (a number or a function of the wildcards) for MicroLens and
+    users' data. A cluster then runs demo jobs side by side instead of queueing them."""
+
+    def size(wildcards):
+        if dataset_entry(wildcards)["kind"] == "demo":
+            return demo
+        return other(wildcards) if callable(other) else other
+
+    return size
+
+
 def raw_dir(wildcards):
     """The raw MicroLens-layout folder of a dataset: generated, downloaded or the user's."""
     entry = dataset_entry(wildcards)

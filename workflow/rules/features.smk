@@ -49,8 +49,8 @@ rule extract_features:
         "results/{dataset}/benchmarks/extract_{modality}_{shard}-of-{num_shards}.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
+        mem_mb=by_dataset(3000, 8000),
+        runtime=by_dataset(60, 24 * 60),
         gpu=config["features"]["gpu"],
     conda:
         "../../envs/models.yaml"

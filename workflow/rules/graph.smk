@@ -28,7 +28,7 @@ rule build_graph:
     # MicroLens-100K: 19,738 items x 4 modalities x 768-d states (7 layers read, 0.9 GB as
     # float32) and 2,048 x 19,738 similarities per block; seconds of compute.
     resources:
-        mem_mb=8000,
+        mem_mb=by_dataset(2000, 8000),
         runtime=60,
     conda:
         "../../envs/models.yaml"

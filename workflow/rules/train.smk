@@ -36,8 +36,8 @@ rule train_run:
     # graph recommenders' (MicroLens-100K: up to 4 grid points x early-stopped epochs of 293
     # batches; bench/graph.py gives their seconds per epoch).
     resources:
-        mem_mb=lambda wc: 32000 if run_is_end_to_end(wc) else 16000,
-        runtime=lambda wc: 36 * 60 if run_is_end_to_end(wc) else 12 * 60,
+        mem_mb=by_dataset(3000, lambda wc: 32000 if run_is_end_to_end(wc) else 16000),
+        runtime=by_dataset(60, lambda wc: 36 * 60 if run_is_end_to_end(wc) else 12 * 60),
         gpu=lambda wc: (
             training_settings(config, wc.dataset)["gpu"] if parsed_run(wc)["method"] != "popularity" else 0
         ),
