@@ -34,7 +34,6 @@ from torch import Tensor, nn
 from crossan.encoders.load import load_encoder
 from crossan.errors import ConfigError
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
-from crossan.train.data import load_sequences
 from crossan.train.e2e_inputs import ItemInputs, load_item_inputs
 from crossan.train.names import run_name
 from crossan.train.towers import compute_item_towers
@@ -43,8 +42,8 @@ from crossan.train.trainer import (
     RunResult,
     deterministic_on_cpu,
     fit,
+    open_run,
     resolve_device,
-    start_run,
 )
 
 log = logging.getLogger(__name__)
@@ -146,10 +145,7 @@ def train_end_to_end(run: RunConfig) -> RunResult:
                           "(crossan train --media, --text-model, --image-model)")
     device = resolve_device(run.device)
     with deterministic_on_cpu(device):
-        start_run(Path(run.out_dir))
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        data = load_sequences(Path(run.data_dir), run.max_len)
+        data = open_run(run, device)
         text_encoder = load_encoder("text", run.text_model)
         image_encoder = load_encoder("image", run.image_model)
         inputs = load_item_inputs(Path(run.data_dir), Path(run.media_dir), text_encoder, image_encoder,

@@ -37,7 +37,7 @@ from crossan.models.graph import GRAPH_METHODS
 from crossan.models.graph.base import GraphData, GraphRecommender
 from crossan.models.graph.registry import graph_model
 from crossan.models.trainable import count_trainable
-from crossan.train.data import EvalSplit, SequenceData, load_item_states, load_sequences
+from crossan.train.data import EvalSplit, SequenceData, load_item_states
 from crossan.train.loss import check_finite
 from crossan.train.metrics import evaluate_full_ranking
 from crossan.train.towers import empty_item_towers
@@ -49,9 +49,9 @@ from crossan.train.trainer import (
     RunResult,
     base_metrics,
     deterministic_on_cpu,
+    open_run,
     peak_memory,
     resolve_device,
-    start_run,
     sync_device,
     versions,
     write_outputs,
@@ -207,10 +207,7 @@ def train_graph_run(run: RunConfig) -> RunResult:
     device = resolve_device(run.device)
     with deterministic_on_cpu(device):
         out_dir = Path(run.out_dir)
-        start_run(out_dir)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        data = load_sequences(Path(run.data_dir), run.max_len)
+        data = open_run(run, device)
         stored = read_graph(Path(run.graph_file), data.item_ids)
         graph = graph_data(stored, Path(run.features_dir), run.modalities, data.item_ids, device,
                            run.standardize_states)

@@ -427,6 +427,15 @@ def start_run(out_dir: Path) -> None:
     (out_dir / METRICS_FILE).unlink(missing_ok=True)
 
 
+def open_run(run: RunConfig, device: torch.device) -> SequenceData:
+    """Every trained run's first steps: :func:`start_run`, a fresh CUDA peak-memory counter
+    (Table 4's GM is this run's alone), and the sequences."""
+    start_run(Path(run.out_dir))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return load_sequences(Path(run.data_dir), run.max_len)
+
+
 # ====================================================================== encoding
 
 
@@ -530,11 +539,7 @@ def train_on_states(run: RunConfig) -> RunResult:
         raise ConfigError(f"train_on_states trains {', '.join(METHODS)}, not {run.method!r}")
     device = resolve_device(run.device)
     with deterministic_on_cpu(device):
-        out_dir = Path(run.out_dir)
-        start_run(out_dir)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        data = load_sequences(Path(run.data_dir), run.max_len)
+        data = open_run(run, device)
         states: ItemStates | None = None
         if run.uses_content:
             states = load_item_states(Path(run.features_dir), run.modalities, device,
