@@ -117,6 +117,9 @@ def test_headerless_pairs_are_accepted(tmp_path: Path) -> None:
         ("user,item,timestamp\n1,2,3\n\n1,2\n", "line 4: '1,2'", "expected 3 fields"),
         ("user,item,timestamp\n1,2,3,4\n", "line 2: '1,2,3,4'", "expected 3 fields"),
         ("user,item,timestamp\n1,,4\n", "line 2: '1,,4'", "must be integers"),
+        ("1,2,3\n4,5,-60\n", "line 2: '4,5,-60'", "timestamps must be Unix seconds >= 0"),
+        # a form feed or U+2028 inside a line does not end it: later line numbers stay right
+        ("1,2,3\f\n4,5,6\u2028\n7,x,9\n", "line 3: '7,x,9'", "must be integers"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path: Path, body: str, line: str, why: str) -> None:
@@ -127,6 +130,23 @@ def test_malformed_rows_name_file_and_line(tmp_path: Path, body: str, line: str,
     assert str(path) in str(error.value)
     assert line in str(error.value)
     assert why in str(error.value)
+
+
+def test_a_zero_byte_interaction_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="the interaction file is empty"):
+        read_interactions(path)
+
+
+@pytest.mark.parametrize("reader", [read_interactions, read_titles])
+def test_non_utf8_files_name_the_line_and_byte(tmp_path: Path, reader) -> None:
+    path = tmp_path / "table.csv"
+    path.write_bytes(b"1,2,3\n" + "4,caf\u00e9,6\n".encode("latin-1"))
+    with pytest.raises(DataError) as error:
+        reader(path)
+    message = str(error.value)
+    assert f"{path}, line 2, byte 6: b'\\xe9' is not UTF-8" in message and "iconv" in message
 
 
 def test_bad_title_id_names_the_line(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ tables (layout verification, download, sequences, media, encoders) goes through 
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,18 +20,41 @@ COLUMNS = ("user", "item", "timestamp")
 MAX_REPORTED_ROWS = 5
 
 
+def read_text(path: Path, what: str) -> str:
+    """The file as text (UTF-8, a BOM allowed). Raises ``DataError`` naming the line and byte of
+    the first byte sequence that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise DataError(
+            f"{path}, line {line}, byte {column}: {data[error.start:error.end]!r} is not UTF-8 "
+            f"({error.reason}); {what} must be UTF-8 text: convert it, e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > fixed.csv"
+        ) from None
+
+
+def physical_lines(text: str) -> list[str]:
+    """Lines split at ``\n`` only (a trailing ``\r`` dropped): ``str.splitlines`` also splits
+    at form feeds and U+2028, which would shift every later line number."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
     """Parse ``user,item,timestamp`` rows (header optional) into integer columns.
 
     Returns ``(frame, raw_rows)`` where ``frame`` has columns ``user``, ``item``,
     ``timestamp`` (Int64) and ``line`` (1-based line number in the file). Raises
     ``DataError`` naming the file and the first offending lines for rows with a wrong
-    field count or a non-integer value.
+    field count, a non-integer value or a negative timestamp, and for a file that is empty or
+    not UTF-8.
     """
     if not path.is_file():
         raise DataError(f"interaction file {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
-    lines = pl.DataFrame({"text": text.splitlines()}).with_row_index("line", offset=1)
+    text = read_text(path, "the interaction file")
+    lines = pl.DataFrame({"text": physical_lines(text)}, schema={"text": pl.String}).with_row_index("line", offset=1)
     lines = lines.filter(pl.col("text").str.strip_chars() != "")
     if lines.is_empty():
         raise DataError(f"{path}: the interaction file is empty")
@@ -53,6 +77,7 @@ def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
     )
     non_integer = parsed.filter(pl.any_horizontal(pl.col(c).is_null() for c in COLUMNS))
     _fail_on_rows(path, non_integer, "user, item and timestamp must be integers")
+    _fail_on_rows(path, parsed.filter(pl.col("timestamp") < 0), "timestamps must be Unix seconds >= 0")
     return parsed.select(*COLUMNS, "line"), lines.height
 
 
@@ -77,17 +102,17 @@ def read_titles(path: Path) -> dict[int, str]:
     if not path.is_file():
         raise DataError(f"title file {path} does not exist")
     titles: dict[int, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for line_number, row in enumerate(csv.reader(handle), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            item_id = row[0].strip()
-            if not item_id.lstrip("-").isdigit():
-                raise DataError(
-                    f"{path}, line {line_number}: item id {item_id!r} is not an integer "
-                    "(expected rows 'id,title' with no header)"
-                )
-            titles[int(item_id)] = ",".join(row[1:]).strip()
+    reader = csv.reader(io.StringIO(read_text(path, "the title file"), newline=""))
+    for row in reader:
+        if not row or not "".join(row).strip():
+            continue
+        item_id = row[0].strip()
+        if not item_id.lstrip("-").isdigit():
+            raise DataError(
+                f"{path}, line {reader.line_num}: item id {item_id!r} is not an integer "
+                "(expected rows 'id,title' with no header)"
+            )
+        titles[int(item_id)] = ",".join(row[1:]).strip()
     return titles
 
 
