@@ -30,6 +30,7 @@ from crossan.train.popularity import evaluate_popularity
 from crossan.train.towers import read_item_towers
 from crossan.train.trainer import (
     METRIC_NAMES,
+    EarlyStopping,
     RunConfig,
     make_item_encoder,
 )
@@ -379,3 +380,15 @@ def test_conventions_reach_the_model_and_metrics(dataset, tmp_path: Path) -> Non
     assert reference.log[0]["train_loss"] != before.log[0]["train_loss"]
     with pytest.raises(ConfigError, match="negatives must be one of window, targets"):
         config(dataset, tmp_path / "bad", negatives="all")
+
+
+def test_early_stopping_keeps_the_best_state_and_stops_after_patience() -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    stopping = EarlyStopping(patience=2)
+    for epoch, (hr, weight) in enumerate([(0.1, 1.0), (0.3, 2.0), (0.3, 3.0), (0.2, 4.0)], start=1):
+        model.weight.data.fill_(weight)
+        stop = stopping.update(model, epoch, hr)
+        assert stop == (epoch == 4)  # a tie is no improvement: epochs 3 and 4 use up patience 2
+    assert (stopping.best_epoch, stopping.best_hr) == (2, 0.3)
+    stopping.restore(model)
+    assert model.weight.item() == 2.0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -43,13 +42,15 @@ from crossan.train.metrics import evaluate_full_ranking
 from crossan.train.towers import empty_item_towers
 from crossan.train.trainer import (
     KS,
-    METRIC_NAMES,
     USER_CHUNK,
+    EarlyStopping,
     RunConfig,
     RunResult,
     base_metrics,
     deterministic_on_cpu,
+    epoch_row,
     open_run,
+    optimizer_step,
     peak_memory,
     resolve_device,
     sync_device,
@@ -157,7 +158,7 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
     generator = torch.Generator().manual_seed(run.seed)
     users_all, items_all = graph.user.cpu(), graph.item.cpu()
     rows: list[dict[str, float]] = []
-    best_hr, best_epoch, best_state, since_best = -math.inf, 0, None, 0
+    stopping = EarlyStopping(run.patience)
     for epoch in range(1, run.max_epochs + 1):
         model.train()
         model.start_epoch(generator)
@@ -170,30 +171,20 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
             negatives = sampler(users, generator)
             loss = model.loss(users.to(device), positives.to(device), negatives.to(device))
             check_finite(loss.detach(), epoch, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(loss, optimizer)
             total += float(loss.detach()) * len(index)
         sync_device(device)
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         valid, _ = evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets)
         eval_seconds = time.perf_counter() - started
-        rows.append({"epoch": epoch, "train_loss": total / max(len(order), 1),
-                     **{f"valid_{m}": valid[m] for m in METRIC_NAMES},
-                     "train_seconds": train_seconds, "eval_seconds": eval_seconds})
+        rows.append(epoch_row(epoch, total / max(len(order), 1), valid, train_seconds, eval_seconds))
         log.debug("epoch %d: loss %.4f, valid HR@10 %.4f (%.2fs)", epoch, rows[-1]["train_loss"],
                   valid["HR@10"], train_seconds)
-        if valid["HR@10"] > best_hr:
-            best_hr, best_epoch, since_best = valid["HR@10"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if since_best >= run.patience:
-                break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    return model, best_hr, best_epoch, rows
+        if stopping.update(model, epoch, valid["HR@10"]):
+            break
+    stopping.restore(model)
+    return model, stopping.best_hr, stopping.best_epoch, rows
 
 
 def train_graph_run(run: RunConfig) -> RunResult:

@@ -581,6 +581,37 @@ def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch
         scaler.update()
 
 
+class EarlyStopping:
+    """Validation HR@10 bookkeeping every training loop shares: the best epoch's state is kept
+    in memory; :meth:`update` says when ``patience`` epochs in a row brought no strict
+    improvement; :meth:`restore` loads the best state back."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_hr, self.best_epoch, self.since_best = -math.inf, 0, 0
+        self.best_state: dict[str, Tensor] | None = None
+
+    def update(self, model: nn.Module, epoch: int, hr: float) -> bool:
+        """Record ``epoch``'s validation HR@10; ``True`` = stop now."""
+        if hr > self.best_hr:
+            self.best_hr, self.best_epoch, self.since_best = hr, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.since_best += 1
+        return self.since_best >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        assert self.best_state is not None, "no epoch was recorded"
+        model.load_state_dict(self.best_state)
+
+
+def epoch_row(epoch: int, train_loss: float, valid: dict[str, float], train_seconds: float,
+              eval_seconds: float) -> dict[str, float]:
+    """One ``train_log.csv`` row (:data:`LOG_COLUMNS`)."""
+    return {"epoch": epoch, "train_loss": train_loss, **{f"valid_{m}": valid[m] for m in METRIC_NAMES},
+            "train_seconds": train_seconds, "eval_seconds": eval_seconds}
+
+
 def fit(
     run: RunConfig,
     data: SequenceData,
@@ -614,7 +645,7 @@ def fit(
                                  repeat_targets=run.repeat_targets, item_chunk=item_chunk)
 
     rows: list[dict[str, float]] = []
-    best_hr, best_epoch, best_state, since_best = -math.inf, 0, None, 0
+    stopping = EarlyStopping(run.patience)
     for epoch in range(1, run.max_epochs + 1):
         model.train()
         started = time.perf_counter()
@@ -634,24 +665,17 @@ def fit(
         valid, _ = evaluate()["valid"]
         sync_device(device)
         eval_seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "train_loss": total / max(positions, 1),
-               **{f"valid_{m}": valid[m] for m in METRIC_NAMES},
-               "train_seconds": train_seconds, "eval_seconds": eval_seconds}
+        row = epoch_row(epoch, total / max(positions, 1), valid, train_seconds, eval_seconds)
         rows.append(row)
         log.info("epoch %d: loss %.4f, valid HR@10 %.4f NDCG@10 %.4f (%.1fs + %.1fs eval)",
                  epoch, row["train_loss"], valid["HR@10"], valid["NDCG@10"], train_seconds, eval_seconds)
-        if valid["HR@10"] > best_hr:
-            best_hr, best_epoch, since_best = valid["HR@10"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if since_best >= run.patience:
-                log.info("early stop: no validation HR@10 improvement for %d epochs; best epoch %d",
-                         run.patience, best_epoch)
-                break
+        if stopping.update(model, epoch, valid["HR@10"]):
+            log.info("early stop: no validation HR@10 improvement for %d epochs; best epoch %d",
+                     run.patience, stopping.best_epoch)
+            break
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    stopping.restore(model)
+    best_epoch = stopping.best_epoch
     model.eval()
     final = evaluate(splits=("valid", "test"))
     (valid, per_user_valid), (test, per_user_test) = final["valid"], final["test"]
