@@ -156,6 +156,28 @@ def test_bad_title_id_names_the_line(tmp_path: Path) -> None:
         read_titles(path)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '1,a\n2,"b, c\n3,d\n\n4,e\n',  # never closed: every later row joins item 2's title
+        '1,a\n2,"b, c\n3,d\n4,"e"\n',  # the next quote "closes" it three lines on
+    ],
+)
+def test_an_unclosed_quote_in_a_title_names_its_line(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "titles.csv"
+    path.write_text(body)
+    with pytest.raises(DataError) as error:
+        read_titles(path)
+    assert str(error.value) == (
+        f"{path}, line 2: the quote that opens this row is never closed, so the lines after it "
+        "were read into it (line 3, '3,d', is a row of its own); close the quote (a quote "
+        'inside a quoted title is written "") or remove it, and rerun'
+    )
+    # a quoted title may still span lines when no line in it looks like a row
+    path.write_text('1,"two\nlines, one title"\n2,b\n')
+    assert read_titles(path) == {1: "two\nlines, one title", 2: "b"}
+
+
 def test_no_partial_outputs_on_failure(tmp_path: Path) -> None:
     (tmp_path / "pairs.csv").write_text("user,item,timestamp\n1,1,1\n")
     (tmp_path / "titles.csv").write_text("1,a\n")

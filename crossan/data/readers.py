@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from crossan.errors import DataError
 
 COLUMNS = ("user", "item", "timestamp")
 MAX_REPORTED_ROWS = 5
+# How a title row starts: an integer item id and a comma.
+_TITLE_ROW_START = re.compile(r"\s*-?\d+\s*,")
 
 
 def read_text(path: Path, what: str) -> str:
@@ -95,25 +98,47 @@ def _fail_on_rows(path: Path, bad: pl.DataFrame, what: str) -> None:
 
 
 def read_titles(path: Path) -> dict[int, str]:
-    """Read the title file (no header, ``id,title``; a title may contain commas).
+    """Read the title file (no header, ``id,title``; a title may contain commas, and a quoted
+    one may span lines).
 
-    Returns ``{item_id: title}``. A non-integer id raises ``DataError`` with the line.
+    Returns ``{item_id: title}``. A non-integer id raises ``DataError`` with the line, and so
+    does a quote left open: a quoted field whose later lines look like rows of their own.
     """
     if not path.is_file():
         raise DataError(f"title file {path} does not exist")
+    text = read_text(path, "the title file")
+    # the lines as the csv reader counts them (its line_num), for quoting a swallowed one
+    lines = [line.rstrip("\r\n") for line in io.StringIO(text, newline="")]
     titles: dict[int, str] = {}
-    reader = csv.reader(io.StringIO(read_text(path, "the title file"), newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    end = 0
     for row in reader:
+        start, end = end + 1, reader.line_num
+        if end > start:
+            _check_quote_closed(path, lines, start, end)
         if not row or not "".join(row).strip():
             continue
         item_id = row[0].strip()
         if not item_id.lstrip("-").isdigit():
             raise DataError(
-                f"{path}, line {reader.line_num}: item id {item_id!r} is not an integer "
+                f"{path}, line {start}: item id {item_id!r} is not an integer "
                 "(expected rows 'id,title' with no header)"
             )
         titles[int(item_id)] = ",".join(row[1:]).strip()
     return titles
+
+
+def _check_quote_closed(path: Path, lines: list[str], start: int, end: int) -> None:
+    """Raise when the row read from lines ``start..end`` (1-based) swallowed a line that is a
+    row of its own: a quote opened on line ``start`` was never closed (or closed lines later)."""
+    for number in range(start + 1, end + 1):
+        if _TITLE_ROW_START.match(lines[number - 1]):
+            raise DataError(
+                f"{path}, line {start}: the quote that opens this row is never closed, so the "
+                f"lines after it were read into it (line {number}, {lines[number - 1]!r}, is a "
+                'row of its own); close the quote (a quote inside a quoted title is written "") '
+                "or remove it, and rerun"
+            )
 
 
 def item_ids(pairs: Path) -> list[str]:
