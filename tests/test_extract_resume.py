@@ -5,6 +5,7 @@ bit; a merge refuses missing, overlapping or mismatched shards."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -93,6 +94,46 @@ def test_sigkilled_run_resumes_and_ends_bit_identical(world: dict, tmp_path: Pat
     whole = run(world, "image", tmp_path / "whole.h5", batch_size=4, chunk_batches=1)
     assert whole.chunks_computed == 15 and whole.items_computed == NUM_ITEMS - 2
     assert_bit_identical(read(out), read(tmp_path / "whole.h5"))
+
+
+def test_a_partial_damaged_in_the_middle_is_discarded_and_extracted_again(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    interrupted = tmp_path / "interrupted" / "image.h5"
+    real = extract_module.forward_pooled
+    calls = []
+
+    def stop_at_fourth_batch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "forward_pooled", stop_at_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run(world, "image", interrupted, batch_size=4, chunk_batches=1)
+    monkeypatch.setattr(extract_module, "forward_pooled", real)
+    assert _done_mask(partial_path(interrupted))[1:13].all()  # 3 chunks of 4 committed
+    whole = read(Path(run(world, "image", tmp_path / "whole.h5", batch_size=4, chunk_batches=1).path))
+
+    data = partial_path(interrupted).read_bytes()
+    nodes = [offset for offset in range(len(data)) if data.startswith(b"TREE", offset)]
+    assert len(nodes) >= 5  # the symbol table, then each dataset's chunk index
+    for offset in nodes:
+        out = tmp_path / str(offset) / "image.h5"
+        out.parent.mkdir()
+        damaged = bytearray(data)
+        damaged[offset : offset + 4] = b"\xab" * 4
+        partial_path(out).write_bytes(bytes(damaged))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            report = run(world, "image", out, batch_size=4, chunk_batches=1)
+        why = report.discarded_partial
+        assert why is not None and why.startswith("unreadable (") and "wrong B-tree signature" in why
+        assert caplog.messages == [f"image.h5: starting over, discarding {partial_path(out)}: {why}"]
+        assert (report.chunks_resumed, report.chunks_computed) == (0, 15)
+        assert not partial_path(out).exists()
+        assert_bit_identical(read(out), whole)
 
 
 def test_three_shards_merge_to_the_unsharded_file_bit_for_bit(

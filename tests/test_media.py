@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -576,6 +577,62 @@ def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
     )
     assert fresh.modalities["audio"].decoded == 6
     assert_same_files(out, tmp_path / "fresh")
+
+
+def btree_nodes(path: Path) -> list[int]:
+    """Offsets of the HDF5 B-tree nodes (signature ``TREE``) in ``path``: the group's symbol
+    table and every chunked dataset's chunk index."""
+    data = path.read_bytes()
+    return [offset for offset in range(len(data)) if data.startswith(b"TREE", offset)]
+
+
+def test_a_partial_damaged_in_the_middle_is_discarded_and_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    kinds = {str(n): ("ok", "ok") for n in range(301, 307)}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    interrupted = tmp_path / "interrupted"
+    real = media.sample_block
+
+    def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
+        if block.index == 1:
+            raise KeyboardInterrupt
+        return real(block, spec)
+
+    monkeypatch.setattr(media, "sample_block", stop_at_second_block)
+    with pytest.raises(KeyboardInterrupt):
+        media.sample_media(layout, items_csv, interrupted, workers=0, chunk_items=2, **SMALL)
+    monkeypatch.setattr(media, "sample_block", real)
+    fresh = tmp_path / "fresh"
+    media.sample_media(layout, items_csv, fresh, workers=0, progress=False, **SMALL)
+
+    for modality in ("image", "audio"):
+        name = media.FILE_NAMES[modality]
+        nodes = btree_nodes(interrupted / f"{name}.partial")
+        assert len(nodes) >= 6  # the symbol table, then the chunk indexes mid-file
+        for offset in nodes:
+            out = tmp_path / f"{modality}-{offset}"
+            out.mkdir()
+            damaged = out / f"{name}.partial"
+            data = bytearray((interrupted / f"{name}.partial").read_bytes())
+            data[offset : offset + 4] = b"\xab" * 4
+            damaged.write_bytes(bytes(data))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="crossan.media.store"):
+                report = media.sample_media(
+                    layout, items_csv, out, modalities=(modality,), workers=0, chunk_items=2,
+                    progress=False, **SMALL,
+                )
+            why = report.modalities[modality].discarded_partial
+            assert why is not None and "(wrong B-tree signature)" in why, (offset, why)
+            assert why.startswith("unreadable (")
+            assert caplog.messages == [f"{name}: starting over, discarding {damaged}: {why}"]
+            assert report.modalities[modality].decoded == len(kinds)
+            assert sorted(p.name for p in out.iterdir()) == [name, f"{modality}_report.json"]
+            left, right = read_all(out / name), read_all(fresh / name)
+            assert left.keys() == right.keys()
+            for key in left:
+                np.testing.assert_array_equal(left[key], right[key], err_msg=f"{offset}:{key}")
 
 
 # ---------------------------------------------------------------- items table and CLI

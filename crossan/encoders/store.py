@@ -32,7 +32,7 @@ import numpy as np
 
 from crossan.atomic import partial_path
 from crossan.errors import DataError
-from crossan.media.store import Field, PartialStore
+from crossan.media.store import UNREADABLE, Field, PartialStore
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +91,13 @@ def discard_stale_partial(final: Path, digest: str) -> str | None:
             stored = file.attrs.get("config_hash")
     except BlockingIOError as error:  # never discard a running extraction's work
         raise DataError(f"{path} is open in another process (an extraction still going?)") from error
-    except OSError as error:  # e.g. killed in the middle of a flush
+    except UNREADABLE as error:  # e.g. killed in the middle of a flush
         why: str | None = f"unreadable ({error})"
     else:
         why = None if stored == digest else f"config hash changed ({stored} -> {digest})"
     if why is None:
         return None
-    log.warning("%s: discarding %s: %s", final.name, path, why)
+    log.warning("%s: starting over, discarding %s: %s", final.name, path, why)
     path.unlink()
     return why
 

@@ -11,7 +11,10 @@ Layout of a file for ``n`` items (row ``r`` = dense item id ``r``; row 0 is padd
 
 While partial the file also holds ``_done`` bool ``[n + 1]``. Rows are written, the file is
 flushed, then their ``_done`` flags are set and flushed again, so a flag is only ever on disk
-after its data. A rerun after a kill reopens the partial file and skips rows already done.
+after its data. A rerun after a kill reopens the partial file and skips rows already done;
+a partial file that cannot be read whole (cut short, bytes overwritten: see
+:func:`check_readable`) or was made for another spec or item list is deleted with a logged
+reason and started afresh.
 ``_done`` is unlinked before the rename, so a finished file is the same whether or not its
 run was interrupted.
 
@@ -43,6 +46,9 @@ DONE = "_done"
 PADDING_REASON = "padding"
 _STRING = h5py.string_dtype("utf-8")
 _SMALL_CHUNK_BYTES = 64 * 1024
+# What reading a damaged file raises (RuntimeError: e.g. a broken group symbol table;
+# TypeError: a group where a dataset should be).
+UNREADABLE = (OSError, KeyError, ValueError, RuntimeError, TypeError)
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,26 @@ def is_current(
     try:
         with h5py.File(final, "r") as file:
             return DONE not in file and _mismatch(file, spec, item_ids, fields) is None
-    except (OSError, KeyError, ValueError):
+    except UNREADABLE:
         return False
+
+
+def check_readable(file: h5py.File) -> None:
+    """Read what a resume or a reader relies on: every attribute, every dataset's metadata and
+    chunk index, and all of ``_done``, ``valid``, ``reason`` and ``item_id`` (the media arrays
+    themselves are not read). Bytes overwritten in the middle of a file often leave it
+    opening fine and fail only here (a chunk index B-tree or a string heap), where a later
+    write would otherwise fail, or worse. Raises what h5py raises (:data:`UNREADABLE`)."""
+    dict(file.attrs)
+    for name in file:
+        dataset = file[name]
+        if not isinstance(dataset, h5py.Dataset):
+            raise TypeError(f"'{name}' is not a dataset")
+        if dataset.chunks is not None:
+            dataset.id.chunk_iter(lambda _chunk: None)  # walks the whole chunk index
+    for name in (DONE, "valid", "reason", "item_id"):
+        if name in file:
+            file[name][:]
 
 
 def _reopen(
@@ -139,11 +163,12 @@ def _reopen(
         raise DataError(
             f"{path} is open in another process (a sample-media run still going?): {error}"
         ) from error
-    except OSError as error:  # e.g. killed in the middle of a flush
+    except UNREADABLE as error:  # e.g. killed in the middle of a flush
         return None, f"unreadable ({error})"
     try:
+        check_readable(file)
         why = f"no '{DONE}' mask" if DONE not in file else _mismatch(file, spec, item_ids, fields)
-    except (OSError, KeyError, ValueError) as error:
+    except UNREADABLE as error:
         why = f"unreadable ({error})"
     if why is None:
         return file, None
