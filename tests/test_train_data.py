@@ -365,6 +365,18 @@ def test_mismatched_files_are_named(tmp_path: Path, features_dir: Path) -> None:
         load_item_states(folder, "A", "cpu")
 
 
+def test_a_truncated_feature_file_is_named_with_what_to_do(features_dir: Path) -> None:
+    path = features_dir / "image.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError) as error:
+        load_item_states(features_dir, "TI", "cpu", item_ids=IDS)
+    message = str(error.value)
+    assert message.startswith(f"feature file {path} is unreadable (cut short or damaged: ")
+    assert "truncated file" in message
+    assert message.endswith("); delete it and rerun snakemake, which extracts it again")
+
+
 def test_modality_letters() -> None:
     assert modality_letters("ait") == "TIA"
     for bad in ("", "TX", "TT"):

@@ -126,14 +126,24 @@ def inspect(path: Path) -> FeatureFile:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"feature file {path} does not exist")
-    with h5py.File(path, "r") as file:
-        attrs = dict(file.attrs)
-        if FEATURES not in file or "config_hash" not in attrs:
-            raise DataError(f"{path} is not a crossan feature file")
-        if "_done" in file:
-            raise DataError(f"{path} is unfinished (it still has a done mask)")
-        rows = file[FEATURES].shape[0] - 1
+    try:
+        with h5py.File(path, "r") as file:
+            attrs = dict(file.attrs)
+            if FEATURES not in file or "config_hash" not in attrs:
+                raise DataError(f"{path} is not a crossan feature file")
+            if "_done" in file:
+                raise DataError(f"{path} is unfinished (it still has a done mask)")
+            rows = file[FEATURES].shape[0] - 1
+    except UNREADABLE as error:
+        raise _unreadable(path, error) from error
     return FeatureFile(path, attrs, int(attrs["first_row"]), rows, int(attrs["total_items"]))
+
+
+def _unreadable(path: Path, error: BaseException) -> DataError:
+    return DataError(
+        f"feature file {path} is unreadable (cut short or damaged: {error}); delete it and "
+        "rerun snakemake, which extracts it again"
+    )
 
 
 @dataclass(frozen=True)
@@ -155,10 +165,13 @@ def load_features(path: Path) -> LoadedFeatures:
             f"{path} is a shard (rows {info.first_row}..{info.stop_row - 1} of "
             f"{info.total_items}); merge the shards first (crossan merge-features)"
         )
-    with h5py.File(path, "r") as file:
-        features = file[FEATURES][:]
-        valid = file["valid"][:].astype(bool)
-        item_ids = list(file["item_id"].asstr()[1:]) if "item_id" in file else None
+    try:
+        with h5py.File(path, "r") as file:
+            features = file[FEATURES][:]
+            valid = file["valid"][:].astype(bool)
+            item_ids = list(file["item_id"].asstr()[1:]) if "item_id" in file else None
+    except UNREADABLE as error:
+        raise _unreadable(path, error) from error
     if features.ndim != 3:
         raise DataError(f"{path}: features must be [n + 1, n_layers, hidden], got {features.shape}")
     if item_ids is None:
