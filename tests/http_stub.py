@@ -3,8 +3,12 @@
 ``StubServer(files)`` serves ``{url path: bytes}`` on 127.0.0.1 (a free port) from a thread and
 records every request. Per path, a :class:`Fault` can make it answer with an error status on
 the first k requests (or always), cut the body after N bytes on the first k requests (the full
-Content-Length is announced, then the socket is closed), ignore ``Range``, or stall before the
-body. ``max_in_flight`` is the largest number of requests handled at the same time.
+Content-Length is announced, then the socket is closed), ignore ``Range``, stall before the
+body, send no Content-Length (the body ends when the socket closes), or trickle the body a few
+bytes at a time. Every file has a strong ``ETag`` (a hash of its bytes) and a ``Last-Modified``;
+``If-Range`` is honoured unless the fault says otherwise, so replacing a file between two
+requests (:meth:`StubServer.set_file`) is a file that changed on the server.
+``max_in_flight`` is the largest number of requests handled at the same time.
 
 :func:`microlens_tree` builds a small MicroLens-shaped release to serve.
 """
@@ -12,6 +16,7 @@ body. ``max_in_flight`` is the largest number of requests handled at the same ti
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import random
 import re
@@ -36,6 +41,10 @@ class Fault:
     ignore_range: bool = False  # answer 200 with the whole file despite a Range header
     delay_s: float = 0.0  # wait before answering (overlap transfers, or outlast a timeout) ...
     delay_times: int | None = None  # ... on the first k requests (None: always)
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
+    trickle: tuple[int, float] | None = None  # send (n bytes, then sleep s), repeatedly ...
+    trickle_times: int | None = None  # ... on the first k requests (None: always)
+    ignore_if_range: bool = False  # honour Range even when If-Range no longer matches
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class RequestRecord:
     path: str
     range: str | None
     time: float
+    if_range: str | None = None
 
 
 @dataclass
@@ -68,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             index = state.per_path.get(path, 0)
             state.per_path[path] = index + 1
-            state.requests.append(RequestRecord(path, self.headers.get("Range"), time.monotonic()))
+            state.requests.append(RequestRecord(path, self.headers.get("Range"), time.monotonic(), self.headers.get("If-Range")))
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             fault = state.faults.get(path, Fault())
@@ -98,13 +108,20 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay_s)
         status, body, headers = self._select(data, fault)
         cut = fault.cut_after if (fault.cut_after is not None and index < fault.cut_times) else None
-        self._send(status, body, headers, cut=cut)
+        trickles = fault.trickle_times is None or index < fault.trickle_times
+        trickle = fault.trickle if trickles else None
+        self._send(status, body, headers, cut=cut, no_length=fault.no_length, trickle=trickle)
 
     def _select(self, data: bytes, fault: Fault) -> tuple[int, bytes, dict[str, str]]:
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        validators = {"ETag": etag, "Last-Modified": "Sun, 01 Nov 2026 00:00:00 GMT"}
         header = self.headers.get("Range")
         match = _RANGE.match(header.strip()) if header and not fault.ignore_range else None
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range != etag and not fault.ignore_if_range:
+            match = None  # RFC 9110: a validator that no longer matches -> the whole file
         if match is None or match.groups() == ("", ""):
-            return 200, data, {}
+            return 200, data, validators
         first, last = match.groups()
         if first == "":  # suffix range: the last N bytes
             start, end = max(len(data) - int(last), 0), len(data) - 1
@@ -113,26 +130,43 @@ class _Handler(BaseHTTPRequestHandler):
             end = min(int(last), len(data) - 1) if last else len(data) - 1
         if start >= len(data) or start > end:
             return 416, b"range not satisfiable\n", {"Content-Range": f"bytes */{len(data)}"}
-        return 206, data[start : end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
+        return 206, data[start : end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}", **validators}
 
     def _send(
-        self, status: int, body: bytes, headers: dict[str, str] | None = None, cut: int | None = None
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        cut: int | None = None,
+        no_length: bool = False,
+        trickle: tuple[int, float] | None = None,
     ) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
+        if not no_length:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
         if cut is not None:
-            self.wfile.write(body[:cut])
+            self._write(body[:cut], trickle)
             self._release()  # the socket is closed after this handler returns
             return
-        self.wfile.write(body[:-1])
+        self._write(body[:-1], trickle)
         self._release()
         self.wfile.write(body[-1:])
+
+    def _write(self, body: bytes, trickle: tuple[int, float] | None) -> None:
+        if trickle is None:
+            self.wfile.write(body)
+            return
+        step, pause = trickle
+        for start in range(0, len(body), step):
+            self.wfile.write(body[start : start + step])
+            self.wfile.flush()
+            time.sleep(pause)
 
 
 class _Server(ThreadingHTTPServer):

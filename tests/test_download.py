@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from http_stub import Fault, MicroLensTree, StubServer, make_zip, microlens_tree
 
 from crossan.data import download as dl
+from crossan.data.fetch import RetryPolicy
 from crossan.data.layout import find_layout, load_manifest
 from crossan.errors import ConfigError, DataError, DownloadError
 
@@ -46,10 +52,18 @@ def server(tree: MicroLensTree) -> Iterator[StubServer]:
         yield stub
 
 
-def fetch(server: StubServer, out: Path, **options: object) -> dl.DownloadManifest:
-    settings: dict[str, object] = {"workers": 3, "retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
+def policy(**options: float) -> RetryPolicy:
+    settings: dict[str, float] = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5.0}
     settings.update(options)
-    return dl.download_microlens(server.url + PREFIX + "/", out, **settings)  # type: ignore[arg-type]
+    return RetryPolicy(**settings)  # type: ignore[arg-type]
+
+
+def fetch(
+    server: StubServer, out: Path, workers: int = 3, max_items: int | None = None, **options: float
+) -> dl.DownloadManifest:
+    return dl.download_microlens(
+        server.url + PREFIX + "/", out, workers=workers, max_items=max_items, policy=policy(**options)
+    )
 
 
 def partials(root: Path) -> list[Path]:
@@ -78,7 +92,7 @@ def test_clean_download_is_byte_identical_and_recorded(
     assert record["complete"] is True and record["failed"] == []
     assert record["counts"] == {
         "files": 3 + 12, "bytes": sum(len(b) for b in tree.files.values()),
-        "items": 12, "videos": 12, "covers": 12, "failed": 0,
+        "items": 12, "videos": 12, "covers": 12, "failed": 0, "unverified": 0,
     }
     expected_paths = {"pairs.csv", "titles.csv", "covers.zip"}
     expected_paths |= {f"videos/{i}.mp4" for i in tree.item_ids}
@@ -90,6 +104,7 @@ def test_clean_download_is_byte_identical_and_recorded(
         assert entry["url"] == server.url + path
         assert entry["size"] == len(served) == (out / entry["path"]).stat().st_size
         assert entry["sha256"] == hashlib.sha256(served).hexdigest()
+        assert entry["check"] == "size"
     assert manifest.counts == record["counts"]
     assert not (out / "manifest.incomplete.json").exists()
     assert len(server.requests) == 15  # one request per file, no retries
@@ -152,7 +167,7 @@ def test_remote_names_are_parameters(tree: MicroLensTree, tmp_path: Path) -> Non
         **{f"/x/v/{i}": data for i, data in tree.videos.items()},
     }
     with StubServer(files) as stub:
-        dl.download_microlens(stub.url + "/x", tmp_path, remote=remote, workers=2, backoff_s=0.01)
+        dl.download_microlens(stub.url + "/x", tmp_path, remote=remote, workers=2, policy=policy())
     assert_identical(tree, tmp_path)
 
 
@@ -273,7 +288,7 @@ def test_refused_connections_are_retried_then_reported(tmp_path: Path) -> None:
     with StubServer({}) as stub:
         closed_url = stub.url  # nothing listens here once the server has stopped
     with pytest.raises(DownloadError, match="after 2 attempts") as caught:
-        dl.download_microlens(closed_url + PREFIX, tmp_path, retries=1, backoff_s=0.01, timeout_s=2)
+        dl.download_microlens(closed_url + PREFIX, tmp_path, policy=policy(retries=1, timeout_s=2))
     assert closed_url + PAIRS in str(caught.value)
     assert "Connection" in str(caught.value) or "refused" in str(caught.value)
 
@@ -392,6 +407,7 @@ def test_cli_flags_and_defaults() -> None:
     args = parse(["download", "--out", "d"])
     assert (args.base_url, args.variant, args.out) == (None, "100k", Path("d"))
     assert (args.workers, args.retries) == (8, 5)
+    assert (args.timeout, args.min_bytes_per_s, args.stall_window, args.deadline) == (60, 1024, 60, 7200)
     assert (args.max_items, args.dataset_json, args.name) == (None, None, None)
     assert args.func is dl.run_download
     args = parse(["download", "--out", "d", "--variant", "50k", "--max-items", "7", "--retries", "0"])
@@ -399,6 +415,196 @@ def test_cli_flags_and_defaults() -> None:
     args = parse(["verify-data", "--data-dir", "raw", "--kind", "microlens", "--report", "r.json"])
     assert (args.data_dir, args.kind, args.report) == (Path("raw"), "microlens", Path("r.json"))
     assert args.func is dl.run_verify
-    for bad in (["--workers", "0"], ["--variant", "1m"], ["--retries", "-1"]):
+    for bad in (["--workers", "0"], ["--variant", "1m"], ["--retries", "-1"], ["--deadline", "0"]):
         with pytest.raises(SystemExit):
             parse(["download", "--out", "d", *bad])
+
+
+# --- servers that state no size ---------------------------------------------------------------
+def mp4_like(payload: bytes) -> bytes:
+    """Bytes with an MP4's top-level box structure (ftyp, moov, mdat); not decodable."""
+
+    def box(kind: bytes, body: bytes) -> bytes:
+        return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+    return box(b"ftyp", b"isom\0\0\2\0isomiso2") + box(b"moov", b"\0" * 40) + box(b"mdat", payload)
+
+
+def test_a_body_without_length_cut_short_is_completed_by_asking_for_the_rest(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    size = len(tree.files["MicroLens-100k_pairs.csv"])
+    server.set_fault(PAIRS, Fault(no_length=True, cut_after=size // 2))
+    server.set_fault(TITLES, Fault(no_length=True))
+    out = tmp_path / "dl"
+    fetch(server, out)
+
+    # the 200 ended cleanly at half the file; the request for the bytes after it got the rest
+    assert [r.range for r in server.requests_for(PAIRS)] == [None, f"bytes={size // 2}-"]
+    titles = len(tree.files["MicroLens-100k_title_en.csv"])
+    assert [r.range for r in server.requests_for(TITLES)] == [None, f"bytes={titles}-"]  # 416: whole
+    assert_identical(tree, out)
+    checks = {f["path"]: f["check"] for f in json.loads((out / "manifest.json").read_text())["files"]}
+    assert checks["pairs.csv"] == checks["titles.csv"] == "size"
+
+
+def test_without_length_or_range_a_csv_is_marked_unverified_and_said_so(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.set_fault(TITLES, Fault(no_length=True, ignore_range=True, cut_after=40, cut_times=99))
+    out = tmp_path / "dl"
+    manifest = fetch(server, out)
+
+    assert (out / "titles.csv").read_bytes() == tree.files["MicroLens-100k_title_en.csv"][:40]
+    record = json.loads((out / "manifest.json").read_text())
+    assert {f["path"]: f["check"] for f in record["files"]}["titles.csv"] == "unverified"
+    assert record["counts"]["unverified"] == 1 and manifest.unverified[0].path == "titles.csv"
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][-1]
+    assert warning.startswith("1 file(s) could not be verified: the server did not state their size")
+    assert "(titles.csv)" in warning and '"check": "unverified"' in warning
+
+    server.set_fault(TITLES, None)  # the next run fetches it again; now the size is stated
+    server.reset_log()
+    fetch(server, out)
+    assert [r.range for r in server.requests_for(TITLES)] == [None]
+    assert server.requests_for(PAIRS) == []
+    assert_identical(tree, out)
+    assert json.loads((out / "manifest.json").read_text())["counts"]["unverified"] == 0
+
+
+def test_without_length_or_range_a_cut_video_fails_its_structure_check(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    whole, cut = tree.item_ids[0], tree.item_ids[1]
+    for item in (whole, cut):
+        server.set_file(video_path(item), mp4_like(tree.videos[item]))
+    server.set_fault(video_path(whole), Fault(no_length=True, ignore_range=True))
+    server.set_fault(video_path(cut), Fault(no_length=True, ignore_range=True, cut_after=5000, cut_times=99))
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, out, retries=1)
+
+    message = str(caught.value)
+    assert "1 of 12 video(s)" in message and server.url + video_path(cut) in message
+    assert "the server stated no size and the 5000 bytes received are not whole" in message
+    assert "box b'mdat' at byte" in message and "past the end (5000)" in message
+    assert not (out / "videos" / f"{cut}.mp4").exists()
+    assert (out / "videos" / f"{whole}.mp4").read_bytes() == mp4_like(tree.videos[whole])
+    checks = {f["path"]: f["check"] for f in json.loads((out / "manifest.incomplete.json").read_text())["files"]}
+    assert checks[f"videos/{whole}.mp4"] == "content"
+
+
+# --- two downloads into one folder ------------------------------------------------------------
+def test_a_second_download_into_the_same_folder_stops_and_the_first_is_whole(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(PAIRS, Fault(trickle=(4096, 0.05)))  # the first holds the folder a while
+    out = tmp_path / "dl"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(fetch, server, out)
+        while not server.requests_for(PAIRS):
+            time.sleep(0.01)
+        second = pool.submit(fetch, server, out)
+        with pytest.raises(DownloadError) as caught:
+            second.result()
+        first.result()
+
+    message = str(caught.value)
+    assert f"{out}: another download into this folder is running (pid {os.getpid()} on " in message
+    assert "Wait for it to finish (or stop it), then run this command again" in message
+    assert len(server.requests_for(PAIRS)) == 1  # the second never requested anything
+    assert_identical(tree, out)
+    fetch(server, out)  # the lock is released with the first download
+
+
+def test_a_second_process_is_refused_while_the_folder_is_locked(tmp_path: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from crossan.data.download import folder_lock\n"
+        "with folder_lock(Path(sys.argv[1])):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(DownloadError, match=f"running \\(pid {holder.pid} on "):
+            dl.download_microlens("http://127.0.0.1:9/x/", tmp_path, policy=policy(retries=0))
+    finally:
+        holder.kill()
+        holder.wait()
+    with dl.folder_lock(tmp_path):  # a killed holder leaves no lock behind
+        pass
+
+
+# --- trickling servers --------------------------------------------------------------------------
+def test_a_trickling_server_is_cut_off_and_the_retry_resumes(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(TITLES, Fault(trickle=(1, 0.05), trickle_times=1))
+    out = tmp_path / "dl"
+    fetch(server, out, min_bytes_per_s=100, stall_window_s=0.3)
+
+    ranges = [r.range for r in server.requests_for(TITLES)]
+    assert len(ranges) == 2 and ranges[0] is None and ranges[1].startswith("bytes=")
+    assert int(ranges[1][len("bytes=") : -1]) > 0  # resumed, not restarted
+    assert_identical(tree, out)
+
+
+def test_a_server_that_never_speeds_up_ends_in_a_clear_error(server: StubServer, tmp_path: Path) -> None:
+    server.set_fault(PAIRS, Fault(trickle=(1, 0.05)))
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, tmp_path / "dl", retries=1, min_bytes_per_s=100, stall_window_s=0.3)
+
+    message = str(caught.value)
+    assert server.url + PAIRS in message and "failed after 2 attempts" in message
+    assert "stalled at" in message and "below download.min_bytes_per_s = 100" in message
+    assert "`download:` settings" in message
+
+
+def test_the_deadline_ends_an_attempt_and_retries_resume_until_whole(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    item = tree.item_ids[2]
+    server.set_fault(video_path(item), Fault(trickle=(2000, 0.05)))  # ~40 kB/s: not a stall
+    out = tmp_path / "dl"
+    fetch(server, out, retries=20, min_bytes_per_s=100, stall_window_s=5, deadline_s=0.2)
+
+    starts = [int(r.range[len("bytes=") : -1]) if r.range else 0 for r in server.requests_for(video_path(item))]
+    assert len(starts) > 2 and starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert_identical(tree, out)
+
+    server.reset_log()
+    with pytest.raises(DownloadError, match=r"still transferring after 0.2 s \(download.deadline_s\)"):
+        fetch(server, tmp_path / "again", retries=0, deadline_s=0.2)
+
+
+# --- a file that changed between attempts -------------------------------------------------------
+def changed_pairs(tree: MicroLensTree) -> bytes:
+    """The same interactions in another order: a new version of the file, same items."""
+    header, *rows = tree.files["MicroLens-100k_pairs.csv"].decode().splitlines(keepends=True)
+    return (header + "".join(reversed(rows))).encode()
+
+
+@pytest.mark.parametrize("server_honours_if_range", [True, False])
+def test_a_file_changed_on_the_server_is_fetched_again_not_stitched(
+    server_honours_if_range: bool, tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(PAIRS, Fault(cut_after=100, cut_times=99))
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="incomplete: 100 of"):
+        fetch(server, out, retries=0)
+    new = changed_pairs(tree)
+    server.set_file(PAIRS, new)
+    server.set_fault(PAIRS, Fault(ignore_if_range=not server_honours_if_range))
+    server.reset_log()
+    fetch(server, out)
+
+    requests = server.requests_for(PAIRS)
+    assert requests[0].range == "bytes=100-"
+    assert requests[0].if_range == '"' + hashlib.sha256(tree.files["MicroLens-100k_pairs.csv"]).hexdigest()[:16] + '"'
+    # honoured: one 200 with the new file; ignored: a 206 with a new ETag, thrown away
+    assert [r.range for r in requests] == (["bytes=100-"] if server_honours_if_range else ["bytes=100-", None])
+    assert (out / "pairs.csv").read_bytes() == new
+    assert partials(out) == [] and list(out.rglob("*.validator")) == []

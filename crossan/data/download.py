@@ -13,20 +13,26 @@ names were seen in public scripts and are not guaranteed: every one is a field o
 
 Failure policy
 --------------
-* Every file streams to ``name.partial`` and is renamed only once its size matches what the
-  server announced; a retry resumes with ``Range: bytes=<have>-``.
-* 5xx (and 408/425/429), refused or reset connections, timeouts, short bodies and size
-  mismatches are retried with exponential backoff; when retries run out -> ``DownloadError``.
-* Other 4xx (404 above all) are not retried -> ``DownloadError`` naming the URL.
+* One download at a time per folder: ``out_dir/.download.lock`` is held (``flock``) for the
+  whole run, and a second run into the same folder stops at once, saying which process holds it.
+* Every file goes through :func:`crossan.data.fetch.fetch_file`: streamed to ``name.partial``,
+  resumed with ``Range`` + ``If-Range``, retried on 5xx (and 408/425/429), refused or reset
+  connections, timeouts, stalls (``min_bytes_per_s`` over ``stall_window_s``), the per-attempt
+  ``deadline_s``, short bodies and size mismatches; renamed only once its size on disk is what
+  the server stated. Other 4xx (404 above all) are not retried. Either way, when it gives up
+  -> ``DownloadError`` naming the URL.
+* A file whose size the server never states is checked by its structure where it has one
+  (zip, MP4); a CSV cannot be, so it is recorded with ``"check": "unverified"``, listed in a
+  warning at the end of the run and downloaded again by the next run.
 * pairs, titles and the covers zip are needed by everything after them: their failure stops
   the download at once. A failed video does not: the others are finished first, the progress
   is written to ``out_dir/manifest.incomplete.json`` and one ``DownloadError`` lists the
   failed URLs. ``manifest.json`` (the workflow's completion marker) is written only when
   every file is complete.
 * On a rerun, files recorded in an earlier manifest (complete or incomplete) with the same URL
-  and size are skipped. Files under their final name that no manifest records (a run killed
-  before it wrote one) are adopted and hashed: a final name only ever appears after the size
-  check passed.
+  and the same size on disk are skipped. Files under their final name that no manifest records
+  (a run killed before it wrote one) are adopted and hashed: a final name only ever appears
+  after the checks above passed.
 
 The ``verify-data`` subcommand (see :func:`run_verify`) checks any raw tree, downloaded or the
 user's own, with :func:`crossan.data.layout.verify_layout` and writes the dataset manifest.
@@ -35,31 +41,29 @@ user's own, with :func:`crossan.data.layout.verify_layout` and writes the datase
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
-import http.client
 import json
 import logging
 import os
-import random
-import re
 import shutil
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from crossan.argtypes import non_negative_int, positive_int
-from crossan.atomic import atomic_directory, partial_path, write_text_atomic
+from crossan.argtypes import non_negative_int, positive_float, positive_int
+from crossan.atomic import atomic_directory, write_text_atomic
 from crossan.data import layout as layout_mod
 from crossan.data import readers
+from crossan.data.content_checks import content_check_for
+from crossan.data.fetch import CHECKED_BY_SIZE, UNVERIFIED, FetchError, RetryPolicy, fetch_file
 from crossan.errors import ConfigError, DataError, DownloadError
 
 log = logging.getLogger(__name__)
@@ -77,14 +81,9 @@ VIDEOS_DIR = "videos"
 MANIFEST_FILE = "manifest.json"
 INCOMPLETE_FILE = "manifest.incomplete.json"
 
+LOCK_FILE = ".download.lock"
 CHUNK_BYTES = 1 << 16
-MAX_BACKOFF_S = 60.0
-JITTER = 0.1  # up to +10% on each backoff, so parallel workers do not retry in lockstep
-RETRYABLE_STATUS = frozenset({408, 425, 429})
 MAX_LISTED_FAILURES = 50  # in the error message; the incomplete manifest lists all
-USER_AGENT = "crossan-download/0.1 (python-urllib)"
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
 
 
 def default_base_url(variant: str) -> str:
@@ -126,21 +125,6 @@ class RemoteLayout:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: ``retries`` after the first attempt, exponential backoff from
-    ``backoff_s`` (capped at ``MAX_BACKOFF_S``), ``timeout_s`` per socket operation."""
-
-    retries: int = 5
-    backoff_s: float = 1.0
-    timeout_s: float = 60.0
-
-    def delay(self, retry: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
-        base = min(self.backoff_s * 2 ** (retry - 1), MAX_BACKOFF_S)
-        return base * (1.0 + JITTER * rng.random())
-
-
-@dataclass(frozen=True)
 class FileRecord:
     """One downloaded file: where it came from, where it lies (relative to ``out_dir``)."""
 
@@ -148,6 +132,7 @@ class FileRecord:
     path: str
     size: int
     sha256: str
+    check: str = CHECKED_BY_SIZE  # how it is known to be whole: see crossan.data.fetch
 
 
 @dataclass
@@ -168,6 +153,10 @@ class DownloadManifest:
         return not self.failed
 
     @property
+    def unverified(self) -> list[FileRecord]:
+        return [r for r in self.files if r.check == UNVERIFIED]
+
+    @property
     def counts(self) -> dict[str, int]:
         videos = [r for r in self.files if r.path.startswith(f"{VIDEOS_DIR}/")]
         return {
@@ -177,6 +166,7 @@ class DownloadManifest:
             "videos": len(videos),
             "covers": self.n_covers,
             "failed": len(self.failed),
+            "unverified": len(self.unverified),
         }
 
     def to_json(self) -> str:
@@ -204,132 +194,6 @@ def load_file_records(path: Path) -> dict[str, FileRecord]:
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("ignoring unreadable manifest %s (%s): files will be re-checked", path, error)
         return {}
-
-
-# --- one file over HTTP -------------------------------------------------------------------------
-class FetchError(DownloadError):
-    """A file that could not be downloaded; ``reason`` is the short cause."""
-
-    def __init__(self, url: str, reason: str, hint: str) -> None:
-        super().__init__(f"{url}: {reason}. {hint}")
-        self.url = url
-        self.reason = reason
-
-
-class _Transient(Exception):
-    """A failed attempt worth retrying."""
-
-
-def _permanent_hint() -> str:
-    return (
-        "Not retried. Check `url:` and `variant:` of this dataset in config.yaml "
-        "(the remote file names follow from the variant)."
-    )
-
-
-def fetch_file(
-    url: str, dest: Path, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep
-) -> int:
-    """Download ``url`` to ``dest`` through ``dest.partial``, resuming and retrying per
-    ``policy``; return the size. Raises :class:`FetchError` on a 4xx or exhausted retries."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = partial_path(dest)
-    rng = random.Random(url)
-    last_error = ""
-    for attempt in range(policy.retries + 1):
-        if attempt:
-            delay = policy.delay(attempt, rng)
-            log.info("%s: %s; retry %d/%d in %.2fs", url, last_error, attempt, policy.retries, delay)
-            sleep(delay)
-        try:
-            size = _attempt(url, part, policy.timeout_s)
-        except _Transient as error:
-            last_error = str(error)
-            continue
-        os.replace(part, dest)
-        return size
-    raise FetchError(
-        url,
-        f"failed after {policy.retries + 1} attempts, last: {last_error}",
-        f"{part.name} is kept where present, so a rerun resumes it. "
-        "Check the network and `url:` in config.yaml.",
-    )
-
-
-def _attempt(url: str, part: Path, timeout_s: float) -> int:
-    """One request: append to (206) or restart (200) ``part``; return its verified size."""
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
-    except urllib.error.HTTPError as error:
-        with error:
-            return _on_http_error(error, url, part, have)
-    except (OSError, http.client.HTTPException) as error:  # refused, reset, timeout, bad status
-        raise _Transient(f"{type(error).__name__}: {error}") from error
-    with response:
-        offset, total = _body_plan(response, part, have)
-        return _stream(response, part, offset, total)
-
-
-def _on_http_error(error: urllib.error.HTTPError, url: str, part: Path, have: int) -> int:
-    status = error.code
-    if status == 416 and have:
-        match = _UNSATISFIED_RANGE.match(error.headers.get("Content-Range", ""))
-        if match and int(match.group(1)) == have:
-            return have  # the partial file was already complete
-        part.unlink(missing_ok=True)
-        raise _Transient(f"HTTP 416 for bytes={have}- (partial file larger than the remote), restarting")
-    if status >= 500 or status in RETRYABLE_STATUS:
-        raise _Transient(f"HTTP {status} {error.reason}")
-    raise FetchError(url, f"HTTP {status} {error.reason}", _permanent_hint())
-
-
-def _body_plan(response: http.client.HTTPResponse, part: Path, have: int) -> tuple[int, int | None]:
-    """Where the body starts in the file and the full size the server announces (if any)."""
-    if response.status == 206:
-        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-        if not match or int(match.group(1)) != have:
-            part.unlink(missing_ok=True)
-            raise _Transient(
-                f"206 with Content-Range {response.headers.get('Content-Range')!r} "
-                f"for bytes={have}-, restarting"
-            )
-        start, end, total = match.groups()
-        length = response.headers.get("Content-Length")
-        if length is not None and int(length) != int(end) - int(start) + 1:
-            raise _Transient(f"Content-Length {length} disagrees with Content-Range {start}-{end}")
-        return have, None if total == "*" else int(total)
-    if response.status != 200:
-        raise _Transient(f"unexpected HTTP {response.status}")
-    if have:
-        log.info("%s: the server ignored Range, restarting from byte 0", response.url)
-    length = response.headers.get("Content-Length")
-    return 0, None if length is None else int(length)
-
-
-def _stream(response: http.client.HTTPResponse, part: Path, offset: int, total: int | None) -> int:
-    received = 0
-    with part.open("ab" if offset else "wb") as sink:
-        while True:
-            try:
-                chunk = response.read(CHUNK_BYTES)
-            except (OSError, http.client.HTTPException) as error:
-                raise _Transient(f"transfer broken after {offset + received} bytes: {error}") from error
-            if not chunk:
-                break
-            sink.write(chunk)
-            received += len(chunk)
-    size = offset + received
-    if total is not None and size != total:
-        if size > total:
-            part.unlink()
-        # http.client ends a short body silently on EOF; this is where a cut transfer shows.
-        raise _Transient(f"incomplete: {size} of {total} bytes")
-    return size
 
 
 def sha256_of(path: Path) -> str:
@@ -364,8 +228,9 @@ class _Session:
         if reused is not None:
             return reused, False
         log.debug("fetching %s -> %s", url, dest)
-        size = fetch_file(url, dest, self.policy)
-        return FileRecord(url=url, path=local, size=size, sha256=sha256_of(dest)), True
+        fetched = fetch_file(url, dest, self.policy, content_check_for(local))
+        record = FileRecord(url=url, path=local, size=fetched.size, sha256=sha256_of(dest), check=fetched.check)
+        return record, True
 
     def _reuse(self, url: str, local: str, dest: Path) -> FileRecord | None:
         if not dest.is_file():
@@ -376,9 +241,12 @@ class _Session:
             with self._lock:
                 self._adopted += 1
             return FileRecord(url=url, path=local, size=size, sha256=sha256_of(dest))
+        if known.check == UNVERIFIED:
+            log.info("%s: unverified by the last run (no size from the server), downloading again", dest)
+            return None
         if known.url == url and known.size == size:
             return known
-        log.info("%s: differs from the manifest (url or size), downloading again", dest)
+        log.info("%s: differs from the manifest (url or size on disk), downloading again", dest)
         return None
 
     @property
@@ -399,10 +267,8 @@ def download_microlens(
     variant: str = "100k",
     remote: RemoteLayout | None = None,
     workers: int = 8,
-    retries: int = 5,
-    backoff_s: float = 1.0,
-    timeout_s: float = 60.0,
     max_items: int | None = None,
+    policy: RetryPolicy | None = None,
 ) -> DownloadManifest:
     """Download MicroLens into ``out_dir`` in the canonical layout (see the module doc).
 
@@ -411,25 +277,65 @@ def download_microlens(
         variant: ``100k`` or ``50k``; picks the default :class:`RemoteLayout`.
         remote: explicit remote names (overrides ``variant``'s).
         workers: videos downloaded at the same time.
-        retries: retries per file after its first attempt.
-        backoff_s: first backoff; doubled on each retry.
-        timeout_s: per socket operation.
         max_items: only the videos of the first N item ids (numeric order), for a partial run.
+        policy: retries, backoff, timeouts, stall limit and deadline per file.
     Returns:
         The manifest, also written to ``out_dir/manifest.json``.
     Raises:
-        DownloadError: a file could not be fetched (all failed videos in one error).
+        DownloadError: a file could not be fetched (all failed videos in one error), or
+            another download holds the folder.
         DataError: an unreadable pairs file or covers zip.
     """
-    if workers < 1 or retries < 0 or (max_items is not None and max_items < 1):
+    policy = policy or RetryPolicy()
+    if workers < 1 or policy.retries < 0 or (max_items is not None and max_items < 1):
         raise ConfigError(
             f"download: need workers >= 1, retries >= 0 and max_items >= 1 or unset "
-            f"(got {workers}, {retries}, {max_items})"
+            f"(got {workers}, {policy.retries}, {max_items})"
         )
     remote = remote or RemoteLayout.for_variant(variant)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    session = _Session(base_url, out_dir, RetryPolicy(retries, backoff_s, timeout_s))
+    with folder_lock(out_dir):
+        return _download(base_url, out_dir, variant, remote, workers, max_items, policy)
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir/.download.lock`` for the whole download; a second download into the
+    same folder (another terminal, another Snakemake) stops at once with who holds it.
+    The lock is the kernel's (``flock``): it goes away with the process, however it ends."""
+    path = out_dir / LOCK_FILE
+    with path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DownloadError(
+                f"{out_dir}: another download into this folder is running ({holder}). "
+                "Wait for it to finish (or stop it), then run this command again; "
+                "two downloads into one folder would corrupt each other's files."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _download(
+    base_url: str,
+    out_dir: Path,
+    variant: str,
+    remote: RemoteLayout,
+    workers: int,
+    max_items: int | None,
+    policy: RetryPolicy,
+) -> DownloadManifest:
+    session = _Session(base_url, out_dir, policy)
     records = [session.fetch(remote.pairs, PAIRS_FILE)[0], session.fetch(remote.titles, TITLES_FILE)[0]]
     items = select_items(readers.item_ids(out_dir / PAIRS_FILE), max_items)
     covers_record, fresh = session.fetch(remote.covers_zip, COVERS_ZIP)
@@ -455,8 +361,21 @@ def download_microlens(
     _write_manifest(manifest, out_dir)
     if failures:
         raise _video_failures_error(failures, len(items), out_dir / INCOMPLETE_FILE)
+    if manifest.unverified:
+        log.warning(_unverified_warning(manifest.unverified, out_dir / MANIFEST_FILE))
     log.info("download complete: %s", manifest.counts)
     return manifest
+
+
+def _unverified_warning(records: list[FileRecord], manifest_path: Path) -> str:
+    names = ", ".join(r.path for r in records[:MAX_LISTED_FAILURES])
+    more = f" and {len(records) - MAX_LISTED_FAILURES} more" if len(records) > MAX_LISTED_FAILURES else ""
+    return (
+        f"{len(records)} file(s) could not be verified: the server did not state their size and "
+        f"they have no structure to check ({names}{more}). They are marked "
+        f'"check": "unverified" in {manifest_path} with their size and sha256: compare them with '
+        "the official release, or rerun `crossan download` (unverified files are fetched again)."
+    )
 
 
 def _fetch_videos(
@@ -586,6 +505,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     add("--name", default=None, help="dataset name in that manifest (default microlens-VARIANT)")
     add("--workers", type=positive_int, default=8, help="parallel video downloads (default 8)")
     add("--retries", type=non_negative_int, default=5, help="retries per file (default 5)")
+    add("--timeout", type=positive_float, default=60.0, help="seconds a socket may stay silent (default 60)")
+    add("--min-bytes-per-s", type=positive_float, default=1024.0,
+        help="slower than this over --stall-window ends the attempt (default 1024)")
+    add("--stall-window", type=positive_float, default=60.0, help="seconds the speed is averaged over (default 60)")
+    add("--deadline", type=positive_float, default=7200.0,
+        help="seconds one attempt at one file may take; a retry resumes it (default 7200)")
     add("--max-items", type=positive_int, default=None, help="only the first N items' videos")
     download.set_defaults(func=run_download)
 
@@ -610,8 +535,14 @@ def run_download(args: argparse.Namespace) -> int:
         args.out,
         variant=args.variant,
         workers=args.workers,
-        retries=args.retries,
         max_items=args.max_items,
+        policy=RetryPolicy(
+            retries=args.retries,
+            timeout_s=args.timeout,
+            min_bytes_per_s=args.min_bytes_per_s,
+            stall_window_s=args.stall_window,
+            deadline_s=args.deadline,
+        ),
     )
     if args.dataset_json is not None:
         name = args.name or f"microlens-{args.variant}"

@@ -37,6 +37,12 @@ rule download_microlens:
         ),
         workers=config["download"]["workers"],
         retries=config["download"]["retries"],
+        limits=(
+            f"--timeout {config['download']['timeout_s']}"
+            f" --min-bytes-per-s {config['download']['min_bytes_per_s']}"
+            f" --stall-window {config['download']['stall_window_s']}"
+            f" --deadline {config['download']['deadline_s']}"
+        ),
     log:
         "results/{dataset}/logs/download.log",
     benchmark:
@@ -50,7 +56,7 @@ rule download_microlens:
     shell:
         "crossan download --base-url {params.url} --variant {params.variant}"
         " --out resources/{wildcards.dataset}/download --workers {params.workers}"
-        " --retries {params.retries} {params.max_items} > {log} 2>&1"
+        " --retries {params.retries} {params.limits} {params.max_items} > {log} 2>&1"
 
 
 rule dataset_manifest:
