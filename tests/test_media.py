@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,10 @@ from killing import kill_after_marks
 from PIL import Image
 
 from crossan.data.layout import DatasetLayout, write_manifest
+from crossan.encoders.inputs import MediaSource
 from crossan.errors import DataError
 from crossan.media import sample as media
+from crossan.media import store as media_store
 from crossan.media import video as video_module
 from crossan.media.audio import NoAudioTrack, sample_audio
 from crossan.media.encode import write_mp4
@@ -633,6 +636,57 @@ def test_a_partial_damaged_in_the_middle_is_discarded_and_rebuilt(
             assert left.keys() == right.keys()
             for key in left:
                 np.testing.assert_array_equal(left[key], right[key], err_msg=f"{offset}:{key}")
+
+
+def test_resampled_identical_media_give_the_features_the_same_provenance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {"501": ("ok", "ok"), "502": ("corrupt", "ok"), "503": ("noaudio", "gray")}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    ids = list(kinds)
+
+    def sample(out: Path, when: str) -> dict[str, dict]:  # type: ignore[type-arg]
+        """A separate run finishing at ``when``; what each file tells the features' hash."""
+        monkeypatch.setattr(media_store, "_now", lambda: when)
+        media.sample_media(layout, items_csv, out, workers=0, progress=False, **SMALL)
+        return {m: describe(out / name, m) for m, name in media.FILE_NAMES.items()}
+
+    def describe(path: Path, modality: str) -> dict:  # type: ignore[type-arg]
+        source = MediaSource(path, modality, ids)
+        try:
+            return source.describe()
+        finally:
+            source.close()
+
+    first = sample(tmp_path / "first", "2026-01-01T00:00:00+00:00")
+    again = sample(tmp_path / "again", "2026-01-02T12:00:00+00:00")
+    assert again == first  # the same media sampled a day later: the same inputs
+    for modality, name in media.FILE_NAMES.items():
+        with h5py.File(tmp_path / "again" / name, "r") as file:
+            digest = file.attrs["content_sha256"]
+            assert file.attrs["completed"] == "2026-01-02T12:00:00+00:00"
+        assert len(digest) == 64 and first[modality]["media_content_sha256"] == digest
+        assert "media_completed" not in first[modality]
+
+    # a file sampled before digests were recorded gets the same digest, computed on reading
+    old = tmp_path / "old" / "image.h5"
+    old.parent.mkdir()
+    shutil.copy(tmp_path / "again" / "image.h5", old)
+    with h5py.File(old, "r+") as file:
+        del file.attrs["content_sha256"]
+    assert describe(old, "image") == first["image"]
+    # one stored value changed: another digest (the spec is unchanged)
+    with h5py.File(old, "r+") as file:
+        file["pixels"][1, 0, 0, 0] ^= 1
+    edited = describe(old, "image")
+    assert edited["media_spec_json"] == first["image"]["media_spec_json"]
+    assert edited["media_content_sha256"] != first["image"]["media_content_sha256"]
+
+    # another cover for item 503: only the image file's digest changes
+    Image.fromarray(np.full((20, 30, 3), 7, dtype=np.uint8)).save(Path(layout.covers) / "503.jpg")
+    changed = sample(tmp_path / "changed", "2026-01-01T00:00:00+00:00")
+    assert changed["image"]["media_content_sha256"] != first["image"]["media_content_sha256"]
+    assert (changed["video"], changed["audio"]) == (first["video"], first["audio"])
 
 
 # ---------------------------------------------------------------- items table and CLI

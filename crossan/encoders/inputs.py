@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,11 +36,14 @@ import numpy as np
 
 from crossan.data.readers import read_item_table
 from crossan.errors import ConfigError, DataError
+from crossan.media.store import CONTENT_DIGEST, content_digest
 
 if TYPE_CHECKING:
     import torch
 
     from crossan.encoders.load import Encoder
+
+log = logging.getLogger(__name__)
 
 TEXT_MAX_LENGTH = 30
 MIN_AUDIO_SAMPLES = 400  # one 25 ms analysis window at 16 kHz (the extractor's frame_length)
@@ -128,6 +132,7 @@ class MediaSource:
             raise
         self.data = self._file[MEDIA_FIELDS[modality]]
         self.attrs: dict[str, Any] = dict(self._file.attrs)
+        self._digest: str | None = None
 
     def _check(self) -> None:
         file, name = self._file, MEDIA_FIELDS[self.modality]
@@ -162,11 +167,24 @@ class MediaSource:
         return RawBatch(start, stop, valid, reasons, payload)
 
     def describe(self) -> dict[str, Any]:
-        """What the numbers depend on: the media spec and which sampling run wrote the file."""
+        """What the numbers depend on: the media spec and the stored values (their digest, so
+        resampling identical media keeps the features' config hash; never the file's times)."""
         return {
             "media_spec_json": str(self.attrs.get("spec_json", "")),
-            "media_completed": str(self.attrs.get("completed", "")),
+            "media_content_sha256": self.content_sha256(),
         }
+
+    def content_sha256(self) -> str:
+        """The digest the media stage recorded on completion; for a file sampled before it
+        recorded one, the same digest computed here (once per run: it reads the whole file)."""
+        if self._digest is None:
+            recorded = self.attrs.get(CONTENT_DIGEST)
+            if recorded is None:
+                log.info("%s has no recorded %s (sampled by an older crossan); computing it",
+                         self.path, CONTENT_DIGEST)
+                recorded = content_digest(self._file)
+            self._digest = str(recorded)
+        return self._digest
 
     def close(self) -> None:
         if self._file.id.valid:

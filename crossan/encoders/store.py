@@ -9,7 +9,8 @@ its local row ``r`` holds item ``first_row + r - 1``; row 0 is padding):
   valid, "padding" in row 0), ``item_id`` str ``[m + 1]``;
 * attributes: ``config_hash`` (SHA-256 of ``config_json``, everything that decides the
   numbers), ``model``, ``layers``, ``pooling``, ``input_spec``, ``media_spec``, package
-  versions, device, ``created``/``completed`` and, for a shard, ``shard``/``num_shards``.
+  versions, device, ``created``/``completed``, ``content_sha256`` (see
+  :func:`crossan.media.store.content_digest`) and, for a shard, ``shard``/``num_shards``.
 
 A whole-dataset file has ``first_row = 1`` and ``m = total_items``; a shard file covers one
 contiguous range. Files are written by :class:`crossan.media.store.PartialStore` (resumable
@@ -243,7 +244,8 @@ def merge_shards(shard_paths: list[Path], out_path: Path) -> Path:
     for shard in ordered:
         with h5py.File(shard.path, "r") as file:
             item_ids += list(file["item_id"].asstr()[1:])
-    skip = set(spec) | set(SHARD_KEYS) | {"created", "completed", "spec_json", "empty_titles"}
+    skip = set(spec) | set(SHARD_KEYS) | {"created", "completed", "content_sha256", "spec_json",
+                                          "empty_titles"}
     info = {key: value for key, value in attrs.items() if key not in skip}
     info["merged_from"] = json.dumps([s.path.name for s in shards])
     if "empty_titles" in attrs:

@@ -7,7 +7,9 @@ Layout of a file for ``n`` items (row ``r`` = dense item id ``r``; row 0 is padd
   for row 0), ``item_id`` UTF-8 string ``[n + 1]`` ("" for row 0);
 * attributes: the sampling spec (also as one canonical ``spec_json`` string, which is what a
   resume compares), descriptive ones that do not decide the content (the manifest path),
-  ``created`` and, once complete, ``completed``.
+  ``created`` and, once complete, ``completed`` and ``content_sha256`` (a digest of every
+  stored value, see :func:`content_digest`: what a later stage's provenance records, so that
+  resampling identical media changes nothing downstream).
 
 While partial the file also holds ``_done`` bool ``[n + 1]``. Rows are written, the file is
 flushed, then their ``_done`` flags are set and flushed again, so a flag is only ever on disk
@@ -26,6 +28,7 @@ and 26x the write time, and the single writer process would become the bottlenec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -46,6 +49,8 @@ DONE = "_done"
 PADDING_REASON = "padding"
 _STRING = h5py.string_dtype("utf-8")
 _SMALL_CHUNK_BYTES = 64 * 1024
+CONTENT_DIGEST = "content_sha256"
+_DIGEST_BLOCK_BYTES = 64 * 1024 * 1024  # rows read at a time by content_digest
 # What reading a damaged file raises (RuntimeError: e.g. a broken group symbol table;
 # TypeError: a group where a dataset should be).
 UNREADABLE = (OSError, KeyError, ValueError, RuntimeError, TypeError)
@@ -149,6 +154,32 @@ def check_readable(file: h5py.File) -> None:
     for name in (DONE, "valid", "reason", "item_id"):
         if name in file:
             file[name][:]
+
+
+def content_digest(file: h5py.File) -> str:
+    """SHA-256 of every dataset but ``_done``, in name order: its name, dtype and shape, then
+    its values (strings as UTF-8, each prefixed with its length), read a block of rows at a
+    time. Attributes are left out: the spec is recorded separately and the rest (paths,
+    times) does not decide the content. Equal for equal values whatever the chunking or the
+    order rows were written in."""
+    digest = hashlib.sha256()
+    for name in sorted(file):
+        if name == DONE:
+            continue
+        dataset = file[name]
+        header = [name, dataset.dtype.str, list(dataset.shape)]
+        digest.update(json.dumps(header).encode("utf-8"))
+        strings = h5py.check_string_dtype(dataset.dtype) is not None
+        row_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
+        step = max(1, _DIGEST_BLOCK_BYTES // max(row_bytes, 1))
+        for start in range(0, dataset.shape[0], step):
+            if strings:
+                for value in dataset.asstr()[start : start + step]:
+                    encoded = value.encode("utf-8")
+                    digest.update(len(encoded).to_bytes(8, "little") + encoded)
+            else:
+                digest.update(np.ascontiguousarray(dataset[start : start + step]).data)
+    return digest.hexdigest()
 
 
 def _reopen(
@@ -268,6 +299,7 @@ class PartialStore:
         if not self.done.all():
             raise RuntimeError(f"{self.path}: {int((~self.done).sum())} rows not written")
         del self._file[DONE]
+        self._file.attrs[CONTENT_DIGEST] = content_digest(self._file)
         self._file.attrs["completed"] = _now()
         self._file.close()
         os.replace(self.path, self.final)
