@@ -276,6 +276,18 @@ def test_media_of_another_item_list_is_rejected(world: dict, tmp_path: Path) -> 
                 device="cpu", progress=False)
 
 
+def test_an_unreadable_media_file_is_named_with_what_to_do(world: dict, tmp_path: Path) -> None:
+    whole = world["media"]["image"].read_bytes()
+    cut = tmp_path / "image.h5"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError) as caught:
+        extract("image", str(world["models"]["image"]), items_csv=world["items"], media=cut,
+                out=tmp_path / "f.h5", layers=LAYERS, device="cpu", progress=False)
+    assert str(caught.value).startswith(f"media file {cut} is unreadable (cut short or damaged: ")
+    assert str(caught.value).endswith("delete it and rerun snakemake, which samples it again")
+    assert not (tmp_path / "f.h5").exists()
+
+
 # ---------------------------------------------------------------- AST length
 
 

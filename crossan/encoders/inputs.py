@@ -36,7 +36,7 @@ import numpy as np
 
 from crossan.data.readers import read_item_table
 from crossan.errors import ConfigError, DataError
-from crossan.media.store import CONTENT_DIGEST, content_digest
+from crossan.media.store import CONTENT_DIGEST, UNREADABLE, content_digest, unreadable_media
 
 if TYPE_CHECKING:
     import torch
@@ -124,9 +124,15 @@ class MediaSource:
         self.item_ids = item_ids
         if not self.path.is_file():
             raise DataError(f"media file {self.path} does not exist; run sample-media first")
-        self._file = h5py.File(self.path, "r")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except UNREADABLE as error:
+            raise unreadable_media(self.path, error) from error
         try:
             self._check()
+        except UNREADABLE as error:
+            self._file.close()
+            raise unreadable_media(self.path, error) from error
         except BaseException:
             self._file.close()
             raise
@@ -154,6 +160,12 @@ class MediaSource:
         return tuple(self.data.shape[1:])
 
     def read(self, start: int, stop: int) -> RawBatch:
+        try:
+            return self._read(start, stop)
+        except UNREADABLE as error:
+            raise unreadable_media(self.path, error) from error
+
+    def _read(self, start: int, stop: int) -> RawBatch:
         valid = self._file["valid"][start:stop].astype(bool)
         reasons = list(self._file["reason"].asstr()[start:stop])
         rows = self.data[start:stop]  # one batch of media rows, not the file

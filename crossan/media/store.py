@@ -311,7 +311,18 @@ class PartialStore:
             self._file.close()
 
 
+def unreadable_media(path: Path, error: BaseException) -> DataError:
+    """The error for a finished media file h5py cannot read (cut short, overwritten)."""
+    return DataError(
+        f"media file {path} is unreadable (cut short or damaged: {error}); delete it and rerun "
+        "snakemake, which samples it again"
+    )
+
+
 def read_status(path: Path) -> tuple[np.ndarray, list[str], list[str]]:
     """``(valid bool [n + 1], reason [n + 1], item_id [n + 1])`` of a modality file."""
-    with h5py.File(path, "r") as file:
-        return file["valid"][:], list(file["reason"].asstr()[:]), list(file["item_id"].asstr()[:])
+    try:
+        with h5py.File(path, "r") as file:
+            return file["valid"][:], list(file["reason"].asstr()[:]), list(file["item_id"].asstr()[:])
+    except UNREADABLE as error:
+        raise unreadable_media(path, error) from error
