@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from crossan.data.layout import (
     require_layout,
     verify_layout,
 )
+from crossan.data.raw_state import part_state, write_raw_state
 from crossan.data.readers import item_ids
 from crossan.errors import DataError
 
@@ -141,3 +143,35 @@ def test_structural_absence_is_a_data_error(remove: str, tmp_path: Path) -> None
 def test_missing_data_dir_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         require_layout(tmp_path / "nowhere", "ds", "local")
+
+
+# ---------------------------------------------------------------- raw-state fingerprints
+
+
+def test_a_raw_state_file_changes_exactly_when_its_part_does(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "raw", pairs_name="MicroLens-100k_pairs.csv")
+    states = tmp_path / "raw-state"
+    covers = write_raw_state(root, "covers", states)
+    assert json.loads(covers.read_text(encoding="utf-8")) == {
+        "part": "covers", "path": "covers", "files": 4, "bytes": 4 * 8, "sha256": part_state(root, "covers")["sha256"]}
+    os.utime(covers, ns=(0, 0))  # a rewrite would move this
+    write_raw_state(root, "covers", states)
+    assert covers.stat().st_mtime_ns == 0  # same files, same state: not rewritten
+
+    cover = root / "covers" / "7.jpg"
+    before = part_state(root, "covers")
+    os.utime(cover, ns=(cover.stat().st_atime_ns, cover.stat().st_mtime_ns + 1))  # same bytes, new time
+    assert part_state(root, "covers")["sha256"] != before["sha256"]
+    write_raw_state(root, "covers", states)
+    assert covers.stat().st_mtime_ns > 0
+    (root / "covers" / "8.jpg").write_bytes(b"new")
+    assert part_state(root, "covers")["files"] == 5
+    assert part_state(root, "videos") == json.loads(write_raw_state(root, "videos", states).read_text())
+
+    pairs = part_state(root, "pairs")
+    assert (pairs["path"], pairs["files"], pairs["bytes"]) == ("MicroLens-100k_pairs.csv", 1, len(PAIRS))
+    assert part_state(root, "layout") == {"part": "layout", "parts": {
+        "pairs": "MicroLens-100k_pairs.csv", "titles": "titles.csv", "covers": "covers", "videos": "videos"}}
+    (root / "titles.csv").unlink()
+    assert part_state(root, "titles") == {"part": "titles", "path": None}  # verify-data says what is missing
+    assert part_state(tmp_path / "nowhere", "layout")["parts"]["pairs"] is None

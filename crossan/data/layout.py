@@ -76,21 +76,30 @@ def _first_existing(root: Path, names: tuple[str, ...], want_dir: bool) -> Path 
     return None
 
 
+# part -> (its names, whether it is a folder)
+PARTS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "pairs": (PAIRS_NAMES, False),
+    "titles": (TITLES_NAMES, False),
+    "covers": (COVERS_NAMES, True),
+    "videos": (VIDEOS_NAMES, True),
+}
+
+
+def locate_part(root: str | Path, part: str) -> Path | None:
+    """Where ``part`` (a key of :data:`PARTS`) of the raw tree under ``root`` is, or None."""
+    names, is_dir = PARTS[part]
+    return _first_existing(Path(root), names, want_dir=is_dir)
+
+
 def find_layout(root: str | Path, name: str, kind: str) -> DatasetLayout:
     """Locate the raw files under ``root``; raise ``FileNotFoundError`` listing every name
     that was looked for when a part is missing."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset '{name}': data directory {root} does not exist")
-    found = {
-        "pairs": _first_existing(root, PAIRS_NAMES, want_dir=False),
-        "titles": _first_existing(root, TITLES_NAMES, want_dir=False),
-        "covers": _first_existing(root, COVERS_NAMES, want_dir=True),
-        "videos": _first_existing(root, VIDEOS_NAMES, want_dir=True),
-    }
-    tables = {"pairs": PAIRS_NAMES, "titles": TITLES_NAMES, "covers": COVERS_NAMES, "videos": VIDEOS_NAMES}
+    found = {part: locate_part(root, part) for part in PARTS}
     missing = [
-        f"  {part}: none of {', '.join(_candidates(tables[part]))}"
+        f"  {part}: none of {', '.join(_candidates(PARTS[part][0]))}"
         for part, path in found.items()
         if path is None
     ]
