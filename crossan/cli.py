@@ -17,6 +17,7 @@ COMMAND_MODULES: dict[str, str] = {
     "download": "crossan.data.download",
     "verify-data": "crossan.data.download",
     "sequences": "crossan.data.sequences",
+    "item-titles": "crossan.data.sequences",
     "sample-media": "crossan.media.sample",
     "tiny-encoders": "crossan.encoders.tiny",
     "extract-features": "crossan.encoders.extract",

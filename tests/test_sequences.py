@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from crossan.data.sequences import prepare_sequences, read_interactions, read_titles
+from crossan.data.sequences import prepare_sequences, read_interactions, read_titles, write_item_titles
 from crossan.errors import DataError
 
 # user 1: six rows, one exact duplicate, timestamps out of order; user 2: too short;
@@ -46,7 +46,7 @@ def outputs(tmp_path: Path) -> tuple[dict, Path]:
 
 
 def test_stats(outputs: tuple[dict, Path]) -> None:
-    stats, _ = outputs
+    stats, out = outputs
     assert stats["users"] == 3  # user 2 has two interactions
     assert stats["users_dropped_short"] == 1
     assert stats["duplicate_rows_dropped"] == 1
@@ -54,9 +54,9 @@ def test_stats(outputs: tuple[dict, Path]) -> None:
     assert stats["interactions"] == 5 + 6 + 5  # before truncation
     assert stats["interactions_kept"] == 4 + 4 + 4  # last 4 per user
     assert stats["items"] == 5 + 6 + 2  # 10..14, 20..25, 30, 31 (10..12 shared with user 1)
-    assert stats["items_without_title"] == 1  # item 25
-    assert stats["empty_titles"] == 1  # item 12
     assert stats["repeat_target_users"] == {"valid": 0, "test": 0}
+    titles = json.loads((out / "titles.json").read_text(encoding="utf-8"))  # the title step's counts
+    assert titles == {"items": 13, "items_without_title": 1, "empty_titles": 1}  # item 25; item 12
 
 
 def test_repeat_targets_are_counted_per_split(tmp_path: Path) -> None:
@@ -83,6 +83,19 @@ def test_dense_ids_follow_first_appearance_in_time_order(outputs: tuple[dict, Pa
     assert items["dense_id"].to_list() == list(range(1, 14))
     assert items.filter(pl.col("item_id") == 11)["title"].item() == "eleven, twelve"
     assert items.filter(pl.col("item_id") == 25)["title"].item() in ("", None)
+    # the ids alone, from the interactions alone: what media sampling reads
+    assert pl.read_csv(out / "item_ids.csv").to_dicts() == items.select("dense_id", "item_id").to_dicts()
+
+
+def test_the_titles_step_reads_only_the_ids_and_the_title_file(tmp_path: Path) -> None:
+    (tmp_path / "item_ids.csv").write_text('"dense_id","item_id"\n1,12\n2,7\n3,99\n')
+    (tmp_path / "titles.csv").write_text('7,"seven, eight"\n12,\n')
+    stats = write_item_titles(tmp_path / "item_ids.csv", tmp_path / "titles.csv", tmp_path / "items.csv")
+    assert (stats.items, stats.items_without_title, stats.empty_titles) == (3, 1, 1)  # 99; 12
+    assert (tmp_path / "items.csv").read_text() == '"dense_id","item_id","title"\n1,12,""\n2,7,"seven, eight"\n3,99,""\n'
+    (tmp_path / "item_ids.csv").write_text("dense_id,item_id\n1,12\n3,7\n")
+    with pytest.raises(DataError, match=r"item_ids.csv:3: expected dense_id 2 and an item_id, got '3','7'"):
+        write_item_titles(tmp_path / "item_ids.csv", tmp_path / "titles.csv", tmp_path / "items.csv")
 
 
 def test_truncation_and_leave_one_out(outputs: tuple[dict, Path]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import h5py
 import polars as pl
 import yaml
 
+from crossan.data.demo import generate_demo
 from crossan.train.names import parse_run_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,3 +271,98 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     assert ("build_graph", "results/demo/graph/graph.h5") in planned
     assert {rule for rule, _ in planned} == {"extract_features", "merge_features", "build_graph", "train_run",
                                              "table", "figure"}
+
+
+# A user's own dataset (kind local), made by the demo generator: 3 runs that read different
+# modalities, so each raw change shows which runs it reaches.
+LOCAL_RUNS = [{"method": "id-sasrec"}, {"method": "crossan", "modalities": "TI"},
+              {"method": "crossan", "modalities": "VA"}]
+ID_RUN, TI_RUN, VA_RUN = ("mine__id-sasrec-none-none-k2-h512-lr1e-04-s0", "mine__crossan-TI-momef-k2-h512-lr1e-04-s0",
+                          "mine__crossan-VA-momef-k2-h512-lr1e-04-s0")
+
+
+def local_dataset_config(workdir: Path) -> Path:
+    """A `local` dataset `mine` in `workdir/raw` (relative data_dir) and a config for it alone."""
+    generate_demo(workdir / "raw", n_users=60, n_items=30, n_topics=4)
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config["datasets"] = ["mine"]
+    config["catalog"]["mine"] = {"kind": "local", "data_dir": "raw", "runs": LOCAL_RUNS,
+                                 "experiments": {"targets": []}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir / "raw"
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
+    """(rule, first output) of every job a dry run plans."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: ([^\s,]+)", result.stdout, flags=re.M))
+
+
+def mark_all_done(workdir: Path, create: bool = False) -> None:
+    """Every output of `all` up to date without running a job: `--touch` in job order (which
+    also records Snakemake's metadata), after creating them empty when ``create``."""
+    if create:
+        planned = snakemake(workdir, "-n", "--cores", "1", "all")
+        assert planned.returncode == 0, planned.stderr[-3000:]
+        for outputs in re.findall(r"^\s+output: (.+)$", planned.stdout, flags=re.M):
+            for output in outputs.split(", "):
+                (workdir / output).parent.mkdir(parents=True, exist_ok=True)
+                (workdir / output).touch()
+    touched = snakemake(workdir, "--touch", "--cores", "1", "all")
+    assert touched.returncode == 0, touched.stderr[-3000:]
+
+
+def later(path: Path) -> None:
+    """Move ``path``'s modification time one second on (a coarse file system still sees it)."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_a_local_datasets_raw_changes_rerun_what_reads_them(tmp_path: Path) -> None:
+    raw = local_dataset_config(tmp_path)
+    mark_all_done(tmp_path, create=True)
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "all").stdout
+
+    def replanned() -> set[tuple[str, str]]:
+        jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", "all"))
+        assert ("layout_report", "results/mine/data/layout_report.json") in jobs  # any change
+        return jobs - {("layout_report", "results/mine/data/layout_report.json")}
+
+    def stage1(modality: str) -> set[tuple[str, str]]:
+        return {("extract_features", f"results/mine/features/shards/{modality}-0-of-1.h5"),
+                ("merge_features", f"results/mine/features/{modality}.h5")}
+
+    def runs(*names: str) -> set[tuple[str, str]]:
+        return {("train_run", f"results/mine/runs/{name}/metrics.json") for name in names}
+
+    # a new cover: image sampling and features, and the run that reads images
+    cover = next(iter(sorted((raw / "covers").iterdir())))
+    cover.write_bytes(cover.read_bytes() + b"\0")
+    later(cover)
+    assert replanned() == {("sample_media", "results/mine/media/image.h5"), *stage1("image"), *runs(TI_RUN)}
+    mark_all_done(tmp_path)
+
+    # a corrected title: the text features and the run that reads text, no media sampling
+    titles = raw / "titles.csv"
+    titles.write_text(titles.read_text(encoding="utf-8").replace(",", ",new ", 1), encoding="utf-8")
+    later(titles)
+    assert replanned() == {("item_titles", "results/mine/data/items.csv"), *stage1("text"), *runs(TI_RUN)}
+    mark_all_done(tmp_path)
+
+    # a re-encoded video: its frames and its audio track
+    video = next(iter(sorted((raw / "videos").iterdir())))
+    later(video)
+    assert replanned() == {("sample_media", "results/mine/media/video.h5"),
+                           ("sample_media", "results/mine/media/audio.h5"), *stage1("video"), *stage1("audio"),
+                           *runs(VA_RUN)}
+    mark_all_done(tmp_path)
+
+    # an appended user: the sequences and everything built on them
+    pairs = raw / "pairs.csv"
+    item = pairs.read_text(encoding="utf-8").splitlines()[1].split(",")[1]
+    with pairs.open("a", encoding="utf-8") as handle:
+        handle.writelines(f"999999,{item},{t}\n" for t in range(5))
+    jobs = replanned()
+    assert {rule for rule, _ in jobs} == {"sequences", "item_titles", "sample_media", "extract_features",
+                                          "merge_features", "train_run"}
+    assert runs(ID_RUN, TI_RUN, VA_RUN) <= jobs and len([1 for rule, _ in jobs if rule == "sample_media"]) == 3

@@ -12,9 +12,13 @@ The MicroLens convention (``method-facts.md``, "Data and evaluation"):
 6. leave-one-out: last item = test target, second-to-last = validation target, the rest
    is the training sequence.
 
-Outputs in ``results/{dataset}/data/``: ``items.csv`` (``dense_id,item_id,title``),
-``sequences.parquet`` (per user, the kept chronological dense ids), ``train.parquet``,
-``valid.parquet``, ``test.parquet`` and ``stats.json``.
+Outputs in ``results/{dataset}/data/``, from the interactions alone (:func:`write_sequences`):
+``item_ids.csv`` (``dense_id,item_id``), ``sequences.parquet`` (per user, the kept
+chronological dense ids), ``train.parquet``, ``valid.parquet``, ``test.parquet`` and
+``stats.json``; then, with the titles (:func:`write_item_titles`), ``items.csv``
+(``dense_id,item_id,title``) and ``titles.json`` (items without a title row, empty titles).
+Two steps, so that a corrected title reruns what reads titles and not the media sampling,
+which reads only ``item_ids.csv``.
 
 Users may re-interact with an item, so a validation or test target can also occur earlier
 in the user's history. IISAN's evaluation (our default, ``training.repeat_targets: miss``)
@@ -25,6 +29,7 @@ users per split (``repeat_target_users``), which bounds how much that choice can
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -44,6 +49,9 @@ from crossan.errors import DataError
 
 log = logging.getLogger(__name__)
 
+ITEM_IDS = "item_ids.csv"
+
+
 @dataclass(frozen=True)
 class SequenceStats:
     """What ``stats.json`` records. ``users``/``items``/``interactions`` are after duplicate
@@ -59,9 +67,17 @@ class SequenceStats:
     min_interactions: int
     max_items: int
     mean_sequence_length: float
+    repeat_target_users: dict[str, int]  # split -> users whose target occurs in their history
+
+
+@dataclass(frozen=True)
+class TitleStats:
+    """What ``titles.json`` records: items with no row in the title file (their title is
+    empty) and items whose title is empty."""
+
+    items: int
     items_without_title: int
     empty_titles: int
-    repeat_target_users: dict[str, int]  # split -> users whose target occurs in their history
 
 
 def build_sequences(
@@ -134,28 +150,17 @@ def count_repeat_targets(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
     }
 
 
-def prepare_sequences(
-    pairs: Path, titles: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
+def write_sequences(
+    pairs: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
 ) -> SequenceStats:
-    """Run the whole interactions-to-splits step and write every output atomically."""
+    """The interactions-to-splits step: ``item_ids.csv``, the parquet files and ``stats.json``
+    (last: its presence means every other output is complete), each written atomically."""
     if min_interactions < 3:
         raise DataError("min_interactions must be at least 3 (train, validation and test items)")
     interactions, raw_rows = read_interactions(pairs)
     sequences, items, counts = build_sequences(interactions, min_interactions, max_items)
     if sequences.is_empty():
         raise DataError(f"{pairs}: no user has {min_interactions} or more interactions")
-    title_of = read_titles(titles)
-    items = items.with_columns(
-        pl.col("item").replace_strict(title_of, default=None, return_dtype=pl.String).alias("title")
-    )
-    without_title = items.filter(pl.col("title").is_null())["item"].to_list()
-    empty_title = items.filter(pl.col("title") == "")["item"].to_list()
-    if without_title:
-        log.warning("%d item(s) have no row in %s (treated as empty titles), e.g. %s",
-                    len(without_title), titles, without_title[:MAX_REPORTED_ROWS])
-    if empty_title:
-        log.warning("%d item(s) have an empty title in %s, e.g. %s",
-                    len(empty_title), titles, empty_title[:MAX_REPORTED_ROWS])
     if counts["duplicate_rows_dropped"]:
         log.warning("dropped %d duplicate (user,item,timestamp) row(s) from %s",
                     counts["duplicate_rows_dropped"], pairs)
@@ -178,29 +183,75 @@ def prepare_sequences(
         min_interactions=min_interactions,
         max_items=max_items,
         mean_sequence_length=round(counts["interactions_kept"] / sequences.height, 4),
-        items_without_title=len(without_title),
-        empty_titles=len(empty_title),
         repeat_target_users=repeats,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    items_table = items.select(
-        "dense_id", pl.col("item").alias("item_id"), pl.col("title").fill_null("")
-    )
-    with atomic_output(out_dir / "items.csv") as tmp:
-        items_table.write_csv(tmp, quote_style="non_numeric")
+    with atomic_output(out_dir / ITEM_IDS) as tmp:
+        items.select("dense_id", pl.col("item").alias("item_id")).write_csv(tmp, quote_style="non_numeric")
     frames = {"sequences": sequences, **splits}
     for name, frame in frames.items():
         with atomic_output(out_dir / f"{name}.parquet") as tmp:
             frame.write_parquet(tmp)
-    # stats.json last: its presence means every other output is complete.
     write_text_atomic(out_dir / "stats.json", json.dumps(asdict(stats), indent=2) + "\n")
     log.info("%s users, %s items, %s interactions (%s kept after truncation to %s)",
              stats.users, stats.items, stats.interactions, stats.interactions_kept, max_items)
     return stats
 
 
+def read_item_ids(path: Path) -> list[str]:
+    """The item ids of ``item_ids.csv`` (or ``items.csv``), dense ids 1..n in order; raises
+    ``DataError`` naming the file and line otherwise."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"dense_id", "item_id"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: expected a header with dense_id,item_id, got {reader.fieldnames}")
+            rows = [(row["dense_id"], row["item_id"]) for row in reader]
+    except FileNotFoundError as error:
+        raise DataError(f"item table {path} does not exist; run the sequences step") from error
+    for line, (dense, item_id) in enumerate(rows, start=2):
+        if dense != str(line - 1) or not item_id:
+            raise DataError(f"{path}:{line}: expected dense_id {line - 1} and an item_id, got {dense!r},{item_id!r}")
+    return [item_id for _, item_id in rows]
+
+
+def write_item_titles(item_ids: Path, titles: Path, out: Path, report: Path | None = None) -> TitleStats:
+    """``items.csv`` (``dense_id,item_id,title``) from ``item_ids.csv`` and the title file, and
+    the counts of missing and empty titles (``report``, JSON); an item without a title row
+    gets an empty title."""
+    ids = read_item_ids(item_ids)
+    title_of = read_titles(titles)
+    items = pl.DataFrame(
+        {"dense_id": range(1, len(ids) + 1), "item_id": [int(item) for item in ids]},
+        schema={"dense_id": pl.Int64, "item_id": pl.Int64},
+    ).with_columns(pl.col("item_id").replace_strict(title_of, default=None, return_dtype=pl.String).alias("title"))
+    without_title = items.filter(pl.col("title").is_null())["item_id"].to_list()
+    empty_title = items.filter(pl.col("title") == "")["item_id"].to_list()
+    if without_title:
+        log.warning("%d item(s) have no row in %s (treated as empty titles), e.g. %s",
+                    len(without_title), titles, without_title[:MAX_REPORTED_ROWS])
+    if empty_title:
+        log.warning("%d item(s) have an empty title in %s, e.g. %s",
+                    len(empty_title), titles, empty_title[:MAX_REPORTED_ROWS])
+    with atomic_output(out) as tmp:
+        items.with_columns(pl.col("title").fill_null("")).write_csv(tmp, quote_style="non_numeric")
+    stats = TitleStats(items=len(ids), items_without_title=len(without_title), empty_titles=len(empty_title))
+    if report is not None:
+        write_text_atomic(report, json.dumps(asdict(stats), indent=2) + "\n")
+    return stats
+
+
+def prepare_sequences(
+    pairs: Path, titles: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
+) -> SequenceStats:
+    """Both steps into ``out_dir``: :func:`write_sequences`, then :func:`write_item_titles`."""
+    stats = write_sequences(pairs, out_dir, min_interactions, max_items)
+    write_item_titles(out_dir / ITEM_IDS, titles, out_dir / "items.csv", out_dir / "titles.json")
+    return stats
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``crossan sequences``."""
+    """Add ``crossan sequences`` and ``crossan item-titles``."""
     parser = subparsers.add_parser(
         "sequences", help="interactions -> cleaned, truncated, leave-one-out user sequences"
     )
@@ -210,8 +261,21 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-items", type=int, default=13)
     parser.set_defaults(func=_run_cli)
 
+    titled = subparsers.add_parser("item-titles", help="item_ids.csv + the title file -> items.csv")
+    titled.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
+    titled.add_argument("--item-ids", type=Path, required=True, help="item_ids.csv of the sequences step")
+    titled.add_argument("--out", type=Path, required=True, help="items.csv to write")
+    titled.add_argument("--report", type=Path, default=None, help="titles.json to write (counts)")
+    titled.set_defaults(func=_run_titles_cli)
+
 
 def _run_cli(args: argparse.Namespace) -> int:
     layout = load_manifest(args.dataset_json)
-    prepare_sequences(layout.pairs, layout.titles, args.out, args.min_interactions, args.max_items)
+    write_sequences(layout.pairs, args.out, args.min_interactions, args.max_items)
+    return 0
+
+
+def _run_titles_cli(args: argparse.Namespace) -> int:
+    layout = load_manifest(args.dataset_json)
+    write_item_titles(args.item_ids, layout.titles, args.out, args.report)
     return 0

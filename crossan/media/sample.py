@@ -1,6 +1,6 @@
 """``crossan sample-media``: sample every item's video frames, audio and cover into HDF5.
 
-For the items of ``items.csv`` (dense ids 1..n) this writes, under ``out_dir``:
+For the items of ``item_ids.csv`` (or ``items.csv``; dense ids 1..n) this writes, under ``out_dir``:
 
 * ``video.h5``: ``frames`` uint8 ``[n+1, F, S, S, 3]`` (F frames from the first ``seconds``,
   VideoMAE geometry), ``frame_index`` int32 ``[n+1, F]`` (-1 when invalid),
@@ -51,7 +51,7 @@ import crossan
 from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
 from crossan.data.layout import DatasetLayout, load_manifest
-from crossan.data.readers import read_item_table
+from crossan.data.sequences import read_item_ids
 from crossan.errors import DataError
 from crossan.kill_point import pause_after
 from crossan.media import audio, image, store, video
@@ -197,8 +197,9 @@ class MediaReport:
 
 
 def read_items(items_csv: Path) -> list[tuple[int, str]]:
-    """``[(dense_id, item_id)]`` from ``items.csv``."""
-    return list(enumerate(read_item_table(items_csv).item_ids, start=1))
+    """``[(dense_id, item_id)]`` from ``item_ids.csv`` (or ``items.csv``): the ids only, so
+    that the workflow can sample media without waiting for, or rerunning on, the titles."""
+    return list(enumerate(read_item_ids(items_csv), start=1))
 
 
 # ---------------------------------------------------------------- decoding (worker side)
@@ -661,7 +662,7 @@ def register_cli(subparsers: Any) -> None:
         "per modality; bad media is masked, an interrupted run resumes.",
     )
     parser.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
-    parser.add_argument("--items", type=Path, required=True, help="items.csv of the sequences step")
+    parser.add_argument("--items", type=Path, required=True, help="item_ids.csv (or items.csv) of the sequences step")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
         "--modalities", nargs="+", default=list(MODALITIES),

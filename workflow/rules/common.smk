@@ -1,7 +1,9 @@
 # Helpers shared by the workflow: what each dataset needs and where its raw files come from.
+import functools
 from pathlib import Path
 
 from crossan.config import dataset_media, encoder_spec
+from crossan.data.raw_state import write_raw_state
 from crossan.models.adapters import MODALITY_LETTERS
 from crossan.results.plan import CAPTIONS, FIGURES, TABLES, experiment_runs, planned_targets, target_plan
 from crossan.models.e2e import E2E_METHODS
@@ -48,13 +50,46 @@ def raw_dir(wildcards):
 
 
 def raw_dir_input(wildcards):
-    """Input of dataset_manifest: the demo folder, or the manifest of a finished download."""
+    """Input of dataset_manifest: the demo folder, the manifest of a finished download, or
+    for a user's own copy the state of its layout (which file each part resolves to)."""
     entry = dataset_entry(wildcards)
     if entry["kind"] == "demo":
         return raw_dir(wildcards)
     if entry.get("data_dir"):
-        return []  # a user's existing copy: checked by the rule itself, never produced
+        return raw_state(wildcards.dataset, "layout")
     return f"resources/{wildcards.dataset}/download/manifest.json"
+
+
+@functools.cache  # once per part and Snakemake process: a MicroLens folder has 100k files
+def raw_state(dataset, part):
+    """resources/{dataset}/raw-state/{part}.json, rewritten now if the part of the dataset's
+    data_dir changed (crossan/data/raw_state.py): its time stamp moves only on a change."""
+    data_dir = config["catalog"][dataset]["data_dir"]
+    return str(write_raw_state(data_dir, part, f"resources/{dataset}/raw-state"))
+
+
+def raw_part(part):
+    """Input function: the state of one raw part (pairs, titles, covers, videos) for a dataset
+    read from data_dir. The demo's and a download's files are outputs of their own rules,
+    upstream of the dataset manifest, so they need none."""
+
+    def state(wildcards):
+        entry = dataset_entry(wildcards)
+        if entry["kind"] == "demo" or not entry.get("data_dir"):
+            return []
+        return raw_state(wildcards.dataset, part)
+
+    return state
+
+
+def raw_parts(wildcards):
+    """Every raw part's state (the layout report reads them all)."""
+    return [state for part in ("pairs", "titles", "covers", "videos") if (state := raw_part(part)(wildcards))]
+
+
+def media_part(wildcards):
+    """The raw part a media file is sampled from: covers for images, videos for frames and audio."""
+    return raw_part("covers" if wildcards.modality == "image" else "videos")(wildcards)
 
 
 def media_setting(key):
@@ -70,6 +105,20 @@ def media_input(wildcards):
     if wildcards.modality == "text":
         return []
     return f"results/{wildcards.dataset}/media/{wildcards.modality}.h5"
+
+
+def item_table(wildcards, titles=False):
+    """items.csv, for a job that reads its titles; for one that reads only its ids, the same
+    file marked ancient (still built first, but its time stamp ignored): the ids change only
+    when the sequences job reruns, which reruns such a job anyway through its other inputs
+    (the splits of a training run or the graph, the media file of an extraction), while a
+    corrected title must not rerun it."""
+    path = f"results/{wildcards.dataset}/data/items.csv"
+    return path if titles else ancient(path)
+
+
+def encoder_item_table(wildcards):
+    return item_table(wildcards, titles=wildcards.modality == "text")
 
 
 def built_model_dir(dataset, modality):
@@ -123,7 +172,7 @@ def run_inputs(wildcards):
     run = parsed_run(wildcards)
     data = f"results/{wildcards.dataset}/data"
     inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
-    inputs["item_table"] = f"{data}/items.csv"
+    inputs["item_table"] = item_table(wildcards, titles=run["method"] in E2E_METHODS)
     if run["method"] in E2E_METHODS:
         inputs["covers"] = f"results/{wildcards.dataset}/media/image.h5"
         for modality in ("text", "image"):
@@ -189,7 +238,7 @@ def target_outputs(target):
 def all_outputs(wildcards):
     outputs = []
     for name in config["datasets"]:
-        outputs.append(f"results/{name}/data/stats.json")
+        outputs += [f"results/{name}/data/stats.json", f"results/{name}/data/layout_report.json"]
         outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=MEDIA_MODALITIES)
         outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=FEATURE_MODALITIES)
         outputs += run_outputs(name)

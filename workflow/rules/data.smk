@@ -60,12 +60,13 @@ rule download_microlens:
 
 
 rule dataset_manifest:
-    """Check the raw layout, list exactly what is missing, record where the files are."""
+    """Check the raw layout and record where the files are (a structural gap stops here).
+    For a user's data_dir, the input is the state of its layout, so a changed file inside it
+    does not rewrite the manifest (which every later step reads)."""
     input:
         raw_dir_input,
     output:
-        manifest="resources/{dataset}/dataset.json",
-        report="results/{dataset}/data/layout_report.json",
+        "resources/{dataset}/dataset.json",
     params:
         data_dir=raw_dir,
         kind=lambda wc: dataset_entry(wc)["kind"],
@@ -75,16 +76,36 @@ rule dataset_manifest:
         "../../envs/data.yaml"
     shell:
         "crossan verify-data --data-dir {params.data_dir} --name {wildcards.dataset}"
-        " --kind {params.kind} --dataset-json {output.manifest} --report {output.report}"
-        " > {log} 2>&1"
+        " --kind {params.kind} --dataset-json {output} > {log} 2>&1"
+
+
+rule layout_report:
+    """List exactly which items lack a title, cover or video; redone on any raw change."""
+    input:
+        manifest="resources/{dataset}/dataset.json",
+        raw=raw_parts,
+    output:
+        "results/{dataset}/data/layout_report.json",
+    params:
+        data_dir=raw_dir,
+        kind=lambda wc: dataset_entry(wc)["kind"],
+    log:
+        "results/{dataset}/logs/layout_report.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "crossan verify-data --data-dir {params.data_dir} --name {wildcards.dataset}"
+        " --kind {params.kind} --report {output} > {log} 2>&1"
 
 
 rule sequences:
-    """Interactions -> deduplicated, filtered, truncated, leave-one-out user sequences."""
+    """Interactions -> deduplicated, filtered, truncated, leave-one-out user sequences and the
+    item ids (no titles: a corrected title must not rerun what reads only the ids)."""
     input:
-        "resources/{dataset}/dataset.json",
+        manifest="resources/{dataset}/dataset.json",
+        pairs=raw_part("pairs"),
     output:
-        item_table="results/{dataset}/data/items.csv",
+        item_ids="results/{dataset}/data/item_ids.csv",
         sequences="results/{dataset}/data/sequences.parquet",
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
@@ -104,5 +125,24 @@ rule sequences:
     conda:
         "../../envs/data.yaml"
     shell:
-        "crossan sequences --dataset-json {input} --out results/{wildcards.dataset}/data"
+        "crossan sequences --dataset-json {input.manifest} --out results/{wildcards.dataset}/data"
         " --min-interactions {params.min_interactions} --max-items {params.max_items} > {log} 2>&1"
+
+
+rule item_titles:
+    """Each item's title (empty when it has none): items.csv, which text extraction and the
+    end-to-end runs read."""
+    input:
+        manifest="resources/{dataset}/dataset.json",
+        item_ids="results/{dataset}/data/item_ids.csv",
+        titles=raw_part("titles"),
+    output:
+        item_table="results/{dataset}/data/items.csv",
+        report="results/{dataset}/data/titles.json",
+    log:
+        "results/{dataset}/logs/item_titles.log",
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "crossan item-titles --dataset-json {input.manifest} --item-ids {input.item_ids}"
+        " --out {output.item_table} --report {output.report} > {log} 2>&1"

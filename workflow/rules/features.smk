@@ -22,7 +22,7 @@ rule tiny_encoders:
 rule extract_features:
     """One shard of one modality's encoder pass: batched, resumable, masked like the media."""
     input:
-        item_table="results/{dataset}/data/items.csv",
+        item_table=encoder_item_table,  # titles for text, only the ids otherwise
         media=media_input,
         model=encoder_model_input,
     output:

@@ -9,7 +9,7 @@ rule build_graph:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
-        item_table="results/{dataset}/data/items.csv",
+        item_table=item_table,
         features=lambda wc: expand(
             "results/{dataset}/features/{modality}.h5", dataset=wc.dataset, modality=FEATURE_MODALITIES
         ),

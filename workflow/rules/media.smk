@@ -5,7 +5,8 @@ rule sample_media:
     """Sample one modality for every item; resumable, masked on bad input."""
     input:
         manifest="resources/{dataset}/dataset.json",
-        item_table="results/{dataset}/data/items.csv",
+        item_ids="results/{dataset}/data/item_ids.csv",
+        raw=media_part,
     output:
         "results/{dataset}/media/{modality}.h5",
     wildcard_constraints:
@@ -28,7 +29,7 @@ rule sample_media:
     conda:
         "../../envs/data.yaml"
     shell:
-        "crossan sample-media --dataset-json {input.manifest} --items {input.item_table}"
+        "crossan sample-media --dataset-json {input.manifest} --items {input.item_ids}"
         " --out results/{wildcards.dataset}/media --modalities {wildcards.modality}"
         " --frames {params.frames} --seconds {params.seconds} --sample-rate {params.sample_rate}"
         " --video-size {params.video_size} --image-size {params.image_size}"
