@@ -8,6 +8,7 @@
 from snakemake.utils import min_version
 
 from crossan.config import validate_config
+from crossan.encoders.load import check_encoder_models
 
 min_version("9.0")
 
@@ -19,6 +20,8 @@ report: "workflow/report/workflow.rst"
 
 
 validate_config(config, schema_path=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+# Local model folders and kept layers: a wrong one fails here, not in extraction after hours of media sampling.
+check_encoder_models(config)
 
 
 wildcard_constraints:

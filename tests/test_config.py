@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from crossan.config import dataset_media, encoder_spec, load_config, validate_config
+from crossan.encoders.load import check_encoder_models
 from crossan.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,3 +133,57 @@ def test_load_config_rejects_a_non_mapping(tmp_path: Path) -> None:
     path.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(path)
+
+
+def write_model_folder(folder: Path, depth: int) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": depth}))
+
+
+def test_encoder_models_are_checked_before_any_job(shipped: dict, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # model folders are relative to the working directory, as in the workflow
+    write_model_folder(tmp_path / "models" / "bert-small", depth=2)
+    (tmp_path / "models" / "vit-unsaved").mkdir()
+    shipped["datasets"] = ["demo", "mine"]
+    shipped["catalog"]["mine"] = {"kind": "local", "data_dir": "raw", "encoders": {
+        "text": {"model": "models/bert-small", "layers": [0, 2, 3]},
+        "image": {"model": "models/vit-unsaved"},
+        "video": {"model": "models/videomae-not-here"},  # `models/` exists: a folder, not a hub id
+    }}
+    shipped["catalog"]["demo"]["encoders"]["audio"]["layers"] = [0, 7]
+    shipped["encoders"]["audio"]["model"] = "./checkpoints/ast"  # only the dataset mine uses it
+    shipped["encoders"]["audio"]["layers"] = [0, 20]
+    with pytest.raises(ConfigError) as error:
+        check_encoder_models(validate_config(shipped))
+    assert str(error.value).splitlines() == [
+        "invalid config.yaml:",
+        "  key 'catalog.demo.encoders.audio.layers' (dataset 'demo', audio encoder 'resources/models/tiny-demo/ast'): "
+        "hidden-state indices [7] out of range; the model has num_hidden_layers=6, so indices 0..6 exist "
+        "(0 = embedding output)",
+        "  key 'catalog.mine.encoders.text.layers' (dataset 'mine', text encoder 'models/bert-small'): "
+        "hidden-state indices [3] out of range; the model has num_hidden_layers=2, so indices 0..2 exist "
+        "(0 = embedding output)",
+        "  key 'catalog.mine.encoders.image.model' (dataset 'mine', image encoder 'models/vit-unsaved'): "
+        "'models/vit-unsaved' has no config.json (save_pretrained writes one)",
+        "  key 'catalog.mine.encoders.video.model' (dataset 'mine', video encoder 'models/videomae-not-here'): "
+        "model folder 'models/videomae-not-here' does not exist",
+        "  key 'encoders.audio.model' (dataset 'mine', audio encoder './checkpoints/ast'): "
+        "model folder './checkpoints/ast' does not exist",
+    ]
+
+    # Hugging Face ids are left to extraction (their depth needs a download), except for the order
+    mine = shipped["catalog"]["mine"]
+    mine["encoders"] = {"text": {"model": "bert-base-uncased", "layers": [0, 20]},
+                        "image": {"model": "google/vit-base-patch16-224", "layers": [4, 2]}}
+    shipped["catalog"]["demo"]["encoders"]["audio"]["layers"] = [0, 6]
+    shipped["encoders"]["audio"]["model"] = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    with pytest.raises(ConfigError, match=r"^invalid config.yaml:\n  key 'catalog.mine.encoders.image.layers' "
+                       r"\(dataset 'mine', image encoder 'google/vit-base-patch16-224'\): indices must be "
+                       r"strictly increasing, got \[4, 2\]$"):
+        check_encoder_models(validate_config(shipped))
+    mine["encoders"]["image"]["layers"] = [2, 4]
+    check_encoder_models(validate_config(shipped))
+    shipped["datasets"] = ["demo"]  # only the selected datasets are checked
+    mine["encoders"]["text"]["model"] = "./nowhere"
+    check_encoder_models(validate_config(shipped))

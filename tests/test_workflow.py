@@ -141,6 +141,22 @@ def test_a_bad_config_stops_before_any_job(tmp_path: Path) -> None:
     assert not (tmp_path / "resources").exists()
 
 
+def test_a_kept_layer_beyond_the_model_or_a_missing_model_folder_stops_the_dry_run(tmp_path: Path) -> None:
+    small_demo_config(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    config["catalog"]["demo"]["encoders"]["text"]["layers"] = [0, 20]
+    config["catalog"]["demo"]["encoders"]["image"]["model"] = "./checkpoints/vit"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--cores", "2", "all")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert ("key 'catalog.demo.encoders.text.layers' (dataset 'demo', text encoder 'resources/models/tiny-demo/bert'): "
+            "hidden-state indices [20] out of range; the model has num_hidden_layers=6, so indices 0..6 exist") in output
+    assert ("key 'catalog.demo.encoders.image.model' (dataset 'demo', image encoder './checkpoints/vit'): "
+            "model folder './checkpoints/vit' does not exist") in output
+    assert "Traceback" not in output and not (tmp_path / "resources").exists()
+
+
 def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     small_demo_config(tmp_path)
     result = snakemake(tmp_path, "--cores", "2", "all")

@@ -38,10 +38,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crossan.config import encoder_spec
+from crossan.encoders.pooling import validate_layers
+from crossan.encoders.tiny import TinySpec, built_model_root
 from crossan.errors import ConfigError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so ``crossan --help`` is fast
@@ -75,6 +82,8 @@ AST_POSITION_KEY = "embeddings.position_embeddings"
 # checkpoint); they are then randomly initialised, so they stay out of the weights hash.
 UNUSED_PREFIXES: tuple[str, ...] = ("pooler.", "layernorm.")
 AST_SPECIAL_TOKENS = 2  # [CLS] and distillation, before the patch tokens
+# The shape of a Hugging Face repository id ("bert-base-uncased", "google/vit-base-patch16-224").
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 @dataclass
@@ -277,3 +286,74 @@ def resolve_device(device: str) -> torch.device:
             raise ConfigError(f"device: {device} requested but torch sees no CUDA device")
         return torch.device(device)
     raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+
+
+# ---------------------------------------------------------------- checks before any job
+
+
+def is_local_folder(model: str) -> bool:
+    """Whether ``model`` names a folder on this machine rather than a Hugging Face id: it
+    exists, it cannot be an id (absolute, ``./``, ``~``, two or more ``/``), or its first
+    folder exists here (``models/my-bert`` next to an existing ``models/``)."""
+    path = Path(model)
+    if path.exists() or not HUB_ID.fullmatch(model):
+        return True
+    return len(path.parts) == 2 and path.parent.is_dir()
+
+
+def model_depth(model: str) -> int | None:
+    """``num_hidden_layers`` of a local model folder's ``config.json`` (None when it has none).
+
+    Raises ``ConfigError`` for a missing folder or ``config.json``, or an unreadable one."""
+    folder = Path(model)
+    if not folder.is_dir():
+        raise ConfigError(f"model folder '{model}' does not exist")
+    config_file = folder / "config.json"
+    try:
+        depth = json.loads(config_file.read_text(encoding="utf-8")).get("num_hidden_layers")
+    except FileNotFoundError as error:
+        raise ConfigError(f"'{model}' has no config.json (save_pretrained writes one)") from error
+    except (OSError, ValueError, AttributeError) as error:
+        raise ConfigError(f"{config_file} is not a readable JSON object: {error}") from error
+    return depth if isinstance(depth, int) else None
+
+
+def _config_key(config: Mapping[str, Any], name: str, modality: str, key: str) -> str:
+    """The dotted key a dataset's effective encoder setting comes from."""
+    if key in config["catalog"][name]["encoders"].get(modality, {}):
+        return f"catalog.{name}.encoders.{modality}.{key}"
+    return f"encoders.{modality}.{key}"
+
+
+def check_encoder_models(config: Mapping[str, Any]) -> None:
+    """Check, before any job, what can be checked cheaply of the encoders of every dataset in
+    ``config["datasets"]`` (a validated config): a model the workflow builds
+    (``resources/models/...``) has the tiny encoders' depth; a local folder exists, has a
+    ``config.json``, and its ``num_hidden_layers`` covers every kept layer (hidden states
+    ``0..num_hidden_layers``); kept layers increase. A Hugging Face id is left to extraction
+    (its depth would need a download).
+
+    Raises ``ConfigError`` listing every problem with its dataset, modality and key.
+    """
+    problems = []
+    for name in config["datasets"]:
+        for modality in MODALITIES:
+            spec = encoder_spec(config, name, modality)
+            model, layers = str(spec["model"]), spec["layers"]
+            where = f"dataset '{name}', {modality} encoder '{model}'"
+            depth = None
+            if built_model_root(model) is not None:
+                depth = TinySpec().num_layers  # what the tiny_encoders rule builds
+            elif is_local_folder(model):
+                try:
+                    depth = model_depth(model)
+                except ConfigError as error:
+                    problems.append(f"key '{_config_key(config, name, modality, 'model')}' ({where}): {error}")
+                    continue
+            try:
+                validate_layers(layers, max(layers) if depth is None else depth,
+                                where=f"key '{_config_key(config, name, modality, 'layers')}' ({where})")
+            except ConfigError as error:
+                problems.append(str(error))
+    if problems:
+        raise ConfigError("invalid config.yaml:\n  " + "\n  ".join(problems))

@@ -57,6 +57,20 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 TITLE_MAX_LENGTH = 30  # the pipeline tokenizes titles to 30 tokens, so BERT needs >= 30 positions
+# Models the workflow builds itself: a model path resources/models/NAME/ARCH makes the rule
+# tiny_encoders write resources/models/NAME (NAME = tiny-{dataset}) with the default spec.
+BUILT_MODELS = Path("resources/models")
+
+
+def built_model_root(model: str) -> Path | None:
+    """``resources/models/NAME`` when ``model`` lies under it (a model the workflow builds), else
+    None (a Hugging Face id or a user's own folder)."""
+    parts = Path(model).parts
+    if parts[: len(BUILT_MODELS.parts)] == BUILT_MODELS.parts and len(parts) > len(BUILT_MODELS.parts):
+        return Path(*parts[: len(BUILT_MODELS.parts) + 1])
+    return None
+
+
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CONTINUATION_PREFIX = "##"
 VIT_MEAN = VIT_STD = (0.5, 0.5, 0.5)  # google/vit-base-patch16-224's processor

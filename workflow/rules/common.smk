@@ -1,9 +1,9 @@
 # Helpers shared by the workflow: what each dataset needs and where its raw files come from.
 import functools
-from pathlib import Path
 
 from crossan.config import dataset_media, encoder_spec
 from crossan.data.raw_state import write_raw_state
+from crossan.encoders.tiny import built_model_root
 from crossan.models.adapters import MODALITY_LETTERS
 from crossan.results.plan import CAPTIONS, FIGURES, TABLES, experiment_runs, planned_targets, target_plan
 from crossan.models.e2e import E2E_METHODS
@@ -19,7 +19,6 @@ from crossan.train.names import parse_run_name
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 FEATURE_MODALITIES = ["text", "image", "video", "audio"]
-BUILT_MODELS = Path("resources/models")
 
 
 def dataset_entry(wildcards):
@@ -124,10 +123,8 @@ def encoder_item_table(wildcards):
 def built_model_dir(dataset, modality):
     """A model the workflow builds (resources/models/NAME/...) is an input: its folder NAME.
     A Hugging Face id or a user's own folder is not tracked ([])."""
-    model = Path(encoder_spec(config, dataset, modality)["model"])
-    if model.parts[: len(BUILT_MODELS.parts)] == BUILT_MODELS.parts and len(model.parts) > 2:
-        return str(Path(*model.parts[:3]))
-    return []
+    root = built_model_root(encoder_spec(config, dataset, modality)["model"])
+    return str(root) if root else []
 
 
 def encoder_model_input(wildcards):
