@@ -541,12 +541,11 @@ def test_decoder_crash_masks_only_that_item(
     assert report.modalities["video"].reasons == {"corrupt": 2}
 
 
-def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def interrupt_at_second_block(
+    monkeypatch: pytest.MonkeyPatch, layout: DatasetLayout, items_csv: Path, out: Path
 ) -> None:
-    kinds = {str(n): ("ok", "ok") for n in range(301, 307)}
-    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds)
-    out = tmp_path / "m"
+    """Sample in blocks of 2 items and stop (as Ctrl-C would) when the second block starts:
+    every modality's partial file then holds the first block only."""
     real = media.sample_block
 
     def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
@@ -554,10 +553,19 @@ def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
             raise KeyboardInterrupt
         return real(block, spec)
 
-    monkeypatch.setattr(media, "sample_block", stop_at_second_block)
-    with pytest.raises(KeyboardInterrupt):
-        media.sample_media(layout, items_csv, out, workers=0, chunk_items=2, **SMALL)
-    monkeypatch.setattr(media, "sample_block", real)
+    with monkeypatch.context() as patch:
+        patch.setattr(media, "sample_block", stop_at_second_block)
+        with pytest.raises(KeyboardInterrupt):
+            media.sample_media(layout, items_csv, out, workers=0, chunk_items=2, **SMALL)
+
+
+def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {str(n): ("ok", "ok") for n in range(301, 307)}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds)
+    out = tmp_path / "m"
+    interrupt_at_second_block(monkeypatch, layout, items_csv, out)
     assert sorted(p.name for p in out.iterdir()) == [
         "audio.h5.partial", "image.h5.partial", "video.h5.partial"
     ]
@@ -595,17 +603,7 @@ def test_a_partial_damaged_in_the_middle_is_discarded_and_rebuilt(
     kinds = {str(n): ("ok", "ok") for n in range(301, 307)}
     layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
     interrupted = tmp_path / "interrupted"
-    real = media.sample_block
-
-    def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
-        if block.index == 1:
-            raise KeyboardInterrupt
-        return real(block, spec)
-
-    monkeypatch.setattr(media, "sample_block", stop_at_second_block)
-    with pytest.raises(KeyboardInterrupt):
-        media.sample_media(layout, items_csv, interrupted, workers=0, chunk_items=2, **SMALL)
-    monkeypatch.setattr(media, "sample_block", real)
+    interrupt_at_second_block(monkeypatch, layout, items_csv, interrupted)
     fresh = tmp_path / "fresh"
     media.sample_media(layout, items_csv, fresh, workers=0, progress=False, **SMALL)
 
