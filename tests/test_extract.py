@@ -28,7 +28,7 @@ from transformers import (
 
 from crossan.encoders import extract as extract_module
 from crossan.encoders.extract import batch_ranges, chunk_ranges, extract, shard_rows
-from crossan.encoders.inputs import PixelInputs
+from crossan.encoders.inputs import PixelInputs, TextInputs
 from crossan.encoders.load import load_encoder, truncate_ast_positions
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError, DataError
@@ -215,6 +215,32 @@ def test_stored_rows_equal_a_direct_forward(world: dict, extracted: dict, modali
         assert key in attrs, key
     if modality == "text":
         assert attrs["empty_titles"] == 1 and json.loads(attrs["input_spec"])["max_length"] == 30
+
+
+def test_titles_are_padded_to_the_longest_of_their_batch(world: dict) -> None:
+    builder = TextInputs(load_encoder("text", str(world["models"]["text"])), max_length=12)
+    tokenizer = builder.tokenizer
+    titles = [title for title in world["titles"] if title][:5]
+    lengths = [len(tokenizer(title)["input_ids"]) for title in titles]
+    batch = builder.prepare(titles)
+    assert batch["input_ids"].shape == (5, min(max(lengths), 12))
+    assert batch["attention_mask"].sum(dim=1).tolist() == [min(n, 12) for n in lengths]
+    assert builder.prepare([""])["input_ids"].shape == (1, 2)  # [CLS] [SEP]
+    long_title = " ".join(world["titles"])
+    assert builder.prepare([long_title, ""])["input_ids"].shape == (2, 12)  # cut at max_length
+
+
+def test_the_job_computes_with_the_threads_it_is_given(world: dict, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 3):
+            report = run(world, "text", tmp_path / f"t{threads}.h5", threads=threads)
+            assert torch.get_num_threads() == threads
+            assert report.device == f"cpu ({threads} threads)"
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be >= 1, got 0"):
+        run(world, "text", tmp_path / "t0.h5", threads=0)
 
 
 def test_pixel_table_equals_the_processor_bit_for_bit(world: dict) -> None:

@@ -197,6 +197,14 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _use_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def _device_name(device: torch.device) -> str:
     import torch
 
@@ -253,6 +261,7 @@ def extract(
     device: str = "auto",
     autocast: str = "float16",
     progress: bool = True,
+    threads: int | None = None,
 ) -> ExtractReport:
     """Extract ``modality``'s features with ``model`` (Hugging Face id or local directory)
     into ``out`` (see the module docstring).
@@ -263,7 +272,8 @@ def extract(
     truncates AST's position embeddings, see :mod:`crossan.encoders.load`). With ``shard``
     (0-based) only that shard's items are processed and ``out`` is a shard file for
     :func:`crossan.encoders.store.merge_shards`. ``device``: auto, cpu or cuda; ``autocast``
-    (CUDA only): float16, bfloat16 or off.
+    (CUDA only): float16, bfloat16 or off. ``threads``: torch's CPU threads (default: torch's
+    own choice, which follows ``OMP_NUM_THREADS`` or the machine's cores, not the job's share).
     """
     started = time.monotonic()
     if modality not in MODALITIES:
@@ -274,6 +284,8 @@ def extract(
         raise ConfigError(f"autocast must be one of {AUTOCAST}, got {autocast!r}")
     if max_length is not None and modality in ("image", "video"):
         raise ConfigError(f"max_length applies to text and audio, not {modality}")
+    if threads is not None:
+        _use_threads(threads)
     torch_device = resolve_device(device)
     encoder = load_encoder(
         modality, model, audio_max_length=max_length if modality == "audio" else None
@@ -462,6 +474,7 @@ def _run_extract(args: argparse.Namespace) -> int:
         device=args.device,
         autocast=args.autocast,
         progress=not args.no_progress,
+        threads=args.threads,
     )
     summary = {k: v for k, v in asdict(report).items() if k not in ("config_hash",)}
     print(" ".join(f"{key}={value}" for key, value in summary.items()))
@@ -503,6 +516,8 @@ def register_cli(subparsers: Any) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--autocast", choices=AUTOCAST, default="float16",
                         help="mixed precision on CUDA (ignored on CPU)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's own)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run_extract)
 

@@ -47,7 +47,7 @@ rule extract_features:
         "results/{dataset}/logs/extract_{modality}_{shard}-of-{num_shards}.log",
     benchmark:
         "results/{dataset}/benchmarks/extract_{modality}_{shard}-of-{num_shards}.tsv"
-    threads: 2
+    threads: config["features"]["threads"]
     resources:
         mem_mb=by_dataset(3000, 8000),
         runtime=by_dataset(60, 24 * 60),
@@ -59,7 +59,8 @@ rule extract_features:
         " --layers {params.layers} --batch-size {params.batch_size} {params.max_length}"
         " --items {input.item_table} {params.media_flag} --out {output}"
         " --shard {wildcards.shard} --num-shards {wildcards.num_shards}"
-        " --chunk-batches {params.chunk_batches} --device {params.device} > {log} 2>&1"
+        " --chunk-batches {params.chunk_batches} --device {params.device} --threads {threads}"
+        " > {log} 2>&1"
 
 
 rule merge_features:
