@@ -9,6 +9,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 from test_extract import BAD, make_items, make_media
@@ -18,6 +20,8 @@ from crossan.encoders import inputs as inputs_module
 from crossan.encoders.load import load_encoder
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError
+from crossan.media.sample import MediaSpec
+from crossan.media.store import PartialStore
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
 from crossan.models.trainable import count_trainable
 from crossan.train import e2e_inputs
@@ -220,3 +224,35 @@ def test_gradient_checkpointing_gives_the_same_run(world, tmp_path: Path) -> Non
     assert not plain.model.item_encoder.text.backbone.is_activation_checkpointing
     assert [r["train_loss"] for r in checkpointed.log] == pytest.approx([r["train_loss"] for r in plain.log], rel=1e-5)
     assert checkpointed.test == pytest.approx(plain.test, abs=1e-9)
+
+
+def test_covers_are_read_decoded_and_an_old_raw_image_file_as_before(world, tmp_path: Path) -> None:
+    """read_covers gives the stored JPEG covers decoded as every reader gets them, zero where
+    masked; an image.h5 written before the compact store (raw pixels, no media_format) reads
+    exactly as it did."""
+    image = load_encoder("image", str(world["image"]))
+    ids = [f"i{row}" for row in range(1, N_ITEMS + 1)]
+    cpu = torch.device("cpu")
+    pixels, has_image, _, reasons = e2e_inputs.read_covers(world["media"] / "image.h5", image, ids, cpu)
+    source = inputs_module.MediaSource(world["media"] / "image.h5", "image", ids)
+    try:
+        stored = source.read(1, N_ITEMS + 1)
+    finally:
+        source.close()
+    assert pixels.dtype == torch.uint8 and pixels.shape == (N_ITEMS + 1, 64, 64, 3)
+    assert has_image[1:].tolist() == stored.valid.tolist() and not has_image[0]
+    assert torch.equal(pixels[1:][has_image[1:]], torch.from_numpy(stored.payload))
+    assert not pixels[~has_image].any() and reasons[3] == BAD["image"][3]
+
+    old = tmp_path / "image.h5"
+    spec = MediaSpec(video_size=64, image_size=64, jpeg_quality=0)
+    store, _ = PartialStore.open(old, spec.fields("image"), spec.attrs("image"), ids)
+    raw = np.random.default_rng(3).integers(0, 256, (N_ITEMS, 64, 64, 3), dtype=np.uint8)
+    store.write(list(range(1, N_ITEMS + 1)), {"pixels": raw}, [""] * N_ITEMS)
+    store.commit(list(range(1, N_ITEMS + 1)))
+    store.finalize()
+    with h5py.File(old, "r+") as file:
+        for key in ("media_format", "jpeg_quality", "storage"):
+            del file.attrs[key]
+    pixels, has_image, _, _ = e2e_inputs.read_covers(old, image, ids, cpu)
+    assert has_image[1:].all() and torch.equal(pixels[1:], torch.from_numpy(raw))

@@ -33,7 +33,7 @@ from crossan.encoders.load import load_encoder, truncate_ast_positions
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError, DataError
 from crossan.media.sample import MediaSpec
-from crossan.media.store import PartialStore
+from crossan.media.store import PartialStore, read_valid
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
 
@@ -157,13 +157,16 @@ def direct_forward(world: dict, modality: str, row: int) -> np.ndarray:
         model = BertModel.from_pretrained(directory)
     else:
         with h5py.File(world["media"][modality], "r") as file:
-            if modality == "image":
+            one = np.ones(1, dtype=bool)
+            if modality == "image":  # the stored JPEG, decoded
                 processor = ViTImageProcessorPil.from_pretrained(directory)
-                batch = processor(images=[file["pixels"][row]], return_tensors="pt")
+                pixels = read_valid(file["pixels"], row, row + 1, one)[0]
+                batch = processor(images=[pixels], return_tensors="pt")
                 model = ViTModel.from_pretrained(directory)
             elif modality == "video":
                 processor = VideoMAEImageProcessorPil.from_pretrained(directory)
-                batch = processor([list(file["frames"][row])], return_tensors="pt")
+                frames = read_valid(file["frames"], row, row + 1, one)[0]
+                batch = processor([list(frames)], return_tensors="pt")
                 model = VideoMAEModel.from_pretrained(directory)
             else:
                 count = max(int(file["num_samples"][row]), 400)

@@ -99,10 +99,36 @@ def make_dataset(
 
 
 def read_all(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset's values: strings as str, JPEG images as their bytes (comparable)."""
+    values = {}
     with h5py.File(path, "r") as file:
-        return {
-            name: (ds.asstr()[:] if ds.dtype.kind == "O" else ds[:]) for name, ds in file.items()
-        }
+        for name, dataset in file.items():
+            if h5py.check_string_dtype(dataset.dtype) is not None:
+                values[name] = dataset.asstr()[:]
+            elif h5py.check_vlen_dtype(dataset.dtype) is not None:
+                stored = dataset[:]
+                values[name] = np.empty(stored.shape, dtype=object)
+                for index in np.ndindex(stored.shape):
+                    values[name][index] = stored[index].tobytes()
+            else:
+                values[name] = dataset[:]
+    return values
+
+
+def stored_bytes(values: np.ndarray) -> np.ndarray:
+    """int ``values.shape``: the length of each stored JPEG (``read_all``'s bytes)."""
+    return np.vectorize(len, otypes=[int])(values)
+
+
+def decoded(path: Path, modality: str) -> np.ndarray:
+    """The valid rows' media as a reader gets them (decoded), uint8 ``[valid, *shape]``."""
+    with h5py.File(path, "r") as file:
+        ids = list(file["item_id"].asstr()[1:])
+    source = MediaSource(path, modality, ids)
+    try:
+        return source.read(1, len(ids) + 1).payload
+    finally:
+        source.close()
 
 
 def assert_same_files(a: Path, b: Path) -> None:
@@ -413,9 +439,10 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
     ]
 
     v, a, i = read_all(out / "video.h5"), read_all(out / "audio.h5"), read_all(out / "image.h5")
-    assert v["frames"].shape == (7, 16, 16, 16, 3) and v["frames"].dtype == np.uint8
+    assert v["frames"].shape == (7,)  # one blob of 16 JPEGs per item
+    assert decoded(out / "video.h5", "video").shape == (3, 16, 16, 16, 3)
     assert a["waveform"].shape == (7, 48000) and a["waveform"].dtype == np.float32
-    assert i["pixels"].shape == (7, 12, 12, 3)
+    assert i["pixels"].shape == (7,) and decoded(out / "image.h5", "image").shape == (4, 12, 12, 3)
     for data in (v, a, i):
         assert list(data["item_id"]) == ["", *KINDS]
         assert data["reason"][0] == "padding" and not data["valid"][0]
@@ -430,12 +457,13 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
     assert i["reason"][3] == f"missing file: {Path(layout.covers) / '103.jpg'}"
     assert i["reason"][4].startswith("corrupt: ")
 
-    # masked rows hold fill values, valid rows real data
-    assert not v["frames"][[0, 2, 3, 5]].any() and (v["frame_index"][[0, 2, 3, 5]] == -1).all()
+    # masked rows hold fill values and no image bytes, valid rows real data
+    assert (stored_bytes(v["frames"]) > 0).tolist() == v["valid"].tolist()
+    assert (v["frame_index"][[0, 2, 3, 5]] == -1).all()
     # 2 s clip, 20 frames: floor((k + 0.5) * 1.25)
     assert v["frame_index"][1].tolist() == [0, 1, 3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16, 18, 19]
     assert not a["waveform"][4].any() and a["num_samples"].tolist() == [0, 32000, 0, 0, 0, 0, 32000]
-    assert a["waveform"][1].any() and i["pixels"][5].any()
+    assert a["waveform"][1].any() and (stored_bytes(i["pixels"]) > 0).tolist() == i["valid"].tolist()
 
     video_report = report.modalities["video"]
     assert (video_report.valid, video_report.invalid) == (3, 3)
@@ -460,7 +488,9 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
         assert file.attrs["seconds"] == 3.0 and "(k + 0.5)" in file.attrs["timestamps"]
         assert file.attrs["dataset"] == "toy" and file.attrs["dataset_json"] == str(dataset_json)
         assert "crossan_version" in file.attrs and "created" in file.attrs
-        assert file["frames"].chunks == (1, 16, 16, 16, 3)
+        assert file.attrs["jpeg_quality"] == media.DEFAULT_JPEG_QUALITY
+        assert file.attrs["media_format"] == media_store.FORMAT_VERSION
+        assert file["frames"].attrs["item_shape"].tolist() == [16, 16, 16, 3]
     with h5py.File(out / "audio.h5", "r") as file:
         assert file.attrs["sample_rate"] == 16000 and file["waveform"].chunks == (1, 48000)
 
@@ -581,7 +611,7 @@ def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
     assert video_report.discarded_partial.startswith("sampling spec changed")
     assert report.modalities["image"].discarded_partial.startswith("unreadable")
     with h5py.File(out / "video.h5", "r") as file:
-        assert file["frames"].shape == (7, 16, 8, 8, 3) and "_done" not in file
+        assert file["frames"].attrs["item_shape"].tolist() == [16, 8, 8, 3] and "_done" not in file
 
     fresh = media.sample_media(
         layout, items_csv, tmp_path / "fresh", workers=0, video_size=8, image_size=12
@@ -673,9 +703,11 @@ def test_resampled_identical_media_give_the_features_the_same_provenance(
     with h5py.File(old, "r+") as file:
         del file.attrs["content_sha256"]
     assert describe(old, "image") == first["image"]
-    # one stored value changed: another digest (the spec is unchanged)
+    # one stored byte changed: another digest (the spec is unchanged)
     with h5py.File(old, "r+") as file:
-        file["pixels"][1, 0, 0, 0] ^= 1
+        cover = file["pixels"][1].copy()
+        cover[-3] ^= 1
+        file["pixels"][1] = cover
     edited = describe(old, "image")
     assert edited["media_spec_json"] == first["image"]["media_spec_json"]
     assert edited["media_content_sha256"] != first["image"]["media_content_sha256"]
@@ -685,6 +717,193 @@ def test_resampled_identical_media_give_the_features_the_same_provenance(
     changed = sample(tmp_path / "changed", "2026-01-01T00:00:00+00:00")
     assert changed["image"]["media_content_sha256"] != first["image"]["media_content_sha256"]
     assert (changed["video"], changed["audio"]) == (first["video"], first["audio"])
+
+
+# ---------------------------------------------------------------- the compact store
+
+
+def smooth_image(seed: int, side: int = 64) -> np.ndarray:
+    """uint8 ``[side, side, 3]``: colour gradients plus mild noise (natural-ish content)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:side, 0:side] / side
+    phase = [x * (c + 1) + y * (2 - c) / 2 + seed for c in range(3)]
+    base = np.stack([128 + 100 * np.sin(2 * np.pi * p) for p in phase], axis=-1)
+    return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_jpeg_round_trip_is_close_to_the_images_and_smaller() -> None:
+    images = np.stack([np.stack([smooth_image(4 * item + frame) for frame in range(4)])
+                       for item in range(3)])  # [3 items, 4 frames, 64, 64, 3]
+    field = media_store.Field(images.shape[1:], "uint8", jpeg_quality=90)
+    assert field.stored_shape == ()
+    stored = media_store.stack_rows(field, list(images), [True, False, True])
+    assert stored.shape == (3,) and stored.dtype == object
+    assert len(stored[1]) == 0  # an invalid item: no bytes
+    lengths = stored[0][:16].view("<u4")  # the blob lists its 4 JPEGs' lengths first
+    assert len(stored[0]) == 16 + lengths.sum() and len(stored[0]) < images[0].nbytes / 4
+    starts = (16 + np.concatenate([[0], np.cumsum(lengths)[:-1]])).astype(int).tolist()
+    assert [bytes(stored[0][at : at + 2]) for at in starts] == [b"\xff\xd8"] * 4  # JPEG SOI
+    back = np.stack([media_store.decode_jpeg(stored[row], (4, 64, 64, 3)) for row in (0, 2)])
+    assert back.shape == (2, 4, 64, 64, 3) and back.dtype == np.uint8
+    # lossy: close, not equal (libjpeg builds differ in the last bit, so no exact values)
+    error = np.abs(back.astype(int) - images[[0, 2]].astype(int))
+    assert error.mean() < 4 and error.max() < 40
+    # decoding is deterministic on one machine
+    np.testing.assert_array_equal(back[0], media_store.decode_jpeg(stored[0], (4, 64, 64, 3)))
+    with pytest.raises(ValueError, match="no JPEG bytes"):
+        media_store.decode_jpeg(stored[1], (4, 64, 64, 3))
+    with pytest.raises(ValueError, match=r"JPEG 0 of the row is \(64, 64, 3\), expected \(32, 32, 3\)"):
+        media_store.decode_jpeg(stored[0], (4, 32, 32, 3))
+    with pytest.raises(ValueError, match="does not hold 2 images"):
+        media_store.decode_jpeg(stored[0], (2, 64, 64, 3))
+    with pytest.raises(ValueError, match="does not hold 4 images"):
+        media_store.decode_jpeg(stored[0][:-10], (4, 64, 64, 3))
+    with pytest.raises(ValueError, match="JPEG needs uint8"):
+        media_store.Field((4, 64, 64), "uint8", jpeg_quality=90)
+
+
+def test_jpeg_store_against_the_raw_store(tmp_path: Path) -> None:
+    """The same media stored raw (jpeg_quality 0) and as JPEG: every other field identical,
+    the images decoded close to the raw ones, the JPEG files far smaller on real content."""
+    layout, _, items_csv = make_dataset(tmp_path / "raw", KINDS)
+    for item_id in KINDS:  # covers with natural-ish content instead of noise
+        cover = Path(layout.covers) / f"{item_id}.jpg"
+        if cover.exists() and item_id not in ("104",):  # 104's cover stays corrupt
+            Image.fromarray(smooth_image(int(item_id), 96)).save(cover, quality=95)
+    options = {"video_size": 32, "image_size": 64, "workers": 0, "progress": False}
+    media.sample_media(layout, items_csv, tmp_path / "plain", jpeg_quality=0, **options)
+    media.sample_media(layout, items_csv, tmp_path / "jpeg", **options)
+    for modality, name in media.FILE_NAMES.items():
+        plain, jpeg = read_all(tmp_path / "plain" / name), read_all(tmp_path / "jpeg" / name)
+        image_field = {"video": "frames", "image": "pixels"}.get(modality)
+        assert plain.keys() == jpeg.keys()
+        for key in plain.keys() - {image_field}:
+            np.testing.assert_array_equal(plain[key], jpeg[key], err_msg=f"{name}:{key}")
+        if image_field is None:
+            continue
+        raw = decoded(tmp_path / "plain" / name, modality).astype(int)
+        back = decoded(tmp_path / "jpeg" / name, modality).astype(int)
+        assert raw.shape == back.shape and np.abs(raw - back).mean() < 3
+        stored = stored_bytes(jpeg[image_field])
+        assert stored[1:].sum() < raw.nbytes / 8 / 4  # raw.nbytes counts int64 values
+        assert ((stored > 0) == jpeg["valid"]).all()
+    with h5py.File(tmp_path / "plain" / "video.h5", "r") as file:
+        assert file["frames"].shape == (7, 16, 32, 32, 3) and file.attrs["jpeg_quality"] == 0
+        assert file.attrs["storage"] == "raw uint8"
+    with h5py.File(tmp_path / "jpeg" / "image.h5", "r") as file:
+        assert file["pixels"].shape == (7,) and file["pixels"].attrs["item_shape"].tolist() == [64, 64, 3]
+        assert file.attrs["storage"] == f"JPEG per image, quality 85, {media_store.JPEG_SUBSAMPLING}"
+
+
+def test_invalid_rows_take_no_media_bytes(tmp_path: Path) -> None:
+    kinds = {"1": ("ok", "ok")} | {str(n): ("missing", "missing") for n in range(2, 42)}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    one = {"1": ("ok", "ok")}
+    _, _, one_csv = make_dataset(tmp_path / "one", one, audio_seconds=0.25)
+    for jpeg_quality in (85, 0):
+        many_out, one_out = tmp_path / f"many{jpeg_quality}", tmp_path / f"one{jpeg_quality}"
+        options = {"workers": 0, "progress": False, "jpeg_quality": jpeg_quality, **SMALL}
+        media.sample_media(layout, items_csv, many_out, **options)
+        media.sample_media(layout, one_csv, one_out, **options)
+        for name in media.FILE_NAMES.values():
+            grown = (many_out / name).stat().st_size - (one_out / name).stat().st_size
+            # 40 invalid rows: element descriptors, flags and reason strings only; a raw
+            # video row alone is 12 kB here, an audio row 192 kB
+            assert grown < 40 * 1024, (jpeg_quality, name, grown)
+    with h5py.File(tmp_path / "many0" / "audio.h5", "r") as file:
+        waveform = file["waveform"]
+        allocated = [waveform.id.get_chunk_info_by_coord((row, 0)).byte_offset is not None
+                     for row in range(42)]
+        assert allocated == [False, True] + [False] * 40
+        assert not waveform[2:].any()  # unwritten rows read as the fill value
+
+
+def test_a_row_rewritten_as_invalid_reads_as_fill(tmp_path: Path) -> None:
+    """A killed run may have written a row that the resumed run finds invalid (e.g. its
+    decoder died this time): the stale values are reset, whatever the storage."""
+    fields = {
+        "wave": media_store.Field((8,), "float32", one_per_chunk=True),
+        "image": media_store.Field((16, 16, 3), "uint8", jpeg_quality=80),
+    }
+    store, _ = media_store.PartialStore.open(tmp_path / "x.h5", fields, {"spec": 1}, ["a", "b"])
+    wave, image = np.ones((2, 8), np.float32), np.stack([smooth_image(0, 16)] * 2)
+    store.write([1, 2], {"wave": wave, "image": image}, ["", ""])
+    store.write([1], {"wave": np.zeros((1, 8), np.float32), "image": image[:1]}, ["corrupt: x"])
+    store.commit([1, 2])
+    store.finalize()
+    with h5py.File(tmp_path / "x.h5", "r") as file:
+        assert not file["wave"][1].any() and (file["wave"][2] == 1).all()
+        assert len(file["image"][1]) == 0 and len(file["image"][2]) > 0
+        assert file["valid"][:].tolist() == [False, False, True]
+
+
+def test_old_raw_files_are_read_as_before_and_later_formats_refused(tmp_path: Path) -> None:
+    layout, _, items_csv = make_dataset(tmp_path / "raw", KINDS, audio_seconds=0.25)
+    out = tmp_path / "m"
+    media.sample_media(layout, items_csv, out, workers=0, progress=False, jpeg_quality=0, **SMALL)
+    ids = list(KINDS)
+    for modality, field in (("video", "frames"), ("image", "pixels")):
+        path = out / media.FILE_NAMES[modality]
+        with h5py.File(path, "r+") as file:  # what crossan wrote before the compact store
+            for key in ("media_format", "jpeg_quality", "storage"):
+                del file.attrs[key]
+            stored, valid = file[field][:], file["valid"][:]
+        source = MediaSource(path, modality, ids)
+        try:
+            batch = source.read(1, len(ids) + 1)
+            assert source.shape == stored.shape[1:]
+            np.testing.assert_array_equal(batch.payload, stored[1:][valid[1:]])
+        finally:
+            source.close()
+        with h5py.File(path, "r+") as file:
+            file.attrs["media_format"] = media_store.FORMAT_VERSION + 1
+        with pytest.raises(DataError, match=f"{path} has media format 3, this crossan reads "
+                                            "formats up to 2"):
+            MediaSource(path, modality, ids)
+
+
+def test_a_partial_of_the_raw_layout_is_not_resumed_as_jpeg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds = {str(n): ("ok", "ok") for n in range(301, 305)}
+    layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
+    out = tmp_path / "m"
+    real = media.sample_block
+
+    def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
+        if block.index == 1:
+            raise KeyboardInterrupt
+        return real(block, spec)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(media, "sample_block", stop_at_second_block)
+        with pytest.raises(KeyboardInterrupt):
+            media.sample_media(layout, items_csv, out, workers=0, chunk_items=2,
+                               jpeg_quality=0, progress=False, **SMALL)
+    report = media.sample_media(layout, items_csv, out, workers=0, chunk_items=2,
+                                progress=False, **SMALL)
+    for modality in ("video", "image"):
+        assert report.modalities[modality].discarded_partial.startswith("sampling spec changed")
+        assert report.modalities[modality].decoded == 4
+    assert (report.modalities["audio"].resumed, report.modalities["audio"].decoded) == (2, 2)
+
+
+def test_a_damaged_jpeg_names_the_file(tmp_path: Path) -> None:
+    layout, _, items_csv = make_dataset(tmp_path / "raw", {"1": ("ok", "ok"), "2": ("ok", "ok")})
+    out = tmp_path / "m"
+    media.sample_media(layout, items_csv, out, modalities=("image",), workers=0, progress=False,
+                       **SMALL)
+    path = out / "image.h5"
+    with h5py.File(path, "r+") as file:
+        blob = file["pixels"][2].copy()
+        blob[4:] = 0  # the lengths are right, the image is gone
+        file["pixels"][2] = blob
+    source = MediaSource(path, "image", ["1", "2"])
+    try:
+        with pytest.raises(DataError, match=f"media file {path} is unreadable .*JPEG 0 of the row"):
+            source.read(1, 3)
+    finally:
+        source.close()
 
 
 # ---------------------------------------------------------------- items table and CLI
@@ -710,19 +929,22 @@ def test_register_cli_parses_every_option() -> None:
     )
     assert (args.video_size, args.image_size, args.frames, args.seconds) == (224, 224, 16, 3.0)
     assert (args.sample_rate, args.workers, args.chunk_items) == (16000, 2, 16)
+    assert args.jpeg_quality == media.DEFAULT_JPEG_QUALITY == 85
     assert args.modalities == ["video", "audio", "image"] and args.func is media._run
     args = parser.parse_args(
         ["sample-media", "--dataset-json", "d.json", "--items", "i.csv", "--out", "o",
          "--modalities", "video,audio", "--video-size", "32", "--image-size", "24",
          "--frames", "8", "--seconds", "2", "--sample-rate", "8000", "--workers", "0",
-         "--chunk-items", "4"]
+         "--chunk-items", "4", "--jpeg-quality", "0"]
     )
+    assert args.jpeg_quality == 0
     assert media._modalities(args.modalities) == ["video", "audio"]
     assert (args.video_size, args.image_size, args.frames, args.seconds) == (32, 24, 8, 2.0)
     assert (args.sample_rate, args.workers, args.chunk_items) == (8000, 0, 4)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["sample-media", "--dataset-json", "d", "--items", "i", "--out", "o",
-                           "--video-size", "0"])
+    for bad in (["--video-size", "0"], ["--jpeg-quality", "101"], ["--jpeg-quality", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["sample-media", "--dataset-json", "d", "--items", "i", "--out", "o",
+                               *bad])
 
 
 # ---------------------------------------------------------------- SIGKILL and resume

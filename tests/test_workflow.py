@@ -191,7 +191,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
         assert (tmp_path / f"results/demo/logs/train/{run}.log").is_file()
     assert json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text(encoding="utf-8"))["epochs_run"] <= 2
     with h5py.File(tmp_path / "results/demo/media/video.h5") as video:
-        assert video["frames"].shape[1:] == (16, 64, 64, 3)
+        assert video["frames"].attrs["item_shape"].tolist() == [16, 64, 64, 3]  # JPEG, decoded
     items = (tmp_path / "results/demo/data/items.csv").read_text(encoding="utf-8")
     assert f'{defects["empty_title"][0]},""' in items  # the empty title survives as empty
 

@@ -4,9 +4,10 @@ model batch, exactly as the paper's setup prescribes.
 * text: the English title, WordPiece-tokenised to ``max_length`` (30) tokens with
   ``[CLS] ... [SEP]``, padded to ``max_length`` and truncated; an empty title is a valid
   input (``[CLS] [SEP]`` and padding).
-* image: the cover pixels of ``image.h5`` (already at the model's side), rescaled and
-  normalised by the checkpoint's ``ViTImageProcessorPil``.
-* video: the 16 frames of ``video.h5``, through the checkpoint's ``VideoMAEImageProcessorPil``.
+* image: the cover pixels of ``image.h5`` (already at the model's side, decoded from the
+  stored JPEG), rescaled and normalised by the checkpoint's ``ViTImageProcessorPil``.
+* video: the 16 frames of ``video.h5`` (decoded likewise), through the checkpoint's
+  ``VideoMAEImageProcessorPil``.
 * audio: the first ``num_samples`` samples of ``audio.h5`` (3 s mono at 16 kHz, shorter when
   the track is), through the checkpoint's ``ASTFeatureExtractor``, which computes the
   128-bin log-mel filterbank and zero-pads it to its ``max_length`` frames, as in AST's
@@ -36,7 +37,15 @@ import numpy as np
 
 from crossan.data.readers import read_item_table
 from crossan.errors import ConfigError, DataError
-from crossan.media.store import CONTENT_DIGEST, UNREADABLE, content_digest, unreadable_media
+from crossan.media.store import (
+    CONTENT_DIGEST,
+    UNREADABLE,
+    check_format,
+    content_digest,
+    item_shape,
+    read_valid,
+    unreadable_media,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -137,6 +146,7 @@ class MediaSource:
             self._file.close()
             raise
         self.data = self._file[MEDIA_FIELDS[modality]]
+        self._item_shape = item_shape(self.data)
         self.attrs: dict[str, Any] = dict(self._file.attrs)
         self._digest: str | None = None
 
@@ -144,6 +154,7 @@ class MediaSource:
         file, name = self._file, MEDIA_FIELDS[self.modality]
         if "_done" in file:
             raise DataError(f"{self.path} is an unfinished media file (it has a _done mask)")
+        check_format(file, self.path)
         stored = file.attrs.get("modality")
         if stored is not None and stored != self.modality or name not in file:
             raise DataError(f"{self.path} is not a {self.modality} media file (no '{name}')")
@@ -156,8 +167,8 @@ class MediaSource:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Per-item shape of the media array."""
-        return tuple(self.data.shape[1:])
+        """Per-item shape of the media array as read (decoded, for JPEG-stored images)."""
+        return self._item_shape
 
     def read(self, start: int, stop: int) -> RawBatch:
         try:
@@ -168,14 +179,14 @@ class MediaSource:
     def _read(self, start: int, stop: int) -> RawBatch:
         valid = self._file["valid"][start:stop].astype(bool)
         reasons = list(self._file["reason"].asstr()[start:stop])
-        rows = self.data[start:stop]  # one batch of media rows, not the file
         if self.modality == "audio":
+            rows = self.data[start:stop]  # one batch of media rows, not the file
             counts = self._file["num_samples"][start:stop]
             payload: Any = [
                 rows[i, : max(int(counts[i]), MIN_AUDIO_SAMPLES)] for i in np.flatnonzero(valid)
             ]
         else:
-            payload = rows[valid]
+            payload = read_valid(self.data, start, stop, valid)  # decodes the valid rows only
         return RawBatch(start, stop, valid, reasons, payload)
 
     def describe(self) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 For the items of ``item_ids.csv`` (or ``items.csv``; dense ids 1..n) this writes, under ``out_dir``:
 
-* ``video.h5``: ``frames`` uint8 ``[n+1, F, S, S, 3]`` (F frames from the first ``seconds``,
-  VideoMAE geometry), ``frame_index`` int32 ``[n+1, F]`` (-1 when invalid),
+* ``video.h5``: ``frames``, each item's F frames from the first ``seconds`` (uint8
+  ``[F, S, S, 3]`` once decoded, VideoMAE geometry), stored as JPEG, one blob of F images per
+  item (variable-length ``[n+1]``; raw uint8 ``[n+1, F, S, S, 3]`` with ``jpeg_quality`` 0;
+  see :mod:`crossan.media.store`), ``frame_index`` int32 ``[n+1, F]`` (-1 when invalid),
   ``source_frames`` int32 ``[n+1]``, ``source_fps`` float32 ``[n+1]``, ``decoder`` uint8
   ``[n+1]`` (which decoder produced the frames: :data:`DECODER_CODES`, 0 when invalid);
 * ``audio.h5``: ``waveform`` float32 ``[n+1, seconds*sample_rate]`` (mono, zero-padded),
   ``num_samples`` int32 ``[n+1]`` (real samples before the padding);
-* ``image.h5``: ``pixels`` uint8 ``[n+1, S, S, 3]`` (ViT geometry);
+* ``image.h5``: ``pixels``, the cover (uint8 ``[S, S, 3]`` once decoded, ViT geometry), one
+  JPEG per item (variable-length ``[n+1]``; raw ``[n+1, S, S, 3]`` with ``jpeg_quality`` 0);
 * in each: ``valid``, ``reason``, ``item_id`` (see :mod:`crossan.media.store`);
 * ``{modality}_report.json``: valid count, bad items counted by reason with the first few
   examples, items resumed and decoded; for video also how many items needed the PyAV
@@ -68,6 +71,11 @@ MAX_EXAMPLES = 5
 PAUSE_ENV = "CROSSAN_MEDIA_TEST_PAUSE_AFTER_BLOCKS"
 # video.h5's per-item ``decoder`` field; stored in the file's attributes too.
 DECODER_CODES = {video.FAST_DECODER: 1, video.FALLBACK_DECODER: 2}
+# Frames and covers as JPEG at this quality: 14 % of the raw bytes on H.264-decoded natural
+# frames at 224 px (6.6 GB for MicroLens-100K's videos, against 47.6 GB raw), pooled states of
+# the tiny encoders 0.5 % (video) and 1.5 % (image) of the item-to-item spread away from raw
+# (bench/media_store.py); 90 would pass 8 GB on that content.
+DEFAULT_JPEG_QUALITY = 85
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class MediaSpec:
     num_frames: int = 16
     seconds: float = 3.0
     sample_rate: int = 16000
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY  # frames and covers; 0 stores them raw
 
     def __post_init__(self) -> None:
         for name in ("video_size", "image_size", "num_frames", "sample_rate"):
@@ -86,6 +95,8 @@ class MediaSpec:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not self.seconds > 0:
             raise ValueError(f"seconds must be positive, got {self.seconds}")
+        if not 0 <= int(self.jpeg_quality) <= 100:
+            raise ValueError(f"jpeg_quality must be 0 (raw) to 100, got {self.jpeg_quality}")
 
     @property
     def audio_samples(self) -> int:
@@ -96,7 +107,10 @@ class MediaSpec:
         if modality == "video":
             s = self.video_size
             return {
-                "frames": store.Field((self.num_frames, s, s, 3), "uint8", one_per_chunk=True),
+                "frames": store.Field(
+                    (self.num_frames, s, s, 3), "uint8", one_per_chunk=True,
+                    jpeg_quality=self.jpeg_quality,
+                ),
                 "frame_index": store.Field((self.num_frames,), "int32", -1),
                 "source_frames": store.Field((), "int32"),
                 "source_fps": store.Field((), "float32"),
@@ -109,14 +123,26 @@ class MediaSpec:
             }
         if modality == "image":
             s = self.image_size
-            return {"pixels": store.Field((s, s, 3), "uint8", one_per_chunk=True)}
+            return {
+                "pixels": store.Field(
+                    (s, s, 3), "uint8", one_per_chunk=True, jpeg_quality=self.jpeg_quality
+                )
+            }
         raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
 
     def attrs(self, modality: str) -> dict[str, Any]:
         """The spec attributes of ``modality``'s file (without the source description)."""
         common = {"modality": modality, "crossan_version": crossan.__version__}
+        # Only the image files depend on the storage: audio.h5 keeps its spec, so a file
+        # sampled before JPEG storage existed is not resampled for nothing.
+        storage = {
+            "jpeg_quality": self.jpeg_quality,
+            "storage": f"JPEG per image, quality {self.jpeg_quality}, {store.JPEG_SUBSAMPLING}"
+            if self.jpeg_quality
+            else "raw uint8",
+        }
         if modality == "video":
-            return common | {
+            return common | storage | {
                 "video_size": self.video_size,
                 "num_frames": self.num_frames,
                 "seconds": float(self.seconds),
@@ -135,7 +161,7 @@ class MediaSpec:
                 "channels": "mono (libswresample down-mix)",
                 "decoder": "PyAV, first audio stream, float32",
             }
-        return common | {
+        return common | storage | {
             "image_size": self.image_size,
             "geometry": "converted to RGB, resized to image_size x image_size "
             "(PIL bilinear, no crop; ViT processor)",
@@ -263,8 +289,10 @@ def _stack(
     rows: Sequence[int],
     outcomes: list[tuple[dict[str, np.ndarray], str]],
 ) -> tuple[list[int], dict[str, np.ndarray], list[str]]:
-    stacked = {
-        name: np.stack([fields[name] for fields, _ in outcomes]) for name in spec.fields(modality)
+    valid = [reason == "" for _, reason in outcomes]
+    stacked = {  # JPEG encoding happens here, in the worker
+        name: store.stack_rows(field, [fields[name] for fields, _ in outcomes], valid)
+        for name, field in spec.fields(modality).items()
     }
     return list(rows), stacked, [reason for _, reason in outcomes]
 
@@ -547,6 +575,7 @@ def sample_media(
     num_frames: int = 16,
     seconds: float = 3.0,
     sample_rate: int = 16000,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     workers: int = 2,
     chunk_items: int = 16,
     dataset_json: Path | None = None,
@@ -555,7 +584,8 @@ def sample_media(
     """Sample every item's media into ``out_dir/{video,audio,image}.h5`` (see module doc).
 
     ``workers`` decoder processes (0: decode in this process) take blocks of ``chunk_items``
-    items. Files already complete for the same spec and items are left alone; partial files
+    items; frames and covers are stored as JPEG at ``jpeg_quality`` (0: raw uint8). Files
+    already complete for the same spec and items are left alone; partial files
     of an interrupted run are resumed. Returns counts per modality; also written to
     ``out_dir/{modality}_report.json``.
     """
@@ -566,7 +596,7 @@ def sample_media(
     if workers < 0 or chunk_items < 1:
         raise ValueError(f"need workers >= 0 and chunk_items >= 1, got {workers}, {chunk_items}")
     chosen = [m for m in MODALITIES if m in modalities]
-    spec = MediaSpec(video_size, image_size, num_frames, seconds, sample_rate)
+    spec = MediaSpec(video_size, image_size, num_frames, seconds, sample_rate, jpeg_quality)
     items = [
         Item(row, item_id, str(layout.video_path(item_id)), str(layout.cover_path(item_id)))
         for row, item_id in read_items(Path(items_csv))
@@ -614,6 +644,14 @@ def sample_media(
 
 
 
+def jpeg_quality(text: str) -> int:
+    """argparse type of ``--jpeg-quality``: an integer 0..100."""
+    value = non_negative_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be 0 (raw) to 100, got {value}")
+    return value
+
+
 def _modalities(values: list[str]) -> list[str]:
     chosen = [m.strip() for value in values for m in value.split(",") if m.strip()]
     unknown = sorted(set(chosen) - set(MODALITIES))
@@ -641,6 +679,7 @@ def _run(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
+        jpeg_quality=args.jpeg_quality,
         workers=args.workers,
         chunk_items=args.chunk_items,
         dataset_json=args.dataset_json,
@@ -673,6 +712,11 @@ def register_cli(subparsers: Any) -> None:
     parser.add_argument("--frames", type=positive_int, default=16, help="frames per video (16)")
     parser.add_argument("--seconds", type=positive_float, default=3.0, help="clip length (3.0)")
     parser.add_argument("--sample-rate", type=positive_int, default=16000, help="audio Hz (16000)")
+    parser.add_argument(
+        "--jpeg-quality", type=jpeg_quality, default=DEFAULT_JPEG_QUALITY,
+        help=f"JPEG quality of stored frames and covers, 1-100; 0 stores them raw "
+        f"({DEFAULT_JPEG_QUALITY})",
+    )
     parser.add_argument(
         "--workers", type=non_negative_int, default=2, help="decoder processes (0: in-process)"
     )
