@@ -18,6 +18,7 @@ rule sample_media:
         video_size=media_setting("video_size"),
         image_size=media_setting("image_size"),
         chunk_items=media_setting("chunk_items"),
+        jpeg_quality=media_setting("jpeg_quality"),
     log:
         "results/{dataset}/logs/sample_media_{modality}.log",
     benchmark:
@@ -33,4 +34,5 @@ rule sample_media:
         " --out results/{wildcards.dataset}/media --modalities {wildcards.modality}"
         " --frames {params.frames} --seconds {params.seconds} --sample-rate {params.sample_rate}"
         " --video-size {params.video_size} --image-size {params.image_size}"
-        " --chunk-items {params.chunk_items} --workers {threads} > {log} 2>&1"
+        " --chunk-items {params.chunk_items} --jpeg-quality {params.jpeg_quality}"
+        " --workers {threads} > {log} 2>&1"
