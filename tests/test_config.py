@@ -47,7 +47,7 @@ def test_defaults_are_filled() -> None:
                                   "graph_layer": -1, "graph_k": 10, "graph_grid": {}}
     assert config["runs"] == []
     assert config["device"] == "auto"
-    assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1}
+    assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1, "threads": 2}
     assert config["media"]["frames"] == 16
     assert config["media"]["sample_rate"] == 16000
     assert config["sequences"] == {"min_interactions": 5, "max_items": 13}
