@@ -25,6 +25,7 @@ COMMAND_MODULES: dict[str, str] = {
     "graph": "crossan.graph.build",
     "params": "crossan.models.params",
     "train": "crossan.train.run",
+    "run-name": "crossan.train.run",
     "plan": "crossan.results.cli",
     "table": "crossan.results.cli",
     "figure": "crossan.results.cli",

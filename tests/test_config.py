@@ -26,6 +26,14 @@ def test_shipped_config_is_valid_and_builds_the_demo(shipped: dict) -> None:
     assert config["datasets"] == ["demo"]
     assert config["catalog"]["demo"]["kind"] == "demo"
     assert config["catalog"]["microlens-100k"]["variant"] == "100k"
+    assert config["training"]["graph_grid"] == GRAPH_GRIDS  # the default: the paper's runs carry no digest
+
+
+# the graph recommenders' published searches: the default, and what config.yaml shows
+GRAPH_GRIDS = {"mmgcn": {"reg_weight": [1e-5, 1e-3, 1e-1]}, "grcn": {"reg_weight": [1e-5, 1e-4, 1e-3, 1e-2]},
+               "bm3": {"n_layers": [1, 2], "dropout": [0.3, 0.5]},
+               "freedom": {"edge_dropout": [0.8, 0.9], "modality_loss_weight": [1e-4, 1e-3]},
+               "mgcn": {"cl_weight": [0.001, 0.01, 0.1]}, "mhcr": {"n_hyperedges": [16, 32], "ghc_weight": [0.01, 0.05]}}
 
 
 def test_defaults_are_filled() -> None:
@@ -44,7 +52,7 @@ def test_defaults_are_filled() -> None:
                                   "e2e_text_lr": {"fft": 5e-5, "adapter": 1e-4, "lora": 1e-4},
                                   "e2e_image_lr": {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4},
                                   "graph_batch_size": 2048, "graph_max_epochs": 1000, "graph_patience": 20,
-                                  "graph_layer": -1, "graph_k": 10, "graph_grid": {}}
+                                  "graph_layer": -1, "graph_k": 10, "graph_grid": GRAPH_GRIDS}
     assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1, "threads": 2}

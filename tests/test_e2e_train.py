@@ -27,6 +27,7 @@ from crossan.models.trainable import count_trainable
 from crossan.train import e2e_inputs
 from crossan.train.e2e import autocast_dtype, fit_cls_standardization, make_e2e_encoder
 from crossan.train.entry import train
+from crossan.train.identity import settings_digest
 from crossan.train.trainer import RunConfig, all_item_embeddings, optimizer_step
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
@@ -61,7 +62,11 @@ def test_a_run_writes_every_output_and_counts_masked_inputs(world, tmp_path: Pat
                  "item_towers.h5", "train_log.csv"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["run_name"] == f"demo__{method}-TI-concat-k2-h4-lr1e-03-s0"
+    # text+image, concat and (fft) no adapters: not in the name; config()'s settings are in its digest
+    changed = {"e2e_batch_size": 8, "max_epochs": 1, "patience": 1, "eval_batch_size": 7, "e2e_text_lr": 1e-3,
+               "e2e_image_lr": 1e-3}
+    fields = "-lr1e-03-s0" if method == "fft" else "-h4-lr1e-03-s0"
+    assert metrics["run_name"] == f"demo__{method}{fields}-x{settings_digest(changed)}"
     assert metrics["trainable_parameters"] == count_trainable(result.model)
     assert metrics["inputs"]["masked_covers"] == len(BAD["image"])
     assert metrics["inputs"]["empty_titles"] == 1

@@ -29,6 +29,7 @@ from crossan.train import graph as graph_training
 from crossan.train.data import load_sequences
 from crossan.train.entry import train
 from crossan.train.graph import NegativeSampler, grid_points
+from crossan.train.identity import settings_digest
 from crossan.train.names import parse_run_name, run_name
 from crossan.train.trainer import RunConfig
 
@@ -182,6 +183,12 @@ def id_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(graph_training, "graph_model", lambda method: (IdConfig, LightGCNWithContent))
 
 
+# config()'s loop settings, not MMRec's (2048 pairs, 1000 epochs, patience 20), and no grid (the
+# default is FREEDOM's published search): in the run name's digest
+CHANGED = {"graph_batch_size": 64, "graph_max_epochs": 6, "graph_patience": 3, "graph_grid": {}}
+DIGEST = settings_digest(CHANGED)
+
+
 def config(world, out: Path, **kw) -> RunConfig:
     defaults = {"method": "freedom", "modalities": "TI", "hidden": 16, "lr": 1e-2, "batch_size": 64,
                 "max_epochs": 6, "patience": 3, "device": "cpu", "dataset": "demo"}
@@ -192,10 +199,12 @@ def config(world, out: Path, **kw) -> RunConfig:
 def test_a_graph_run_writes_every_output(world, tmp_path: Path, id_model) -> None:
     result = train(config(world, tmp_path / "r"))
     for name in ("metrics.json", "per_user_valid.parquet", "per_user_test.parquet", "gates.json",
-                 "item_towers.h5", "train_log.csv"):
+                 "item_towers.h5", "train_log.csv", "settings.json"):
         assert (tmp_path / "r" / name).is_file(), name
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["run_name"] == "demo__freedom-TI-none-k2-h16-lr1e-02-s0"
+    assert metrics["run_name"] == "demo__freedom-TI-h16-lr1e-02-s0-x" + DIGEST  # no fusion, no top-k
+    settings = json.loads((tmp_path / "r" / "settings.json").read_text(encoding="utf-8"))
+    assert settings["changed"] == CHANGED and settings["settings"]["graph_k"] == 10
     assert parse_run_name(metrics["run_name"])["method"] == "freedom"
     assert metrics["graph"]["layer"] == 1 and metrics["graph"]["k"] == 4
     assert metrics["hyper_parameters"] == {"embedding_dim": 16, "n_layers": 2, "reg_weight": 0.0}
@@ -231,7 +240,7 @@ def test_grid_and_config_errors(world, tmp_path: Path) -> None:
         config(world, tmp_path / "x", fusion="momef")
     with pytest.raises(ConfigError, match="graph file"):
         train(config(world, tmp_path / "y", graph_file=""))
-    assert run_name(config(world, tmp_path / "z", modalities="IT")) == "demo__freedom-TI-none-k2-h16-lr1e-02-s0"
+    assert run_name(config(world, tmp_path / "z", modalities="IT")) == "demo__freedom-TI-h16-lr1e-02-s0-x" + DIGEST
 
 
 def test_graph_without_the_runs_modality_is_refused(world, tmp_path: Path, id_model) -> None:

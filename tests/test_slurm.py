@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from test_workflow import REPO, small_demo_config
+from test_workflow import REPO, SEQUENTIAL, small_demo_config
 
 from crossan.encoders.extract import PAUSE_ENV
 
@@ -39,8 +39,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 FEATURES = ("text", "image")
-RUNS = ("demo__popularity-none-none-k2-h512-lr1e-04-s0", "demo__crossan-TI-momef-k2-h8-lr1e-03-s0",
-        "demo__iisan-TI-concat-k2-h8-lr1e-03-s0")
+RUNS = ("demo__popularity", f"demo__crossan-TI-momef-k2-h8-lr1e-03-s0{SEQUENTIAL}",
+        f"demo__iisan-TI-concat-h8-lr1e-03-s0{SEQUENTIAL}")
 TARGETS = [f"results/demo/features/{m}.h5" for m in FEATURES] + [f"results/demo/runs/{r}/metrics.json" for r in RUNS]
 TIMING = {"seconds_per_epoch", "eval_seconds", "peak_memory_mib", "config", "versions", "device"}
 

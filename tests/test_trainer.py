@@ -4,14 +4,18 @@ deduplicated item encoding, the popularity baseline and run names."""
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+import yaml
 from test_train_data import (
     random_features,
     random_sequences,
@@ -24,8 +28,9 @@ from crossan.models import SequentialRecommender
 from crossan.train import trainer
 from crossan.train.data import load_item_states, load_sequences
 from crossan.train.entry import train
+from crossan.train.identity import changed_settings, settings_digest
 from crossan.train.loss import NonFiniteLossError
-from crossan.train.names import format_lr, parse_run_name, run_name
+from crossan.train.names import format_lr, name_digest, parse_run_name, run_name
 from crossan.train.popularity import evaluate_popularity
 from crossan.train.towers import read_item_towers
 from crossan.train.trainer import (
@@ -78,7 +83,7 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == [
         "gates.json", "item_towers.h5", "metrics.json", "per_user_test.parquet", "per_user_valid.parquet",
-        "train_log.csv"]
+        "settings.json", "train_log.csv"]
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for key in ("valid", "test", "best_epoch", "epochs_run", "trainable_parameters", "seconds_per_epoch",
                 "eval_seconds", "peak_memory_mib", "peak_memory_kind", "device", "config", "versions",
@@ -90,7 +95,17 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
     assert metrics["trainable_parameters"] == sum(p.numel() for p in result.model.parameters())
     assert metrics["config"]["modalities"] == "TIVA" and metrics["config"]["hidden"] == 8
     assert metrics["versions"]["torch"] == torch.__version__
-    assert metrics["run_name"] == run_name(run) == "demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0"
+    # batch_size 16, max_epochs 2, patience 2 are not the defaults (64, 50, 5): digested into the name
+    changed = {"batch_size": 16, "max_epochs": 2, "patience": 2}
+    digest = hashlib.sha256(json.dumps(changed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
+    assert metrics["run_name"] == run_name(run) == f"demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0-x{digest}"
+    settings = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    assert settings["run_name"] == metrics["run_name"] and settings["digest"] == digest
+    assert settings["changed"] == changed
+    assert settings["settings"] == {
+        "batch_size": 16, "max_epochs": 2, "patience": 2, "max_len": 10, "weight_decay": 0.0,
+        "standardize_states": False, "layer0_previous": "zeros", "sequence_encoder": "microlens",
+        "negatives": "window", "popularity_smoothing": "none", "repeat_targets": "miss"}
     for split, n in (("valid", N_USERS), ("test", N_USERS)):
         frame = pl.read_parquet(out / f"per_user_{split}.parquet").sort("user")
         assert frame.columns == ["user", "rank", *METRIC_NAMES]
@@ -223,7 +238,10 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
     assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
     assert json.loads((out / "gates.json").read_text(encoding="utf-8")) == {}
-    assert metrics["run_name"] == "hand__popularity-none-none-k2-h512-lr1e-04-s0"
+    assert metrics["run_name"] == "hand__popularity"  # deterministic: no seed, no fields it ignores
+    assert json.loads((out / "settings.json").read_text(encoding="utf-8")) == {
+        "run_name": "hand__popularity", "digest": "", "changed": {}, "settings": {"repeat_targets": "miss"}}
+    assert ranked.metrics["run_name"] == "hand__popularity-x" + settings_digest({"repeat_targets": "ranked"})
     assert read_log(out) == []
     data = load_sequences(data_dir)
     summary, _ = evaluate_popularity(data, data.valid)
@@ -244,34 +262,95 @@ def test_popularity_misses_an_unpopular_target(tmp_path: Path) -> None:
     assert result.test["NDCG@20"] == pytest.approx((3 / math.log2(3) + 1 / math.log2(14)) / 4)
 
 
-@pytest.mark.parametrize("kw", [
+# Every method, with values in every name field (those a method ignores differ from the defaults).
+ROUND_TRIP = [
     {"method": "crossan", "modalities": "TIVA", "fusion": None, "topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0},
+    {"method": "indsan", "modalities": "VT", "fusion": "dynamic", "topk": 3, "hidden": 16, "lr": 3e-4, "seed": 2},
     {"method": "iisan-e", "modalities": "av", "fusion": "static", "topk": 3, "hidden": 1024, "lr": 2.5e-4, "seed": 12},
     {"method": "iisan", "modalities": "IT", "fusion": None, "topk": 1, "hidden": 64, "lr": 0.003, "seed": 1},
-    {"method": "id-sasrec", "modalities": "TIVA", "fusion": None, "topk": 2, "hidden": 8, "lr": 1e-3, "seed": 0},
-    {"method": "popularity", "modalities": "T", "fusion": None, "topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0},
-])
-def test_run_name_round_trip(tmp_path: Path, kw) -> None:
-    run = RunConfig(data_dir=tmp_path / "microlens-100k" / "data", features_dir="", out_dir=tmp_path, **kw)
+    {"method": "id-sasrec", "modalities": "TIVA", "fusion": None, "topk": 3, "hidden": 8, "lr": 1e-3, "seed": 4},
+    {"method": "popularity", "modalities": "T", "fusion": None, "topk": 3, "hidden": 8, "lr": 1e-3, "seed": 5},
+    {"method": "fft", "modalities": "TI", "fusion": None, "topk": 3, "hidden": 8, "lr": 1e-3, "seed": 1},
+    {"method": "adapter", "modalities": "TI", "fusion": "concat", "topk": 3, "hidden": 32, "lr": 1e-3, "seed": 0},
+    {"method": "lora", "modalities": "TI", "fusion": None, "topk": 1, "hidden": 8, "lr": 2e-4, "seed": 3},
+] + [{"method": m, "modalities": "TIA", "fusion": None, "topk": 3, "hidden": 64, "lr": 1e-2, "seed": 1}
+     for m in ("mmgcn", "grcn", "bm3", "freedom", "mgcn", "mhcr")]
+# The fields each method's name carries (the others it does not use, or cannot vary).
+USED = {**{m: {"modalities", "fusion", "topk", "hidden", "lr", "seed"} for m in ("crossan", "indsan", "iisan", "iisan-e")},
+        "id-sasrec": {"lr", "seed"}, "popularity": set(), "fft": {"lr", "seed"}, "adapter": {"hidden", "lr", "seed"},
+        "lora": {"hidden", "lr", "seed"},
+        **{m: {"modalities", "hidden", "lr", "seed"} for m in ("mmgcn", "grcn", "bm3", "freedom", "mgcn", "mhcr")}}
+
+
+@pytest.mark.parametrize("kw", ROUND_TRIP, ids=[kw["method"] for kw in ROUND_TRIP])
+@pytest.mark.parametrize("settings", [{}, {"max_epochs": 7, "repeat_targets": "ranked",
+                                           "lora_alpha": 2.0, "standardize_states": True}], ids=["defaults", "changed"])
+def test_run_name_round_trip(tmp_path: Path, kw, settings) -> None:
+    run = RunConfig(data_dir=tmp_path / "microlens-100k" / "data", features_dir="", out_dir=tmp_path, **kw, **settings)
     name = run_name(run)
     parsed = parse_run_name(name)
     assert parsed["dataset"] == "microlens-100k" and parsed["method"] == kw["method"]
-    rebuilt = RunConfig(data_dir="x", features_dir="", out_dir=tmp_path, **parsed)
-    assert run_name(rebuilt) == name
-    assert parsed["lr"] == kw["lr"] and parsed["seed"] == kw["seed"]
+    rebuilt = RunConfig(data_dir="x", features_dir="", out_dir=tmp_path, **parsed, **settings)
+    assert run_name(rebuilt) == name  # name -> fields -> name
+    used = USED[kw["method"]] - ({"topk"} if run.resolved_fusion() != "momef" else set())
+    for field in used:  # fields -> name -> fields, for every field the method uses
+        assert parsed[field] == (run.resolved_fusion() if field == "fusion" else getattr(run, field)), field
+    for field in {"topk", "hidden", "lr", "seed"} - used:  # the others are not in the name
+        assert parsed[field] == {"topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0}[field], field
     assert parse_run_name(f"results/x/runs/{name}") == parsed
+    # "-x{digest}" iff a setting the method uses is not the schema's default (RunConfig's own
+    # defaults are not, for the end-to-end and graph methods); every method uses one of `settings`
+    assert bool(re.search(r"-x[0-9a-f]{8}$", name)) == bool(changed_settings(run)) >= bool(settings)
+    assert name_digest(name) == settings_digest(changed_settings(run))
 
 
 def test_run_name_examples(tmp_path: Path) -> None:
     run = RunConfig(data_dir="d", features_dir="f", out_dir="o", dataset="demo")
     assert run_name(run) == "demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0"
     assert format_lr(1e-4) == "1e-04" and format_lr(2.5e-4) == "2.5e-04" and format_lr(0.1) == "1e-01"
-    assert parse_run_name("my_set-1__iisan-e-TI-concat-k2-h512-lr1e-04-s3")["dataset"] == "my_set-1"
+    assert parse_run_name("my_set-1__iisan-e-TI-concat-h512-lr1e-04-s3")["dataset"] == "my_set-1"
+    # no meaningless fields: popularity is deterministic (no seed) and reads no content; ID-SASRec
+    # has no modalities, fusion, top-k or adapters; k belongs to MOMEF only
+    name = {"dataset": "demo", "data_dir": "d", "features_dir": "", "out_dir": "o"}
+    assert run_name(RunConfig(**name, method="popularity", seed=3, hidden=8, lr=1e-3, topk=1)) == "demo__popularity"
+    assert run_name(RunConfig(**name, method="id-sasrec", seed=3, hidden=8, lr=1e-3)) == "demo__id-sasrec-lr1e-03-s3"
+    assert run_name(RunConfig(**name, fusion="concat", topk=3)) == "demo__crossan-TIVA-concat-h512-lr1e-04-s0"
+    assert run_name(RunConfig(**name, method="fft", modalities="TI")) == "demo__fft-lr1e-04-s0-x" + settings_digest(
+        {"e2e_batch_size": 64, "e2e_text_lr": 1e-4})  # RunConfig's defaults; the schema's are 32 and 5e-5
+    assert run_name(RunConfig(**name, method="bm3", hidden=64, lr=1e-3, batch_size=2048, max_epochs=1000, patience=20,
+                              graph_grid={"n_layers": [1, 2], "dropout": [0.3, 0.5]})) == "demo__bm3-TIVA-h64-lr1e-03-s0"
     from crossan.errors import ConfigError
-    with pytest.raises(ConfigError):
-        parse_run_name("crossan-TIVA-momef-k2-h512-lr1e-04-s0")
+    for bad in ("crossan-TIVA-momef-k2-h512-lr1e-04-s0", "demo__popularity-none-none-k2-h512-lr1e-04-s0",
+                "demo__crossan-TIVA-concat-k2-h512-lr1e-04-s0", "demo__crossan-TIVA-momef-h512-lr1e-04-s0",
+                "demo__id-sasrec-h512-lr1e-04-s0", "demo__popularity-x123"):
+        with pytest.raises(ConfigError, match="is not a run name"):
+            parse_run_name(bad)
     with pytest.raises(ConfigError):
         RunConfig(data_dir="d", features_dir="f", out_dir="o", method="iisan", modalities="TIV")
+
+
+def test_method_tables_agree_with_the_models_and_the_schema() -> None:
+    from crossan.config import load_schema
+    from crossan.models import METHODS
+    from crossan.models.e2e import E2E_METHODS
+    from crossan.models.graph import GRAPH_METHODS
+    from crossan.train.identity import METHOD_SETTINGS, SETTING_FIELDS
+    from crossan.train.names import GRAPH_METHODS as NAMED_GRAPH_METHODS
+    from crossan.train.names import NAME_FIELDS
+    from crossan.train.plan import FIELD_FLAGS
+    from crossan.train.trainer import CONVENTIONS, RUN_METHODS
+
+    assert set(NAME_FIELDS) == set(METHOD_SETTINGS) == set(RUN_METHODS)
+    assert set(NAMED_GRAPH_METHODS) == set(GRAPH_METHODS) and {"fft", "adapter", "lora"} == set(E2E_METHODS)
+    assert {m for m in METHODS if m != "id-sasrec"} == {m for m, f in NAME_FIELDS.items() if "fusion" in f}
+    schema = load_schema()["$defs"]["training"]["properties"]
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for keys in METHOD_SETTINGS.values():
+        for key in keys:
+            assert key in schema and "default" in schema[key], key
+            assert SETTING_FIELDS.get(key, key) in fields and SETTING_FIELDS.get(key, key) in FIELD_FLAGS, key
+    for convention in CONVENTIONS:
+        assert convention in FIELD_FLAGS and any(convention in keys for keys in METHOD_SETTINGS.values())
 
 
 def test_cli_train(dataset, tmp_path: Path) -> None:
@@ -289,7 +368,8 @@ def test_cli_train(dataset, tmp_path: Path) -> None:
                               "--patience", "1", "--device", "cpu", "--dataset", "demo"])
     assert args.func(args) == 0
     metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["run_name"] == "demo__crossan-TI-momef-k1-h8-lr1e-03-s0"
+    digest = settings_digest({"batch_size": 16, "max_epochs": 1, "patience": 1})
+    assert metrics["run_name"] == f"demo__crossan-TI-momef-k1-h8-lr1e-03-s0-x{digest}"
     assert metrics["config"]["topk"] == 1 and metrics["epochs_run"] == 1
 
 
@@ -302,7 +382,7 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="crossan")
     register_cli(parser.add_subparsers(dest="command", required=True))
     data, features = dataset
-    name = "demo__indsan-TI-static-k1-h8-lr1e-03-s3"
+    name = "demo__indsan-TI-static-h8-lr1e-03-s3-x" + settings_digest({"batch_size": 16, "max_epochs": 1})
     common = ["train", "--data", str(data), "--features", str(features), "--batch-size", "16",
               "--max-epochs", "1", "--device", "cpu"]
     args = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name)])
@@ -310,7 +390,9 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["run_name"] == name
     assert {k: metrics["config"][k] for k in ("method", "modalities", "fusion", "topk", "hidden", "lr", "seed")} == {
-        "method": "indsan", "modalities": "TI", "fusion": "static", "topk": 1, "hidden": 8, "lr": 1e-3, "seed": 3}
+        "method": "indsan", "modalities": "TI", "fusion": "static", "topk": 2, "hidden": 8, "lr": 1e-3, "seed": 3}
+    assert json.loads((tmp_path / name / "settings.json").read_text(encoding="utf-8"))["changed"] == {
+        "batch_size": 16, "max_epochs": 1}
 
     conflicting = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name), "--seed", "0"])
     with pytest.raises(ConfigError, match="already fixes --seed"):
@@ -318,51 +400,137 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     elsewhere = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / "x")])
     with pytest.raises(ConfigError, match="must be a folder named"):
         elsewhere.func(elsewhere)
-    odd = "demo__indsan-TI-static-k1-h8-lr0.001e+00-s3"  # parses, but is not the canonical name
+    odd = "demo__indsan-TI-static-h8-lr0.001e+00-s3-x" + name[-8:]  # parses, but is not the canonical name
     not_canonical = parser.parse_args([*common, "--run", odd, "--out", str(tmp_path / odd)])
     with pytest.raises(ConfigError, match="not canonical"):
         not_canonical.func(not_canonical)
+    # the name's digest must be the one of the settings given: other settings, other name
+    other = parser.parse_args([*common, "--patience", "2", "--run", name, "--out", str(tmp_path / name)])
+    digest = settings_digest({"batch_size": 16, "max_epochs": 1, "patience": 2})
+    with pytest.raises(ConfigError, match=f"settings digest .* patience=2.*named {name[:-8]}{digest}"):
+        other.func(other)
+
+
+def test_run_name_command_prints_the_configured_name(tmp_path: Path, capsys) -> None:
+    from crossan.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"datasets": ["a"], "catalog": {"a": {
+        "kind": "demo", "training": {"standardize_states": True, "graph_patience": 3}}}}))
+    args = ["run-name", "--config", str(config), "--dataset", "a"]
+    assert main([*args, "--method", "iisan", "--modalities", "it", "--lr", "1e-3"]) == 0
+    assert main([*args, "--method", "popularity", "--seed", "3"]) == 0
+    assert main([*args, "--method", "lora", "--hidden", "8"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "a__iisan-TI-concat-h512-lr1e-03-s0-x" + settings_digest({"standardize_states": True}),
+        "a__popularity",
+        "a__lora-h8-lr1e-04-s0-x" + settings_digest({"standardize_states": True})]
+
+
+SETTINGS_CONFIG = {
+    "training": {"batch_size": 64, "max_epochs": 50, "standardize_states": False},
+    "runs": [{"method": "crossan", "hidden": 512, "lr": 1e-4}],
+    "catalog": {
+        "a": {"kind": "demo", "training": {"max_epochs": 3, "standardize_states": True},
+              "runs": [{"method": "popularity"}, {"method": "crossan", "modalities": "ai", "seeds": [0, 1]},
+                       {"method": "crossan", "modalities": "IA", "seeds": [1]}]},
+        "b": {"kind": "demo"},
+    },
+}
 
 
 def test_planned_run_names_from_config() -> None:
+    from crossan.train.identity import default_training
     from crossan.train.plan import planned_run_names, setting_flags, training_settings
 
-    config = {
-        "training": {"batch_size": 64, "max_epochs": 50, "standardize_states": False},
-        "runs": [{"method": "crossan", "hidden": 512, "lr": 1e-4}],
-        "catalog": {
-            "a": {"kind": "demo", "training": {"max_epochs": 3, "standardize_states": True},
-                  "runs": [{"method": "popularity"}, {"method": "crossan", "modalities": "ai", "seeds": [0, 1]},
-                           {"method": "crossan", "modalities": "IA", "seeds": [1]}]},
-            "b": {"kind": "demo"},
-        },
-    }
+    config = SETTINGS_CONFIG
+    a = "-x" + settings_digest({"max_epochs": 3, "standardize_states": True})
     assert planned_run_names(config, "a") == [
-        "a__popularity-none-none-k2-h512-lr1e-04-s0",
-        "a__crossan-IA-momef-k2-h512-lr1e-04-s0",
-        "a__crossan-IA-momef-k2-h512-lr1e-04-s1",  # the third spec repeats it: listed once
+        "a__popularity",  # uses neither max_epochs nor standardize_states
+        f"a__crossan-IA-momef-k2-h512-lr1e-04-s0{a}",
+        f"a__crossan-IA-momef-k2-h512-lr1e-04-s1{a}",  # the third spec repeats it: listed once
     ]
-    assert planned_run_names(config, "b") == ["b__crossan-TIVA-momef-k2-h512-lr1e-04-s0"]
-    assert training_settings(config, "a") == {"batch_size": 64, "max_epochs": 3, "standardize_states": True}
-    assert setting_flags(training_settings(config, "a")) == "--batch-size 64 --max-epochs 3 --standardize-states"
-    assert setting_flags(training_settings(config, "b")) == "--batch-size 64 --max-epochs 50"
+    assert planned_run_names(config, "b") == ["b__crossan-TIVA-momef-k2-h512-lr1e-04-s0"]  # the defaults
+    assert training_settings(config, "a") == {**default_training(), "batch_size": 64, "max_epochs": 3,
+                                              "standardize_states": True}
+    loop = "--batch-size 64 --max-epochs 3 --patience 5 --max-len 10 --weight-decay 0"
+    rest = "--sequence-encoder microlens --negatives window --popularity-smoothing none --repeat-targets miss"
+    assert setting_flags(training_settings(config, "a"), "crossan") == (
+        f"{loop} --standardize-states --layer0-previous zeros {rest}")
+    assert setting_flags(training_settings(config, "a"), "id-sasrec") == f"{loop} {rest}"  # reads no states
+    assert setting_flags(training_settings(config, "a"), "popularity") == "--repeat-targets miss"
+    assert setting_flags(training_settings(config, "b"), "popularity") == "--repeat-targets miss"
     assert "--standardize-states" in setting_flags(training_settings(config, "a"), "adapter").split()
 
 
-def test_convention_flags_reach_only_the_methods_they_change() -> None:
-    from crossan.train.plan import CONVENTION_FLAGS, setting_flags
-    from crossan.train.trainer import CONVENTIONS
+def test_a_setting_renames_only_the_runs_that_use_it() -> None:
+    """max_epochs: the sequential and end-to-end runs get new names (and commands), the
+    popularity baseline and the graph recommenders (graph_max_epochs) keep theirs; both
+    values' runs can then sit side by side."""
+    from crossan.results.plan import experiment_runs
+    from crossan.train.plan import planned_run_names, setting_flags, training_settings
 
-    assert list(CONVENTION_FLAGS) == list(CONVENTIONS)  # every convention has a flag
+    def everything(config: dict) -> dict[str, str]:
+        names = experiment_runs(config, "a") + planned_run_names(config, "a")
+        return {parse_run_name(name)["method"] + str(i): name for i, name in enumerate(names)}
+
+    before = {"catalog": {"a": {"kind": "demo", "runs": [{"method": "id-sasrec"}]}}}
+    after = {"catalog": {"a": {"kind": "demo", "runs": [{"method": "id-sasrec"}], "training": {"max_epochs": 100}}}}
+    old, new = everything(before), everything(after)
+    assert old.keys() == new.keys()
+    kept = {key for key in old if old[key] == new[key]}
+    assert {parse_run_name(old[key])["method"] for key in kept} == {"popularity", "mmgcn", "grcn", "bm3", "freedom",
+                                                                     "mgcn", "mhcr"}
+    renamed = set(old) - kept
+    assert {parse_run_name(old[key])["method"] for key in renamed} == {
+        "crossan", "indsan", "iisan", "iisan-e", "id-sasrec", "fft", "adapter", "lora"}
+    suffix = "-x" + settings_digest({"max_epochs": 100})
+    assert all(new[key] == old[key] + suffix for key in renamed if not name_digest(old[key]))
+    for method in ("popularity", "freedom"):  # their commands stay the same too: no params rerun
+        assert setting_flags(training_settings(before, "a"), method) == setting_flags(training_settings(after, "a"), method)
+    assert setting_flags(training_settings(before, "a"), "crossan") != setting_flags(training_settings(after, "a"), "crossan")
+
+
+def test_two_settings_give_two_runs_and_one_setting_one_digest() -> None:
+    from crossan.train.plan import configured_run, run_by_name
+
+    raw = {"catalog": {"a": {"kind": "demo"}}}
+    z = {"catalog": {"a": {"kind": "demo", "training": {"standardize_states": True}}}}
+    fields = {"modalities": "TI", "fusion": None, "topk": 2, "hidden": 8, "lr": 1e-3, "seed": 0}
+    names = {run_name(configured_run(config, "a", method, **fields))
+             for config in (raw, z) for method in ("crossan", "iisan")}
+    assert len(names) == 4  # each setting its own folder, side by side
+    assert {name_digest(name) for name in names} == {"", settings_digest({"standardize_states": True})}
+    # a folder name is checked against the configuration it is asked under
+    name = run_name(configured_run(z, "a", "crossan", **fields))
+    assert run_name(run_by_name(z, "a", name)) == name
+    with pytest.raises(ConfigError, match=r"does not match the training settings of dataset 'a' .*\(those of its "
+                                          r"method other than the defaults: none\): with them this run is named "
+                                          r"a__crossan-TI-momef-k2-h8-lr1e-03-s0\."):
+        run_by_name(raw, "a", name)
+    with pytest.raises(ConfigError, match="belongs to dataset 'a', not 'b'"):
+        run_by_name({"catalog": {"b": {"kind": "demo"}}}, "b", name)
+
+
+def test_convention_flags_reach_only_the_methods_they_change() -> None:
+    from crossan.train.plan import setting_flags
+
     settings = {"batch_size": 64, "inter_tower": "convex", "layer0_previous": "frozen",
                 "sequence_encoder": "gelu", "negatives": "targets", "popularity_smoothing": "add-one",
                 "repeat_targets": "ranked"}
+    loop = "--batch-size 64 --max-epochs 50 --patience 5 --max-len 10 --weight-decay 0"
     rest = "--sequence-encoder gelu --negatives targets --popularity-smoothing add-one --repeat-targets ranked"
-    assert setting_flags(settings, "iisan") == f"--batch-size 64 --inter-tower convex --layer0-previous frozen {rest}"
-    assert setting_flags(settings, "crossan") == f"--batch-size 64 --layer0-previous frozen {rest}"
-    assert setting_flags(settings, "id-sasrec") == f"--batch-size 64 {rest}"
-    assert setting_flags(settings, "popularity") == "--batch-size 64 --repeat-targets ranked"
-    assert setting_flags(settings) == f"--batch-size 64 --inter-tower convex --layer0-previous frozen {rest}"
+    assert setting_flags(settings, "iisan") == f"{loop} --inter-tower convex --layer0-previous frozen {rest}"
+    assert setting_flags(settings, "crossan") == f"{loop} --layer0-previous frozen {rest}"
+    assert setting_flags(settings, "id-sasrec") == f"{loop} {rest}"
+    assert setting_flags(settings, "popularity") == "--repeat-targets ranked"
+    grid = """'{"edge_dropout":[0.8,0.9],"modality_loss_weight":[0.0001,0.001]}'"""  # the default search
+    assert setting_flags(settings, "freedom") == ("--batch-size 2048 --max-epochs 1000 --patience 20 --max-len 10 "
+                                                  f"--weight-decay 0 --grid {grid} --graph-layer -1 --graph-k 10 "
+                                                  "--repeat-targets ranked")
+    assert setting_flags(settings, "lora") == (
+        "--batch-size 32 --max-epochs 50 --patience 5 --max-len 10 --weight-decay 0 --text-lr 0.0001 "
+        f"--image-lr 0.0004 --lora-alpha 1.0 --eval-batch-size 256 --mixed-precision on {rest}")
 
 
 def test_conventions_reach_the_model_and_metrics(dataset, tmp_path: Path) -> None:

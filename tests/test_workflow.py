@@ -14,6 +14,7 @@ import polars as pl
 import yaml
 
 from crossan.data.demo import generate_demo
+from crossan.train.identity import settings_digest
 from crossan.train.names import parse_run_name
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,8 +55,11 @@ SMALL_EXPERIMENTS = {
     "figure5": {"hidden": [8], "lr": [1.0e-3, 3.0e-3]},
     "table8": {"models": ["bm3", "freedom", "mgcn"]},
 }
-CROSSAN_RUN = "demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0"
-POPULARITY_RUN = "demo__popularity-none-none-k2-h512-lr1e-04-s0"
+# The digest in the names of the small demo's runs: the settings of its training block that the
+# sequential models use and that are not the defaults; popularity uses none of them.
+SEQUENTIAL = "-x" + settings_digest({"batch_size": 16, "max_epochs": 2, "patience": 1, "standardize_states": True})
+CROSSAN_RUN = f"demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0{SEQUENTIAL}"
+POPULARITY_RUN = "demo__popularity"
 TABLES = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES = ("figure3", "figure4", "figure5")
 
@@ -94,12 +98,23 @@ def test_shards_scatter_into_jobs_and_gather(tmp_path: Path) -> None:
 
 def test_one_run_by_its_path(tmp_path: Path) -> None:
     small_demo_config(tmp_path)
-    target = "results/demo/runs/demo__iisan-TI-concat-k2-h16-lr1e-03-s2/metrics.json"  # not configured
-    result = snakemake(tmp_path, "-n", "--cores", "2", target)
+    name = f"demo__iisan-TI-concat-h16-lr1e-03-s2{SEQUENTIAL}"  # not configured
+    printed = subprocess.run([sys.executable, "-m", "crossan.cli", "run-name", "--config", str(tmp_path / "config.yaml"),
+                              "--method", "iisan", "--modalities", "TI", "--hidden", "16", "--lr", "1e-3",
+                              "--seed", "2"], capture_output=True, text=True, timeout=120)
+    assert printed.stdout.strip() == name, printed.stderr  # crossan run-name spells it out
+    result = snakemake(tmp_path, "-n", "--cores", "2", f"results/demo/runs/{name}/metrics.json")
     assert result.returncode == 0, result.stderr
     assert re.search(r"train_run\s+1\b", result.stdout)
-    assert "--run demo__iisan-TI-concat-k2-h16-lr1e-03-s2" in result.stdout
+    assert f"--run {name}" in result.stdout
     assert "results/demo/features/text.h5" in result.stdout and "features/audio.h5" not in result.stdout
+
+    # the same run with the default settings is not what this config trains: named, not guessed
+    other = snakemake(tmp_path, "-n", "--cores", "2", f"results/demo/runs/{name.removesuffix(SEQUENTIAL)}/metrics.json")
+    assert other.returncode != 0
+    assert (f"does not match the training settings of dataset 'demo' in config.yaml (those of its method other than "
+            f"the defaults: batch_size=16, max_epochs=2, patience=1, standardize_states=true): with them this run "
+            f"is named {name}.") in other.stdout + other.stderr
 
     foreign = snakemake(tmp_path, "-n", "--cores", "2",
                         "results/demo/runs/other__crossan-TI-momef-k2-h16-lr1e-03-s0/metrics.json")
@@ -113,7 +128,7 @@ def test_a_named_table_asks_for_its_runs_only(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"^table\s+1$", result.stdout, flags=re.M) and "figure" not in result.stdout
     runs = set(re.findall(r"--run (\S+)", result.stdout))
-    assert runs == {"demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0", "demo__crossan-TIVA-concat-k2-h8-lr1e-03-s0"}
+    assert runs == {CROSSAN_RUN, f"demo__crossan-TIVA-concat-h8-lr1e-03-s0{SEQUENTIAL}"}
     assert "--plan" in result.stdout and "results/demo/tables/table5.html" in result.stdout
 
 
@@ -187,7 +202,11 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     for run in (CROSSAN_RUN, POPULARITY_RUN):  # the configured runs, each in its named folder
         metrics = json.loads((tmp_path / f"results/demo/runs/{run}/metrics.json").read_text(encoding="utf-8"))
         assert metrics["run_name"] == run and metrics["n_users"]["test"] == 60
-        assert metrics["config"]["standardize_states"] is True  # the dataset's training block
+        # the dataset's training block, to the runs whose method uses it (popularity reads no states)
+        assert metrics["config"]["standardize_states"] is (run == CROSSAN_RUN)
+        settings = json.loads((tmp_path / f"results/demo/runs/{run}/settings.json").read_text(encoding="utf-8"))
+        assert settings["changed"] == ({"batch_size": 16, "max_epochs": 2, "patience": 1, "standardize_states": True}
+                                       if run == CROSSAN_RUN else {})
         assert (tmp_path / f"results/demo/logs/train/{run}.log").is_file()
     assert json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text(encoding="utf-8"))["epochs_run"] <= 2
     with h5py.File(tmp_path / "results/demo/media/video.h5") as video:
@@ -220,7 +239,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     crossan_metrics = json.loads((tmp_path / f"results/demo/runs/{CROSSAN_RUN}/metrics.json").read_text(encoding="utf-8"))
     assert crossan_row["runs"] == CROSSAN_RUN and crossan_row["HR@10"] == crossan_metrics["test"]["HR@10"]
     lora_row = table3.filter(pl.col("row") == "LoRA (T+I)").row(0, named=True)
-    assert "__lora-TI-concat-" in lora_row["runs"]  # end to end: covers and checkpoints, no features
+    assert lora_row["runs"].startswith("demo__lora-h")  # end to end: covers and checkpoints, no features
     lora = json.loads((tmp_path / f"results/demo/runs/{lora_row['runs']}/metrics.json").read_text(encoding="utf-8"))
     assert lora_row["HR@10"] == lora["test"]["HR@10"] and lora["config"]["batch_size"] == 32  # e2e_batch_size
     assert lora["inputs"]["masked_covers"] == len(defects["missing_cover"])  # masked as in stage 1
@@ -229,7 +248,10 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     assert table8["row"].to_list() == ["BM3", "FREEDOM", "MGCN", "IISAN (T+I)", "CROSSAN (T+I+V+A) (ours)"]
     freedom_run = table8.filter(pl.col("row") == "FREEDOM")["runs"].item()
     freedom = json.loads((tmp_path / f"results/demo/runs/{freedom_run}/metrics.json").read_text(encoding="utf-8"))
-    assert freedom_run == "demo__freedom-TIVA-none-k2-h8-lr1e-02-s0" and freedom["config"]["batch_size"] == 64
+    assert freedom_run == "demo__freedom-TIVA-h8-lr1e-02-s0-x" + settings_digest(  # MMRec's loop, not SASRec's
+        {"graph_batch_size": 64, "graph_max_epochs": 2, "graph_patience": 1, "graph_k": 3, "standardize_states": True,
+         "graph_grid": {"edge_dropout": [0.8, 0.9]}})
+    assert freedom["config"]["batch_size"] == 64
     assert [point["params"] for point in freedom["grid"]] == [{"edge_dropout": 0.8}, {"edge_dropout": 0.9}]
     assert freedom["graph"] == {"file": "results/demo/graph/graph.h5", "layer": 6, "training_pairs":
                                 freedom["graph"]["training_pairs"], "k": 3}
@@ -293,7 +315,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
 # modalities, so each raw change shows which runs it reaches.
 LOCAL_RUNS = [{"method": "id-sasrec"}, {"method": "crossan", "modalities": "TI"},
               {"method": "crossan", "modalities": "VA"}]
-ID_RUN, TI_RUN, VA_RUN = ("mine__id-sasrec-none-none-k2-h512-lr1e-04-s0", "mine__crossan-TI-momef-k2-h512-lr1e-04-s0",
+ID_RUN, TI_RUN, VA_RUN = ("mine__id-sasrec-lr1e-04-s0", "mine__crossan-TI-momef-k2-h512-lr1e-04-s0",
                           "mine__crossan-VA-momef-k2-h512-lr1e-04-s0")
 
 
@@ -382,3 +404,26 @@ def test_a_local_datasets_raw_changes_rerun_what_reads_them(tmp_path: Path) -> N
     assert {rule for rule, _ in jobs} == {"sequences", "item_titles", "sample_media", "extract_features",
                                           "merge_features", "train_run"}
     assert runs(ID_RUN, TI_RUN, VA_RUN) <= jobs and len([1 for rule, _ in jobs if rule == "sample_media"]) == 3
+
+
+def test_a_training_setting_reruns_only_the_runs_that_use_it_and_both_stay(tmp_path: Path) -> None:
+    """max_epochs: new folders for the runs that use it (ID-SASRec, CROSSAN), none for popularity
+    or a graph recommender (graph_max_epochs); the earlier folders stay, so going back to the
+    earlier value has nothing to do."""
+    local_dataset_config(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    config["catalog"]["mine"]["runs"] = [*LOCAL_RUNS[:2], {"method": "popularity"}, {"method": "freedom"}]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    mark_all_done(tmp_path, create=True)
+    before = {path.name for path in (tmp_path / "results/mine/runs").iterdir()}
+    assert before == {ID_RUN, TI_RUN, "mine__popularity", "mine__freedom-TIVA-h512-lr1e-04-s0"}  # the defaults
+
+    config["training"]["max_epochs"] = 60
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", "all"))
+    suffix = "-x" + settings_digest({"max_epochs": 60})
+    assert jobs == {("train_run", f"results/mine/runs/{run}{suffix}/metrics.json") for run in (ID_RUN, TI_RUN)}
+
+    config["training"]["max_epochs"] = 50  # back to the default: those runs are there
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "all").stdout

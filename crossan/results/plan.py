@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from crossan.errors import ConfigError
+from crossan.train.identity import run_fields, training_settings
 
 TABLES: tuple[str, ...] = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES: tuple[str, ...] = ("figure3", "figure4", "figure5")
@@ -214,6 +215,7 @@ class _Planner:
         self.dataset = dataset
         self.plan = experiment_config(config, dataset)
         self.paper_dataset = paper_dataset(config, dataset)
+        self.training = training_settings(config, dataset)  # digested into the names (crossan.train.identity)
 
     def seeds(self, target: str) -> list[int]:
         return list(self.plan[target].get("seeds", self.plan["seeds"]))
@@ -232,11 +234,12 @@ class _Planner:
                     data_dir="", features_dir="", out_dir="", dataset=self.dataset, method=method,
                     modalities=modalities or "TIVA", fusion=setting.get("fusion"), topk=int(setting["topk"]),
                     hidden=int(setting["hidden"]), lr=float(setting["lr"]), seed=seed,
+                    **run_fields(self.training, method),
                 )
             except ConfigError as error:
                 raise ConfigError(f"experiments.{target} of dataset {self.dataset!r}: {error}") from error
             names.append(run_name(run))
-        return tuple(names)
+        return tuple(dict.fromkeys(names))  # popularity has no seed: one run serves every seed
 
     def modalities(self, target: str) -> str:
         from crossan.train.data import modality_letters

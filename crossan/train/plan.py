@@ -7,13 +7,15 @@ key by key. :func:`planned_run_names` turns the specs into run directory names (
 :mod:`crossan.train.names`), so the workflow asks for ``results/{dataset}/runs/{name}/metrics.json``
 and the name alone says what a run is. Settings in ``training`` (batch size, epochs,
 patience, ..., and the conventions where the paper is silent) are the same for every run of a
-dataset and are not part of names: :func:`setting_flags` turns them into ``crossan train``
-flags, which the workflow passes as a rule parameter, so changing one reruns the runs whose
-command it changes. A convention's flag is passed only to the methods whose results it
-changes (:data:`CONVENTION_FLAGS`): ``inter_tower`` reruns only IISAN and IISAN-E runs.
-The end-to-end settings (:data:`E2E_FLAGS`) likewise go only to ``fft``, ``adapter`` and
-``lora`` runs, whose batch size is ``e2e_batch_size`` instead of ``batch_size``;
-:func:`e2e_input_flags` names their inputs (the media folder and the two checkpoints).
+dataset; those a method uses (:data:`crossan.train.identity.METHOD_SETTINGS`) that differ from
+the schema's defaults are digested into its runs' names (``-x{digest}``), so changing one
+gives new folders for exactly the runs it affects (``inter_tower``: IISAN and IISAN-E;
+``max_epochs``: not popularity, not the graph recommenders) and leaves the others, and the
+old folders, as they are. :func:`setting_flags` turns the same settings into ``crossan train``
+flags (``e2e_batch_size`` and ``graph_batch_size`` become ``--batch-size`` of their runs);
+:func:`run_by_name` checks a requested folder name against the configuration;
+:func:`e2e_input_flags` names the end-to-end runs' inputs (the media folder and the two
+checkpoints).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from typing import Any
 from crossan.config import encoder_spec
 from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
-from crossan.models.graph import GRAPH_METHODS
+from crossan.train.identity import (
+    changed_settings,
+    describe_changed,
+    run_fields,
+    training_settings,
+)
+from crossan.train.names import name_digest, parse_run_name, run_name
+from crossan.train.trainer import RunConfig
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "modalities": "TIVA",
@@ -36,49 +45,33 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "lr": 1e-4,
     "seeds": [0],
 }
-# training settings -> ``crossan train`` flags
-SETTING_FLAGS: dict[str, str] = {
+# RunConfig field (crossan.train.identity.run_fields) -> ``crossan train`` flag, in the order
+# the flags are written; a boolean field with a switch flag is written only when true
+FIELD_FLAGS: dict[str, str] = {
     "batch_size": "--batch-size",
     "max_epochs": "--max-epochs",
     "patience": "--patience",
     "max_len": "--max-len",
     "weight_decay": "--weight-decay",
-}
-ADAPTER_METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e")
-TRAINED_METHODS: tuple[str, ...] = (*ADAPTER_METHODS, "id-sasrec", *E2E_METHODS)
-# end-to-end settings -> ``crossan train`` flags (fft, adapter and lora runs only); a dict
-# value is per method ({fft: ..., adapter: ..., lora: ...}), a method it leaves out gets none
-E2E_FLAGS: dict[str, str] = {
-    "e2e_batch_size": "--batch-size",
-    "e2e_text_lr": "--text-lr",
-    "e2e_image_lr": "--image-lr",
+    "standardize_states": "--standardize-states",
+    "text_lr": "--text-lr",
+    "image_lr": "--image-lr",
     "lora_alpha": "--lora-alpha",
     "eval_batch_size": "--eval-batch-size",
+    "gradient_checkpointing": "--gradient-checkpointing",
+    "mixed_precision": "--mixed-precision",
+    "graph_grid": "--grid",
+    "graph_layer": "--graph-layer",
+    "graph_k": "--graph-k",
+    # conventions where the paper is silent (README "Conventions")
+    "inter_tower": "--inter-tower",
+    "layer0_previous": "--layer0-previous",
+    "sequence_encoder": "--sequence-encoder",
+    "negatives": "--negatives",
+    "popularity_smoothing": "--popularity-smoothing",
+    "repeat_targets": "--repeat-targets",
 }
-# graph recommender settings -> ``crossan train`` flags (their runs only; they replace
-# batch_size, max_epochs and patience, which are the sequential models')
-GRAPH_FLAGS: dict[str, str] = {
-    "graph_batch_size": "--batch-size",
-    "graph_max_epochs": "--max-epochs",
-    "graph_patience": "--patience",
-}
-GRAPH_REPLACES: dict[str, str] = {"batch_size": "graph_batch_size", "max_epochs": "graph_max_epochs",
-                                  "patience": "graph_patience"}
-# convention settings (README "Conventions") -> (``crossan train`` flag, methods it changes;
-# None = every method, the popularity baseline included)
-CONVENTION_FLAGS: dict[str, tuple[str, tuple[str, ...] | None]] = {
-    "inter_tower": ("--inter-tower", ("iisan", "iisan-e")),
-    "layer0_previous": ("--layer0-previous", ADAPTER_METHODS),
-    "sequence_encoder": ("--sequence-encoder", TRAINED_METHODS),
-    "negatives": ("--negatives", TRAINED_METHODS),
-    "popularity_smoothing": ("--popularity-smoothing", TRAINED_METHODS),
-    "repeat_targets": ("--repeat-targets", None),
-}
-
-
-def training_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """The global ``training`` block, then ``catalog.{dataset}.training`` on top."""
-    return {**config.get("training", {}), **config["catalog"][dataset].get("training", {})}
+SWITCHES: tuple[str, ...] = ("standardize_states", "gradient_checkpointing")
 
 
 def run_specs(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
@@ -90,24 +83,27 @@ def run_specs(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
             for spec in specs]
 
 
+def configured_run(config: Mapping[str, Any], dataset: str, method: str, **name_fields: Any) -> RunConfig:
+    """The run of ``method`` with ``name_fields`` (modalities, fusion, topk, hidden, lr, seed)
+    under ``dataset``'s training settings: what its name says, plus the settings its digest
+    stands for. Paths are left empty."""
+    return RunConfig(data_dir="", features_dir="", out_dir="", dataset=dataset, method=method, **name_fields,
+                     **run_fields(training_settings(config, dataset), method))
+
+
 def planned_run_names(config: Mapping[str, Any], dataset: str) -> list[str]:
     """Every configured run of ``dataset`` as a run directory name, in config order, once.
 
     Raises :class:`ConfigError` naming the spec when it is not a valid run (unknown method,
     ``iisan`` with modalities other than TI, ...).
     """
-    from crossan.train.names import run_name
-    from crossan.train.trainer import RunConfig
-
     names: list[str] = []
     for index, spec in enumerate(run_specs(config, dataset)):
         for seed in spec["seeds"]:
             try:
-                run = RunConfig(
-                    data_dir="", features_dir="", out_dir="", dataset=dataset,
-                    method=spec["method"], modalities=spec["modalities"], fusion=spec["fusion"],
-                    topk=spec["topk"], hidden=spec["hidden"], lr=float(spec["lr"]), seed=seed,
-                )
+                run = configured_run(config, dataset, spec["method"], modalities=spec["modalities"],
+                                     fusion=spec["fusion"], topk=spec["topk"], hidden=spec["hidden"],
+                                     lr=float(spec["lr"]), seed=seed)
             except ConfigError as error:
                 raise ConfigError(f"runs of dataset {dataset!r}, entry {index + 1} ({spec}): {error}") from error
             name = run_name(run)
@@ -116,46 +112,49 @@ def planned_run_names(config: Mapping[str, Any], dataset: str) -> list[str]:
     return names
 
 
-def setting_flags(settings: Mapping[str, Any], method: str | None = None) -> str:
-    """``crossan train`` flags for the dataset's training settings (``device`` excluded).
-
-    ``method``: the run's method; a convention setting becomes a flag only for the methods
-    whose results it changes (:data:`CONVENTION_FLAGS`; ``None`` = every convention given).
-    """
-    e2e, graph = method in E2E_METHODS, method in GRAPH_METHODS
-    flags = [f"{flag} {settings[key]}" for key, flag in SETTING_FLAGS.items()
-             if key in settings and not (e2e and key == "batch_size" and "e2e_batch_size" in settings)
-             and not (graph and GRAPH_REPLACES.get(key) in settings)]
-    if settings.get("standardize_states"):
-        flags.append("--standardize-states")
-    if e2e:
-        flags += _e2e_flags(settings, method)
-    if graph:
-        flags += [f"{flag} {settings[key]}" for key, flag in GRAPH_FLAGS.items() if key in settings]
-        grid = (settings.get("graph_grid") or {}).get(method)
-        if grid:
-            flags.append(f"--grid {shlex.quote(json.dumps(grid, sort_keys=True, separators=(',', ':')))}")
-    for key, (flag, methods) in CONVENTION_FLAGS.items():
-        if key in settings and (method is None or methods is None or method in methods):
-            flags.append(f"{flag} {settings[key]}")
-    return " ".join(flags)
+def run_by_name(config: Mapping[str, Any], dataset: str, name: str) -> RunConfig:
+    """The run a folder name under ``results/{dataset}/runs/`` stands for, with the dataset's
+    training settings. :class:`ConfigError` when the name is another dataset's, or not the
+    name :func:`~crossan.train.names.run_name` gives that run under these settings (another
+    settings digest, or a spelling of its own such as ``lr1.0e-03``), naming the right one."""
+    fields = parse_run_name(name)
+    if fields["dataset"] != dataset:
+        raise ConfigError(f"run {name} belongs to dataset {fields['dataset']!r}, not {dataset!r}: "
+                          f"ask for results/{fields['dataset']}/runs/{name}/metrics.json")
+    run = configured_run(config, dataset, **{key: value for key, value in fields.items() if key != "dataset"})
+    expected = run_name(run)
+    if expected == name:
+        return run
+    if name_digest(name) != name_digest(expected):
+        changed = describe_changed(changed_settings(run)) or "none"
+        raise ConfigError(
+            f"run {name} does not match the training settings of dataset {dataset!r} in config.yaml "
+            f"(those of its method other than the defaults: {changed}): with them this run is named "
+            f"{expected}. A name's -x suffix digests its settings (settings.json in a run's folder lists "
+            "them); to train other settings, set them in config.yaml")
+    raise ConfigError(f"run {name} is not canonical: the same run is named {expected}")
 
 
-def _e2e_flags(settings: Mapping[str, Any], method: str) -> list[str]:
-    """The end-to-end settings as flags for ``method`` (``lora_alpha`` for ``lora`` only)."""
+def setting_flags(settings: Mapping[str, Any], method: str) -> str:
+    """``crossan train`` flags for the training settings a run of ``method`` uses
+    (:data:`crossan.train.identity.METHOD_SETTINGS`; ``device`` and ``gpu`` excluded), so that
+    a setting changes the command, like the name, of only the runs whose results it changes."""
     flags = []
-    for key, flag in E2E_FLAGS.items():
-        value = settings.get(key)
-        if isinstance(value, Mapping):
-            value = value.get(method)
-        if value is None or (key == "lora_alpha" and method != "lora"):
+    fields = run_fields(settings, method)
+    for field, flag in FIELD_FLAGS.items():
+        if field not in fields:
             continue
-        flags.append(f"{flag} {value}")
-    if settings.get("gradient_checkpointing"):
-        flags.append("--gradient-checkpointing")
-    if "mixed_precision" in settings:
-        flags.append(f"--mixed-precision {'on' if settings['mixed_precision'] else 'off'}")
-    return flags
+        value = fields[field]
+        if field in SWITCHES:
+            flags += [flag] if value else []
+        elif field == "mixed_precision":
+            flags.append(f"{flag} {'on' if value else 'off'}")
+        elif field == "graph_grid":
+            if value:
+                flags.append(f"{flag} {shlex.quote(json.dumps(value, sort_keys=True, separators=(',', ':')))}")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
 
 
 def graph_build_flags(settings: Mapping[str, Any]) -> str:

@@ -63,9 +63,8 @@ def run_popularity(run: RunConfig) -> RunResult:
     """The popularity baseline's run: same files as :func:`crossan.train.trainer.fit` writes."""
     if run.method != POPULARITY:
         raise ValueError(f"run_popularity needs method {POPULARITY!r}, got {run.method!r}")
-    out_dir = Path(run.out_dir)
     device = resolve_device(run.device)
-    start_run(out_dir)
+    out_dir = start_run(run)
     data = load_sequences(Path(run.data_dir), run.max_len)
     started = time.perf_counter()
     valid, per_user_valid = evaluate_popularity(data, data.valid, device, run.repeat_targets)

@@ -1,5 +1,5 @@
 """``crossan train``: one run, named by :mod:`crossan.train.names`, trained by
-:func:`crossan.train.entry.train`."""
+:func:`crossan.train.entry.train`; ``crossan run-name``: a run's name under ``config.yaml``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from crossan.argtypes import non_negative_int, positive_float, positive_int
+from crossan.config import load_config
 from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
 from crossan.models.graph import GRAPH_METHODS
-from crossan.train.names import parse_run_name, run_name
+from crossan.train.identity import changed_settings, describe_changed
+from crossan.train.names import name_digest, parse_run_name, run_name
+from crossan.train.plan import configured_run
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +37,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", default=None, metavar="NAME",
                         help="a run name such as demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0: "
                         "dataset, method, modalities, fusion, top-k, hidden, lr and seed from it "
-                        "(then none of those flags may be given)")
+                        "(then none of those flags may be given); a -x digest at its end must be "
+                        "the one of the settings flags given (crossan run-name prints the name)")
     # default None = not given, so --run can refuse a contradicting flag (NAME_DEFAULTS below)
     parser.add_argument("--dataset", default=None, help="name in the run name (default: --data's parent)")
     parser.add_argument("--method", choices=RUN_METHODS, default=None, help="default crossan")
@@ -52,7 +56,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         "random encoders need it; the paper feeds raw states)")
     parser.add_argument("--seed", type=non_negative_int, default=None, help="default 0")
     parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help="users per batch (default 64); graph recommenders: training pairs (2048)")
+                        help="users per batch (default 64; fft, adapter, lora 32); graph recommenders: "
+                        "training pairs (2048)")
     parser.add_argument("--max-epochs", type=positive_int, default=None, help="default 50; graph recommenders 1000")
     parser.add_argument("--patience", type=positive_int, default=None, help="default 5; graph recommenders 20")
     parser.add_argument("--max-len", type=positive_int, default=10)
@@ -82,6 +87,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     graph.add_argument("--graph", type=Path, default=None, help="the dataset's graph file (crossan graph)")
     graph.add_argument("--grid", type=_json_grid, default={}, metavar="JSON",
                        help='model parameters tried, selected on validation, e.g. \'{"reg_weight": [0, 1e-4]}\'')
+    graph.add_argument("--graph-layer", type=int, default=-1,
+                       help="the kept layer --graph was built on (crossan graph --layer; default -1): "
+                       "part of the run's identity, not read")
+    graph.add_argument("--graph-k", type=positive_int, default=10,
+                       help="the kNN k --graph was built with (crossan graph --k; default 10): part of "
+                       "the run's identity, not read")
     conventions = parser.add_argument_group(
         "conventions where the paper is silent",
         "defaults = IISAN's and MicroLens' code; the other value = our earlier rule (README)")
@@ -102,6 +113,23 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         "the same numbers for the same thread count; the workflow passes 1.")
     parser.set_defaults(func=_run_cli)
 
+    name = subparsers.add_parser(
+        "run-name", help="the folder name of one run under config.yaml's training settings",
+        description="Print the name of a run (results/{dataset}/runs/NAME/metrics.json asks Snakemake "
+        "for it): the fields its method uses, then -x and a digest of the dataset's training settings "
+        "that the method uses and that differ from the defaults.",
+    )
+    name.add_argument("--config", type=Path, default=Path("config.yaml"))
+    name.add_argument("--dataset", default="demo")
+    name.add_argument("--method", choices=RUN_METHODS, default="crossan")
+    name.add_argument("--modalities", default=None, help="letters from TIVA (default TIVA; TI for fft, adapter, lora)")
+    name.add_argument("--fusion", choices=(*FUSIONS, "none"), default=None, help="default: the method's own")
+    name.add_argument("--topk", type=positive_int, default=NAME_DEFAULTS["topk"])
+    name.add_argument("--hidden", type=positive_int, default=NAME_DEFAULTS["hidden"])
+    name.add_argument("--lr", type=positive_float, default=NAME_DEFAULTS["lr"])
+    name.add_argument("--seed", type=non_negative_int, default=NAME_DEFAULTS["seed"])
+    name.set_defaults(func=_run_name_cli)
+
 
 def _json_grid(text: str) -> dict[str, list[Any]]:
     """``--grid``: a JSON object of parameter -> list of values."""
@@ -114,10 +142,12 @@ def _json_grid(text: str) -> dict[str, list[Any]]:
     return grid
 
 
-# --batch-size, --max-epochs, --patience when not given: the sequential models' (IISAN's), and
-# MMRec's for the graph recommenders
+# --batch-size, --max-epochs, --patience when not given: the sequential models' (IISAN's), IISAN
+# Code_Uncached's for the end-to-end ones and MMRec's for the graph recommenders (the schema's
+# training defaults, so that a run by hand with none of them has no settings digest for them)
 LOOP_DEFAULTS: dict[str, dict[str, int]] = {
     "sequential": {"batch_size": 64, "max_epochs": 50, "patience": 5},
+    "end_to_end": {"batch_size": 32, "max_epochs": 50, "patience": 5},
     "graph": {"batch_size": 2048, "max_epochs": 1000, "patience": 20},
 }
 
@@ -147,6 +177,17 @@ def _name_fields(args: argparse.Namespace) -> None:
         raise ConfigError(f"--out {args.out} must be a folder named {args.run} (the run's name)")
 
 
+def _run_name_cli(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.dataset not in config["catalog"]:
+        raise ConfigError(f"dataset {args.dataset!r} is not under catalog in {args.config}")
+    modalities = args.modalities or (E2E_MODALITIES if args.method in E2E_METHODS else NAME_DEFAULTS["modalities"])
+    run = configured_run(config, args.dataset, args.method, modalities=modalities, fusion=args.fusion,
+                         topk=args.topk, hidden=args.hidden, lr=args.lr, seed=args.seed)
+    print(run_name(run))
+    return 0
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     import torch
 
@@ -154,7 +195,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     from crossan.train.trainer import CONVENTIONS, POPULARITY, RunConfig
 
     _name_fields(args)
-    loop = LOOP_DEFAULTS["graph" if args.method in GRAPH_METHODS else "sequential"]
+    family = "graph" if args.method in GRAPH_METHODS else "end_to_end" if args.method in E2E_METHODS else "sequential"
+    loop = LOOP_DEFAULTS[family]
     for key, default in loop.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
@@ -193,9 +235,16 @@ def _run_cli(args: argparse.Namespace) -> int:
         eval_batch_size=args.eval_batch_size,
         graph_file=args.graph or "",
         graph_grid=args.grid,
+        graph_layer=args.graph_layer,
+        graph_k=args.graph_k,
         **{name: getattr(args, name) for name in CONVENTIONS},
     )
     if args.run is not None and run_name(run) != args.run:
+        if name_digest(args.run) != name_digest(run_name(run)):
+            changed = describe_changed(changed_settings(run)) or "none"
+            raise ConfigError(f"--run {args.run}: its settings digest is not the one of the settings given "
+                              f"(those other than the defaults: {changed}); with them the run is named "
+                              f"{run_name(run)}")
         raise ConfigError(f"--run {args.run} is not canonical: the same run is named {run_name(run)}")
     result = train(run)
     test = result.test

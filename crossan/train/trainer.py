@@ -10,6 +10,9 @@
 * ``gates.json``: the learned gate values for Figure 4 (``{}`` for methods without gates);
 * ``item_towers.h5``: every item's tower outputs at the best checkpoint, for Table 1's
   mutual information (:mod:`crossan.train.towers`; no towers for runs without content);
+* ``settings.json``, written first: the training settings the run's method uses and the ones
+  of them that differ from the defaults, which the run name's ``-x`` digest stands for
+  (:mod:`crossan.train.identity`);
 * ``train_log.csv``: one row per epoch, ``epoch, train_loss, valid_HR@10, valid_NDCG@10,
   valid_HR@20, valid_NDCG@20, train_seconds, eval_seconds``;
 * ``metrics.json``, written **last**: its presence means the run is complete. Keys:
@@ -84,6 +87,7 @@ from crossan.train.data import (
     modality_letters,
     train_batches,
 )
+from crossan.train.identity import SETTINGS_FILE, settings_record
 from crossan.train.loss import (
     NEGATIVES,
     POPULARITY_SMOOTHING,
@@ -144,7 +148,8 @@ class RunConfig:
     tower, :class:`~crossan.models.ModelConfig`), ``layer0_previous`` (adapters' input before
     layer 0), ``sequence_encoder`` (SASRec FFN activation and LayerNorm eps), ``negatives`` and
     ``popularity_smoothing`` (the loss, :mod:`crossan.train.loss`), ``repeat_targets``
-    (evaluation, :mod:`crossan.train.metrics`). None of them is part of the run name.
+    (evaluation, :mod:`crossan.train.metrics`). They enter the run name's settings digest when
+    not the default.
 
     End-to-end methods (``fft``, ``adapter``, ``lora``; text + image, concat fusion; ``hidden``
     = adapter bottleneck or LoRA rank; ``lr`` = the recommender's learning rate: heads, fusion,
@@ -154,13 +159,20 @@ class RunConfig:
     its LoRA matrices; ``None`` = ``lr``), ``lora_alpha``, ``gradient_checkpointing``,
     ``mixed_precision`` (on CUDA: bfloat16 autocast where supported, else float16 with a
     gradient scaler; the CPU always computes in float32) and ``eval_batch_size`` (items through
-    the encoders at once during evaluation). None of these is part of the run name either.
+    the encoders at once during evaluation). The settings among these enter the name's digest;
+    the inputs (media, checkpoints, title length) do not: they come from stage 1's configuration.
 
     Graph recommenders (``mmgcn``, ``grcn``, ``bm3``, ``freedom``, ``mgcn``, ``mhcr``; any
     modalities; fusion ``none``, each model combines its modalities itself; ``hidden`` = the
     embedding size; ``batch_size`` = training pairs per batch): ``graph_file`` (the dataset's
     graph, :mod:`crossan.graph.build`) and ``graph_grid`` (model parameter -> values tried,
-    selected on validation; empty = the model's defaults).
+    selected on validation; empty = the model's defaults); ``graph_layer`` and ``graph_k`` say
+    how that file was built (``crossan graph --layer --k``): not read by the run, they make
+    part of its identity (:mod:`crossan.train.identity`), as the graph's other inputs
+    ``max_len`` and ``standardize_states`` do.
+
+    The settings of this run that change its results and differ from the defaults are
+    digested into its name (:mod:`crossan.train.identity`) and listed in ``settings.json``.
     """
 
     data_dir: str
@@ -199,6 +211,8 @@ class RunConfig:
     eval_batch_size: int = 256
     graph_file: str = ""
     graph_grid: dict[str, list[Any]] = field(default_factory=dict)
+    graph_layer: int = -1
+    graph_k: int = 10
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -232,10 +246,12 @@ class RunConfig:
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         for name in ("topk", "hidden", "batch_size", "max_epochs", "patience", "max_len",
-                     "text_max_length", "eval_batch_size"):
+                     "text_max_length", "eval_batch_size", "graph_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.graph_layer, int) or isinstance(self.graph_layer, bool):
+            raise ConfigError(f"graph_layer must be an integer, got {self.graph_layer!r}")
         if not (isinstance(self.seed, int) and self.seed >= 0):
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -420,17 +436,22 @@ def base_metrics(run: RunConfig, data: SequenceData, device: torch.device) -> di
     }
 
 
-def start_run(out_dir: Path) -> None:
-    """Create ``out_dir`` and remove a previous run's ``metrics.json`` (so its presence keeps
-    meaning "complete" while this run overwrites the other files)."""
+def start_run(run: RunConfig) -> Path:
+    """Create the run's folder, remove a previous run's ``metrics.json`` (so its presence keeps
+    meaning "complete" while this run overwrites the other files) and write ``settings.json``
+    (:func:`~crossan.train.identity.settings_record`: the settings the name's digest stands
+    for). Returns the folder."""
+    out_dir = Path(run.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    write_text_atomic(out_dir / SETTINGS_FILE, _json({"run_name": run_name(run), **settings_record(run)}))
+    return out_dir
 
 
 def open_run(run: RunConfig, device: torch.device) -> SequenceData:
     """Every trained run's first steps: :func:`start_run`, a fresh CUDA peak-memory counter
     (Table 4's GM is this run's alone), and the sequences."""
-    start_run(Path(run.out_dir))
+    start_run(run)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     return load_sequences(Path(run.data_dir), run.max_len)

@@ -12,10 +12,10 @@ from crossan.train.plan import (
     e2e_input_flags,
     graph_build_flags,
     planned_run_names,
+    run_by_name,
     setting_flags,
     training_settings,
 )
-from crossan.train.names import parse_run_name
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 FEATURE_MODALITIES = ["text", "image", "video", "audio"]
@@ -139,27 +139,28 @@ def feature_shards(wildcards):
     )
 
 
+@functools.cache
+def configured_run(dataset, name):
+    return run_by_name(config, dataset, name)
+
+
 def parsed_run(wildcards):
-    """The configuration a run directory name stands for; its dataset must be the folder's."""
-    run = parse_run_name(wildcards.run)
-    if run["dataset"] != wildcards.dataset:
-        raise ValueError(
-            f"run {wildcards.run} belongs to dataset {run['dataset']!r}, not {wildcards.dataset!r}: "
-            f"ask for results/{run['dataset']}/runs/{wildcards.run}/metrics.json"
-        )
-    return run
+    """The RunConfig a run directory name stands for under its dataset's training settings
+    (crossan.train.plan.run_by_name): a name of another dataset, or whose settings digest is
+    not the configured settings', stops the workflow naming the right one."""
+    return configured_run(wildcards.dataset, wildcards.run)
 
 
 def run_uses_content(wildcards):
-    return bool(parsed_run(wildcards)["modalities"])  # "" for id-sasrec and popularity
+    return bool(parsed_run(wildcards).modalities)  # "" for id-sasrec and popularity
 
 
 def run_is_end_to_end(wildcards):
-    return parsed_run(wildcards)["method"] in E2E_METHODS
+    return parsed_run(wildcards).method in E2E_METHODS
 
 
 def run_is_graph(wildcards):
-    return parsed_run(wildcards)["method"] in GRAPH_METHODS
+    return parsed_run(wildcards).method in GRAPH_METHODS
 
 
 def run_inputs(wildcards):
@@ -169,16 +170,16 @@ def run_inputs(wildcards):
     run = parsed_run(wildcards)
     data = f"results/{wildcards.dataset}/data"
     inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
-    inputs["item_table"] = item_table(wildcards, titles=run["method"] in E2E_METHODS)
-    if run["method"] in E2E_METHODS:
+    inputs["item_table"] = item_table(wildcards, titles=run.method in E2E_METHODS)
+    if run.method in E2E_METHODS:
         inputs["covers"] = f"results/{wildcards.dataset}/media/image.h5"
         for modality in ("text", "image"):
             if model := built_model_dir(wildcards.dataset, modality):
                 inputs[f"{modality}_model"] = model
         return inputs
-    for letter in run["modalities"]:
+    for letter in run.modalities:
         inputs[MODALITY_LETTERS[letter]] = f"results/{wildcards.dataset}/features/{MODALITY_LETTERS[letter]}.h5"
-    if run["method"] in GRAPH_METHODS:
+    if run.method in GRAPH_METHODS:
         inputs["graph"] = f"results/{wildcards.dataset}/graph/graph.h5"
     return inputs
 

@@ -1,4 +1,6 @@
-# Stage 2: one job per training run; the output path names the run's configuration.
+# Stage 2: one job per training run; the output path names the run's configuration, and its
+# -x suffix digests the training settings it uses that differ from the defaults (a changed
+# setting gives the runs it affects new folders; the others stay as they are).
 
 
 rule train_run:
@@ -13,14 +15,15 @@ rule train_run:
         gates="results/{dataset}/runs/{run}/gates.json",
         towers="results/{dataset}/runs/{run}/item_towers.h5",
         train_log="results/{dataset}/runs/{run}/train_log.csv",
+        settings="results/{dataset}/runs/{run}/settings.json",
     wildcard_constraints:
         run=r"[^/]+__[^/]+",
     params:
         data=lambda wc: f"results/{wc.dataset}/data",
         item_source=run_item_flags,
         out=lambda wc: f"results/{wc.dataset}/runs/{wc.run}",
-        # training settings and conventions as flags: changing one reruns the runs it affects
-        settings=lambda wc: setting_flags(training_settings(config, wc.dataset), parsed_run(wc)["method"]),
+        # the training settings the method uses, as flags: those the name's digest stands for
+        settings=lambda wc: setting_flags(training_settings(config, wc.dataset), parsed_run(wc).method),
         device=config["device"],
     log:
         "results/{dataset}/logs/train/{run}.log",
@@ -39,7 +42,7 @@ rule train_run:
         mem_mb=by_dataset(3000, lambda wc: 32000 if run_is_end_to_end(wc) else 16000),
         runtime=by_dataset(60, lambda wc: 36 * 60 if run_is_end_to_end(wc) else 12 * 60),
         gpu=lambda wc: (
-            training_settings(config, wc.dataset)["gpu"] if parsed_run(wc)["method"] != "popularity" else 0
+            training_settings(config, wc.dataset)["gpu"] if parsed_run(wc).method != "popularity" else 0
         ),
     conda:
         "../../envs/models.yaml"
