@@ -18,8 +18,10 @@ from crossan.results.figure_data import build_figure
 from crossan.results.mutual_info import ksg_mutual_information
 from crossan.results.plan import TargetPlan, experiment_runs, target_plan
 from crossan.results.tables import build_table, to_markdown, write_table
+from crossan.train.identity import settings_digest, settings_record
 from crossan.train.metrics import save_per_user
 from crossan.train.names import parse_run_name
+from crossan.train.plan import run_by_name
 from crossan.train.towers import ItemTowers, write_item_towers
 
 METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -233,6 +235,28 @@ def test_table1_metrics_and_mutual_information(tmp_path: Path) -> None:
     assert row.cells["CROSSAN"].mean > 0.5 > abs(row.cells["INDSAN"].mean)
     assert row.cells["CROSSAN"].p_value == pytest.approx(naive_p(np.array(mi["CROSSAN"]), np.array(mi["INDSAN"])))
     assert "KSG" in to_markdown(table)
+
+
+def test_a_table_names_its_runs_non_default_settings(tmp_path: Path) -> None:
+    """Runs trained with other settings have other names (a digest), and their table says which
+    settings: read from each run's settings.json, as the trainer writes it."""
+    cfg = config({"table6": {"modalities": "TI"}})
+    cfg["catalog"]["hand"]["training"] = {"max_epochs": 100, "standardize_states": True}
+    plan = target_plan(cfg, "hand", "table6")
+    digest = settings_digest({"max_epochs": 100, "standardize_states": True})
+    assert plan.runs() == [f"hand__crossan-TI-momef-k2-h512-lr1e-04-s0-x{digest}",
+                           f"hand__indsan-TI-momef-k2-h512-lr1e-04-s0-x{digest}"]
+    default = target_plan(config({"table6": {"modalities": "TI"}}), "hand", "table6")
+    assert default.runs() == [name.removesuffix(f"-x{digest}") for name in plan.runs()]  # side by side
+    runs_dir = tmp_path / "runs"
+    for name in plan.runs() + default.runs():
+        make_run(runs_dir, name, BASE)
+        record = settings_record(run_by_name(cfg if name in plan.runs() else config({}), "hand", name))
+        (runs_dir / name / "settings.json").write_text(json.dumps(record))
+    notes = build_table(plan, runs_dir).notes
+    assert notes[-1] == (f"Runs -x{digest} (crossan, indsan): training settings other than the defaults: "
+                         "max_epochs=100, standardize_states=true.")
+    assert not any("other than the defaults" in note for note in build_table(default, runs_dir).notes)
 
 
 def test_tables_5_6_7_rows_and_marks(tmp_path: Path) -> None:

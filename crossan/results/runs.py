@@ -4,6 +4,10 @@ A run directory (``results/{dataset}/runs/{name}/``, :mod:`crossan.train.trainer
 complete when its ``metrics.json`` exists; tables read that, ``per_user_test.parquet`` (for
 significance), ``item_towers.h5`` (Table 1) and ``gates.json`` (Figure 4), nothing else.
 
+Settings: a run's ``settings.json`` (:mod:`crossan.train.identity`) lists the training settings
+its name's ``-x`` digest stands for; :func:`settings_notes` turns those of a table's runs into
+notes, so a table built from runs with other settings says which.
+
 Seeds: a table row with several seeds shows the mean and the sample standard deviation
 (``ddof=1``) over its runs; the paired t-test compares the per-user metrics averaged over each
 row's seeds (user by user), so a user counts once however many seeds there are.
@@ -23,6 +27,8 @@ import polars as pl
 from scipy import stats
 
 from crossan.errors import DataError
+from crossan.train.identity import SETTINGS_FILE, describe_changed
+from crossan.train.names import parse_run_name
 
 METRICS: tuple[str, ...] = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
 SIGNIFICANCE_LEVEL = 0.05
@@ -145,3 +151,31 @@ def mean_gates(runs_dir: Path, names: Sequence[str]) -> dict[str, dict[str, Any]
         values = np.mean([np.asarray(run[tower]["values"], float) for run in per_run], axis=0)
         towers[tower] = {"sources": list(first["sources"]), "values": values.tolist()}
     return towers
+
+
+def read_settings(runs_dir: Path, name: str) -> dict[str, Any] | None:
+    """``settings.json`` of run ``name``, or ``None`` for a run folder without one."""
+    path = run_dir(runs_dir, name) / SETTINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error}); delete the run folder and rerun it") from error
+
+
+def settings_notes(runs_dir: Path, names: Sequence[str]) -> list[str]:
+    """One note per settings digest among the runs ``names``: the training settings other than
+    the defaults that it stands for, and the methods of those runs. Runs with the defaults, or
+    without ``settings.json``, give none."""
+    digests: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for name in names:
+        record = read_settings(runs_dir, name)
+        if not record or not record.get("digest"):
+            continue
+        _, methods = digests.setdefault(record["digest"], (record["changed"], []))
+        method = parse_run_name(name)["method"]
+        if method not in methods:
+            methods.append(method)
+    return [f"Runs -x{digest} ({', '.join(methods)}): training settings other than the defaults: "
+            f"{describe_changed(changed)}." for digest, (changed, methods) in digests.items()]

@@ -8,6 +8,8 @@ Markdown and HTML (laid out like the paper).
 Conventions, the same in every table:
 
 * metric cells are the test split's mean over the row's seeds (``± std`` with several);
+* a note under the table lists the training settings other than the defaults that the runs'
+  names digest (``-x...``, read from each run's ``settings.json``), per digest;
 * ``*``: paired two-sided t-test over users (per-user metrics averaged over seeds) against
   the row's baseline gives p < 0.05 and ours is better (``scipy.stats.ttest_rel``);
 * relative improvement (Table 3): ``(ours - baseline) / baseline``, in percent, of the
@@ -39,6 +41,7 @@ from crossan.results.runs import (
     compare_runs,
     paired_t_test,
     read_runs,
+    settings_notes,
     summarise,
 )
 
@@ -419,4 +422,5 @@ def build_table(plan: TargetPlan, runs_dir: Path) -> Table:
         raise ValueError(f"{plan.target} is not a table; choose from {', '.join(BUILDERS)}")
     table = BUILDERS[plan.target](plan, Path(runs_dir))
     _seed_note(table)
+    table.notes += settings_notes(Path(runs_dir), plan.runs())  # the runs' non-default training settings
     return _with_paper(table)
