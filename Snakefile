@@ -1,8 +1,9 @@
 # crossan: the CROSSAN pipeline, from raw data to the paper's tables.
 #   snakemake --cores 2 all          everything configured in config.yaml (default: the demo)
 #   snakemake --cores 2 results/demo/data/stats.json   one output by its path
-#   snakemake --cores 2 results/demo/runs/demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0/metrics.json
+#   snakemake --cores 2 results/demo/runs/demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0-x59096742/metrics.json
 #                                    one training run: its name is its configuration
+#                                    (`crossan run-name --method crossan --lr 1e-3` prints it)
 #   snakemake --cores 2 table5       one of the paper's tables (table1, table3..table8, figures)
 #   snakemake --report results/report.html   every table and figure, with captions
 from snakemake.utils import min_version
