@@ -18,6 +18,8 @@ import yaml
 from crossan.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# A dataset's modalities (``catalog.{name}.modalities``), in canonical order; default all four.
+MODALITIES: tuple[str, ...] = ("text", "image", "video", "audio")
 
 
 def _with_defaults(validator_class: type[jsonschema.protocols.Validator]) -> type:
@@ -107,3 +109,16 @@ def encoder_spec(config: Mapping[str, Any], name: str, modality: str) -> dict[st
 def dataset_media(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Effective media settings of dataset ``name``: global ``media`` then its overrides."""
     return {**config["media"], **config["catalog"][name].get("media", {})}
+
+
+def dataset_modalities(config: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """The modalities dataset ``name`` declares (``catalog.{name}.modalities``), in canonical
+    order (text, image, video, audio); all four when it declares none. ``all`` samples,
+    extracts, trains and tabulates only these."""
+    declared = config["catalog"][name].get("modalities") or MODALITIES
+    return tuple(modality for modality in MODALITIES if modality in declared)
+
+
+def dataset_letters(config: Mapping[str, Any], name: str) -> str:
+    """:func:`dataset_modalities` as run-name letters: ``"TIVA"``, ``"T"``."""
+    return "".join(modality[0].upper() for modality in dataset_modalities(config, name))

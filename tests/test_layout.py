@@ -14,14 +14,16 @@ from crossan.data import download as dl
 from crossan.data.layout import (
     DatasetLayout,
     LayoutReport,
+    check_declared_parts,
     find_layout,
     load_manifest,
     require_layout,
     verify_layout,
+    write_manifest,
 )
 from crossan.data.raw_state import part_state, write_raw_state
 from crossan.data.readers import item_ids
-from crossan.errors import DataError
+from crossan.errors import ConfigError, DataError
 
 # items 3, 20, 100, 7 (numeric order 3, 7, 20, 100); title rows for 3, 20, 100, 555 (not 7)
 PAIRS = "user,item,timestamp\n1,20,5\n1,3,6\n2,100,1\n2,20,2\n3,7,9\n\n"
@@ -119,8 +121,9 @@ def test_verify_data_cli_writes_report_and_dataset_manifest(tmp_path: Path) -> N
     )
 
 
-@pytest.mark.parametrize("remove", ["videos", "covers", "pairs.csv", "titles.csv"])
-def test_structural_absence_is_a_data_error(remove: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("remove", "kind"), [("videos", "microlens"), ("covers", "microlens"),
+                                            ("titles.csv", "microlens"), ("pairs.csv", "local")])
+def test_structural_absence_is_a_data_error(remove: str, kind: str, tmp_path: Path) -> None:
     root = write_tree(tmp_path / "raw")
     target = root / remove
     if target.is_dir():
@@ -130,14 +133,59 @@ def test_structural_absence_is_a_data_error(remove: str, tmp_path: Path) -> None
     else:
         target.unlink()
     with pytest.raises(FileNotFoundError):  # the existing API is unchanged
-        find_layout(root, "ds", "local")
+        find_layout(root, "ds", kind)
     with pytest.raises(DataError, match=remove.split(".")[0]) as caught:
-        require_layout(root, "ds", "local")
+        require_layout(root, "ds", kind)
     assert "data_dir" in str(caught.value)
-    args = parse(["verify-data", "--data-dir", str(root), "--dataset-json", str(tmp_path / "d.json")])
+    args = parse(["verify-data", "--data-dir", str(root), "--kind", kind, "--dataset-json", str(tmp_path / "d.json")])
     with pytest.raises(DataError):
         args.func(args)
     assert not (tmp_path / "d.json").exists()
+
+
+def test_a_local_dataset_may_lack_titles_covers_and_videos(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "raw")
+    for folder in ("covers", "videos"):
+        for child in (root / folder).iterdir():
+            child.unlink()
+        (root / folder).rmdir()
+    layout = find_layout(root, "ds", "local")
+    assert (layout.absent, layout.covers, layout.titles) == (("covers", "videos"), root / "covers", root / "titles.csv")
+    manifest = tmp_path / "dataset.json"
+    write_manifest(layout, manifest)
+    assert json.loads(manifest.read_text(encoding="utf-8"))["absent"] == ["covers", "videos"]
+    assert load_manifest(manifest) == layout
+    report = verify_layout(layout)  # the absent folders' items are not listed as missing
+    assert (report.missing_titles, report.missing_covers, report.missing_videos) == (("7",), (), ())
+    assert json.loads(report.to_json())["absent"] == ["covers", "videos"]
+    layout.require("titles", "text")
+    with pytest.raises(DataError) as caught:
+        layout.require("covers", "image")
+    assert str(caught.value) == (f"dataset 'ds': {root / 'covers'} does not exist, so its image cannot be read; "
+                                 "add it, or leave image out of catalog.ds.modalities in config.yaml")
+    (root / "titles.csv").unlink()
+    assert find_layout(root, "ds", "local").absent == ("titles", "covers", "videos")
+    full = find_layout(write_tree(tmp_path / "full"), "ds", "local")
+    assert full.absent == () and "absent" not in full.to_json()  # a complete manifest reads as before
+
+
+def test_a_declared_modality_without_its_folder_stops_before_any_job(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "raw")
+    for child in (root / "videos").iterdir():
+        child.unlink()
+    (root / "videos").rmdir()
+    config = {"datasets": ["mine"], "catalog": {"mine": {"kind": "local", "data_dir": str(root)}}}
+    with pytest.raises(ConfigError) as caught:
+        check_declared_parts(config)  # all four by default: video and audio read videos/
+    assert str(caught.value).splitlines()[1:] == [
+        f"  dataset 'mine' declares {modality} (key 'catalog.mine.modalities'), but folder {root / 'videos'} "
+        "does not exist (nor any of MicroLens-100k_videos, MicroLens-50k_videos); add it, or leave "
+        f"{modality} out of catalog.mine.modalities" for modality in ("video", "audio")]
+    config["catalog"]["mine"]["modalities"] = ["image", "text"]
+    check_declared_parts(config)
+    config["catalog"]["mine"]["data_dir"] = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=f"key 'catalog.mine.data_dir': folder {tmp_path / 'nowhere'} does not exist"):
+        check_declared_parts(config)
 
 
 def test_missing_data_dir_is_a_data_error(tmp_path: Path) -> None:

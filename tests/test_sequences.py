@@ -126,13 +126,13 @@ def test_headerless_pairs_are_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "line", "why"),
     [
-        ("user,item,timestamp\n1,2,3\n1,x,4\n", "line 3: '1,x,4'", "must be integers"),
+        ("user,item,timestamp\n1,2,3\n1,2,x\n", "line 3: '1,2,x'", "timestamps must be integers"),
         ("user,item,timestamp\n1,2,3\n\n1,2\n", "line 4: '1,2'", "expected 3 fields"),
         ("user,item,timestamp\n1,2,3,4\n", "line 2: '1,2,3,4'", "expected 3 fields"),
-        ("user,item,timestamp\n1,,4\n", "line 2: '1,,4'", "must be integers"),
+        ("user,item,timestamp\n1,,4\n", "line 2: '1,,4'", "item ids must be usable as file names (the first: empty)"),
         ("1,2,3\n4,5,-60\n", "line 2: '4,5,-60'", "timestamps must be Unix seconds >= 0"),
         # a form feed or U+2028 inside a line does not end it: later line numbers stay right
-        ("1,2,3\f\n4,5,6\u2028\n7,x,9\n", "line 3: '7,x,9'", "must be integers"),
+        ("1,2,3\f\n4,5,6\u2028\n7,8,x\n", "line 3: '7,8,x'", "timestamps must be integers"),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path: Path, body: str, line: str, why: str) -> None:
@@ -162,11 +162,13 @@ def test_non_utf8_files_name_the_line_and_byte(tmp_path: Path, reader) -> None:
     assert f"{path}, line 2, byte 6: b'\\xe9' is not UTF-8" in message and "iconv" in message
 
 
-def test_bad_title_id_names_the_line(tmp_path: Path) -> None:
+def test_an_empty_title_id_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "titles.csv"
-    path.write_text("1,a\nabc,b\n")
-    with pytest.raises(DataError, match=r"line 2: item id 'abc'"):
+    path.write_text("1,a\nabc,b\n ,c\n")
+    with pytest.raises(DataError, match=r"titles.csv, line 3: the item id is empty"):
         read_titles(path)
+    path.write_text("1,a\nabc,b\n")
+    assert read_titles(path) == {"1": "a", "abc": "b"}  # ids are text, as written
 
 
 @pytest.mark.parametrize(
@@ -188,7 +190,7 @@ def test_an_unclosed_quote_in_a_title_names_its_line(tmp_path: Path, body: str) 
     )
     # a quoted title may still span lines when no line in it looks like a row
     path.write_text('1,"two\nlines, one title"\n2,b\n')
-    assert read_titles(path) == {1: "two\nlines, one title", 2: "b"}
+    assert read_titles(path) == {"1": "two\nlines, one title", "2": "b"}
 
 
 def test_no_partial_outputs_on_failure(tmp_path: Path) -> None:
@@ -197,3 +199,85 @@ def test_no_partial_outputs_on_failure(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no user has 5 or more"):
         prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out")
     assert not (tmp_path / "out" / "stats.json").exists()
+
+
+# ASIN-like item ids, UUID-like user ids, and "0042": all digits but not canonical, so the item
+# column stays text (an integer column would turn it into 42 and look for covers/42.jpg).
+STRING_PAIRS = """user,item,timestamp
+7f3e-b2,B00XYZ0001,5
+7f3e-b2,B00XYZ0002,6
+7f3e-b2,0042,7
+7f3e-b2,B00XYZ0001,8
+7f3e-b2,B00XYZ0003,9
+1a2b-c3,B00XYZ0003,1
+1a2b-c3,B00XYZ0002,2
+1a2b-c3, B00XYZ0004 ,3
+1a2b-c3,0042,4
+1a2b-c3,B00XYZ0005,5
+"""
+STRING_TITLES = 'B00XYZ0001,first\nB00XYZ0002,"second, with a comma"\n0042,answer\n42,not item 0042\nB00XYZ0005,\n'
+
+
+def test_string_ids_are_mapped_to_dense_ids(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_text(STRING_PAIRS)
+    (tmp_path / "titles.csv").write_text(STRING_TITLES)
+    stats = prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out", 5, 13)
+    assert (stats.users, stats.items) == (2, 6)
+    out = tmp_path / "out"
+    # users in text order: 1a2b-c3 is user 0; its items first, in time order, get dense ids 1..5
+    assert (out / "user_ids.csv").read_text() == '"user_index","user_id"\n0,"1a2b-c3"\n1,"7f3e-b2"\n'
+    assert (out / "item_ids.csv").read_text() == (
+        '"dense_id","item_id"\n1,"B00XYZ0003"\n2,"B00XYZ0002"\n3,"B00XYZ0004"\n4,"0042"\n5,"B00XYZ0005"\n'
+        '6,"B00XYZ0001"\n')
+    assert (out / "items.csv").read_text() == (
+        '"dense_id","item_id","title"\n1,"B00XYZ0003",""\n2,"B00XYZ0002","second, with a comma"\n'
+        '3,"B00XYZ0004",""\n4,"0042","answer"\n5,"B00XYZ0005",""\n6,"B00XYZ0001","first"\n')
+    test = pl.read_parquet(out / "test.parquet").sort("user_index")
+    assert test["user"].to_list() == ["1a2b-c3", "7f3e-b2"]
+    assert test["history"].to_list() == [[1, 2, 3, 4], [6, 2, 4, 6]] and test["target"].to_list() == [5, 1]
+    titles = json.loads((out / "titles.json").read_text(encoding="utf-8"))
+    assert titles == {"items": 6, "items_without_title": 2, "empty_titles": 1}  # 0003, 0004; 0005
+
+
+def test_integer_ids_stay_integers(tmp_path: Path) -> None:
+    (tmp_path / "pairs.csv").write_text(PAIRS)
+    frame, _ = read_interactions(tmp_path / "pairs.csv")
+    assert frame.schema["user"] == pl.Int64 and frame.schema["item"] == pl.Int64
+    (tmp_path / "pairs.csv").write_text(PAIRS.replace("4,12,3", "4,012,3"))
+    frame, _ = read_interactions(tmp_path / "pairs.csv")  # 012 is not 12: the ids stay text
+    assert frame.schema["user"] == pl.Int64 and frame["item"].to_list()[-1] == "012"
+
+
+@pytest.mark.parametrize(
+    ("row", "why"),
+    [
+        ("u1,covers/../x,5", "item ids must be usable as file names (the first: contains '/')"),
+        ("u1,a\x00b,5", "item ids must be usable as file names (the first: contains '\\x00')"),
+        ("u1,..,5", "item ids must be usable as file names (the first: '..' is not a file name)"),
+        ('"u1",7,5', "user ids must be usable as file names (the first: contains '\"')"),
+        ("u1," + "x" * 201 + ",5", "item ids must be usable as file names (the first: longer than 200 bytes)"),
+    ],
+)
+def test_ids_unusable_as_file_names_name_the_line(tmp_path: Path, row: str, why: str) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text(f"user,item,timestamp\nu1,B001,4\n{row}\n")
+    with pytest.raises(DataError) as error:
+        read_interactions(path)
+    assert str(error.value).startswith(f"{path}: 1 malformed row(s), {why}; an id must be non-empty")
+    assert f"line 3: {row!r}" in str(error.value)
+
+
+def test_an_unclosed_quote_is_found_with_string_ids(tmp_path: Path) -> None:
+    path = tmp_path / "titles.csv"
+    path.write_text('B001,a\nB002,"b, c\nB003,d\nB004,e\n')
+    with pytest.raises(DataError, match=r"line 2: the quote that opens this row is never closed.*line 3, 'B003,d'"):
+        read_titles(path, ["B001", "B002", "B003", "B004"])
+    # without the item ids, a line that starts like 'B003,' may be part of a title
+    assert read_titles(path) == {"B001": "a", "B002": "b, c\nB003,d\nB004,e"}
+
+
+def test_the_titles_step_without_a_title_file_gives_empty_titles(tmp_path: Path) -> None:
+    (tmp_path / "item_ids.csv").write_text('"dense_id","item_id"\n1,"B2"\n2,"B1"\n')
+    stats = write_item_titles(tmp_path / "item_ids.csv", None, tmp_path / "items.csv")
+    assert (stats.items, stats.items_without_title) == (2, 2)
+    assert (tmp_path / "items.csv").read_text() == '"dense_id","item_id","title"\n1,"B2",""\n2,"B1",""\n'

@@ -9,9 +9,16 @@ A raw tree has an interaction file (``user,item,timestamp``), a title file (no h
 ``id,title``), a folder of covers ``{id}.jpg`` and a folder of videos ``{id}.mp4``. Both our
 canonical names and MicroLens' own file names are recognised.
 
+A dataset of kind ``local`` needs only the interaction file: the title file, covers and videos
+may be absent, and the manifest then lists them under ``"absent"`` (each path is where the
+part would be). Which of them a dataset must have depends on the modalities it declares
+(``catalog.{name}.modalities``: text needs titles, image covers, video and audio videos):
+:func:`check_declared_parts` names a missing one before any job runs.
+
 :func:`verify_layout` checks a located tree item by item: every item of the interaction file
-should have a title row, a cover and a video. Structural absence (no interaction file, no
-covers folder, ...) is fatal (:func:`require_layout` raises ``DataError``); missing individual
+should have a title row, a cover and a video. Structural absence (no interaction file; for
+the demo and MicroLens also no covers folder, ...) is fatal (:func:`require_layout` raises
+``DataError``); missing individual
 titles or media are only counted and listed in a :class:`LayoutReport`, because later stages
 mask those items (an item without a title row gets an empty title).
 """
@@ -21,13 +28,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from crossan.atomic import write_text_atomic
+from crossan.config import dataset_modalities
 from crossan.data.readers import item_ids, read_titles
-from crossan.errors import DataError
+from crossan.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +48,16 @@ VIDEOS_NAMES = ("videos", "MicroLens-{v}_videos")
 MICROLENS_VARIANTS = ("100k", "50k")
 
 
+# The raw part each modality is read from.
+MODALITY_PARTS: dict[str, str] = {"text": "titles", "image": "covers", "video": "videos", "audio": "videos"}
+# Parts a local dataset may lack (for the modalities it does not declare).
+OPTIONAL_PARTS: tuple[str, ...] = ("titles", "covers", "videos")
+
+
 @dataclass(frozen=True)
 class DatasetLayout:
-    """Paths of one dataset's raw files."""
+    """Paths of one dataset's raw files; ``absent``: the parts it does not have (their paths
+    are where they would be)."""
 
     name: str
     kind: str
@@ -49,6 +65,7 @@ class DatasetLayout:
     titles: Path
     covers: Path
     videos: Path
+    absent: tuple[str, ...] = ()
 
     def cover_path(self, item_id: str) -> Path:
         return self.covers / f"{item_id}.jpg"
@@ -56,8 +73,18 @@ class DatasetLayout:
     def video_path(self, item_id: str) -> Path:
         return self.videos / f"{item_id}.mp4"
 
+    def require(self, part: str, modality: str) -> None:
+        """Raise ``DataError`` naming the folder when ``part``, which ``modality`` reads, is absent."""
+        if part in self.absent:
+            raise DataError(
+                f"dataset '{self.name}': {getattr(self, part)} does not exist, so its {modality} cannot be "
+                f"read; add it, or leave {modality} out of catalog.{self.name}.modalities in config.yaml"
+            )
+
     def to_json(self) -> str:
-        record = {k: str(v) for k, v in asdict(self).items()}
+        record: dict[str, object] = {k: str(v) for k, v in asdict(self).items() if k != "absent"}
+        if self.absent:  # written only when some part is absent: other manifests stay as they were
+            record["absent"] = list(self.absent)
         return json.dumps(record, indent=2) + "\n"
 
 
@@ -93,22 +120,53 @@ def locate_part(root: str | Path, part: str) -> Path | None:
 
 def find_layout(root: str | Path, name: str, kind: str) -> DatasetLayout:
     """Locate the raw files under ``root``; raise ``FileNotFoundError`` listing every name
-    that was looked for when a part is missing."""
+    that was looked for when a part is missing (for kind ``local``, only the interaction
+    file is required; a missing title file, covers or videos folder is recorded as absent)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset '{name}': data directory {root} does not exist")
     found = {part: locate_part(root, part) for part in PARTS}
+    optional = OPTIONAL_PARTS if kind == "local" else ()
     missing = [
         f"  {part}: none of {', '.join(_candidates(PARTS[part][0]))}"
         for part, path in found.items()
-        if path is None
+        if path is None and part not in optional
     ]
     if missing:
         raise FileNotFoundError(
             f"dataset '{name}': {root} is not in the MicroLens layout; missing:\n"
             + "\n".join(missing)
         )
-    return DatasetLayout(name=name, kind=kind, **found)  # type: ignore[arg-type]
+    absent = tuple(part for part in PARTS if found[part] is None)
+    paths = {part: path if path is not None else root / PARTS[part][0][0] for part, path in found.items()}
+    return DatasetLayout(name=name, kind=kind, absent=absent, **paths)
+
+
+def check_declared_parts(config: Mapping[str, Any]) -> None:
+    """Before any job: every dataset of ``config["datasets"]`` read from ``data_dir:`` has the
+    part each declared modality reads (:data:`MODALITY_PARTS`). Raises ``ConfigError`` naming
+    each missing folder or file and the key that declares the modality."""
+    problems = []
+    for name in config["datasets"]:
+        data_dir = config["catalog"][name].get("data_dir")
+        if not data_dir:
+            continue  # generated or downloaded: every part comes from a rule
+        root = Path(data_dir)
+        if not root.is_dir():
+            problems.append(f"key 'catalog.{name}.data_dir': folder {root} does not exist")
+            continue
+        for modality in dataset_modalities(config, name):
+            part = MODALITY_PARTS[modality]
+            if locate_part(root, part) is None:
+                names, is_dir = PARTS[part]
+                problems.append(
+                    f"dataset '{name}' declares {modality} (key 'catalog.{name}.modalities'), but "
+                    f"{'folder' if is_dir else 'file'} {root / names[0]} does not exist (nor any of "
+                    f"{', '.join(_candidates(names)[1:])}); add it, or leave {modality} out of "
+                    f"catalog.{name}.modalities"
+                )
+    if problems:
+        raise ConfigError("invalid config.yaml:\n  " + "\n  ".join(dict.fromkeys(problems)))
 
 
 def write_manifest(layout: DatasetLayout, path: str | Path) -> None:
@@ -126,6 +184,7 @@ def load_manifest(path: str | Path) -> DatasetLayout:
         titles=Path(record["titles"]),
         covers=Path(record["covers"]),
         videos=Path(record["videos"]),
+        absent=tuple(record.get("absent", ())),
     )
 
 
@@ -159,7 +218,8 @@ def _file_stems(folder: Path, suffix: str) -> set[str]:
 
 @dataclass(frozen=True)
 class LayoutReport:
-    """What a raw tree lacks, item by item (ids in numeric order)."""
+    """What a raw tree lacks, item by item (ids in numeric order, or text order when they are
+    not integers); an absent part's items are not listed (the part is in ``absent``)."""
 
     name: str
     kind: str
@@ -167,6 +227,7 @@ class LayoutReport:
     missing_titles: tuple[str, ...] = field(default=())
     missing_covers: tuple[str, ...] = field(default=())
     missing_videos: tuple[str, ...] = field(default=())
+    absent: tuple[str, ...] = field(default=())  # parts the dataset does not have at all
 
     @property
     def counts(self) -> dict[str, int]:
@@ -193,6 +254,8 @@ class LayoutReport:
                 "videos": list(self.missing_videos),
             },
         }
+        if self.absent:
+            record["absent"] = list(self.absent)
         return json.dumps(record, indent=2) + "\n"
 
     def write(self, path: str | Path) -> None:
@@ -204,13 +267,15 @@ def verify_layout(layout: DatasetLayout) -> LayoutReport:
     """List every item of ``layout.pairs`` with no title row, no cover or no video.
 
     A cover or video counts as present when ``{id}.jpg`` / ``{id}.mp4`` is a non-empty file.
-    Missing entries are logged (count and the first few ids) but not fatal; an unreadable or
-    vanished interaction/title file or media folder raises ``DataError``.
+    Missing entries are logged (count and the first few ids) but not fatal; a part the layout
+    records as absent is skipped; an unreadable or vanished interaction/title file or media
+    folder raises ``DataError``.
     """
     items = item_ids(layout.pairs)
-    titled = {str(item) for item in read_titles(layout.titles)}
-    covers = _file_stems(layout.covers, ".jpg")
-    videos = _file_stems(layout.videos, ".mp4")
+    present = {part: part not in layout.absent for part in OPTIONAL_PARTS}
+    titled = set(read_titles(layout.titles, items)) if present["titles"] else None
+    covers = _file_stems(layout.covers, ".jpg") if present["covers"] else None
+    videos = _file_stems(layout.videos, ".mp4") if present["videos"] else None
     report = LayoutReport(
         name=layout.name,
         kind=layout.kind,
@@ -218,12 +283,16 @@ def verify_layout(layout: DatasetLayout) -> LayoutReport:
         missing_titles=_absent(items, titled),
         missing_covers=_absent(items, covers),
         missing_videos=_absent(items, videos),
+        absent=layout.absent,
     )
     _log_missing(report, layout)
     return report
 
 
-def _absent(items: Iterable[str], present: set[str]) -> tuple[str, ...]:
+def _absent(items: Iterable[str], present: set[str] | None) -> tuple[str, ...]:
+    """The items not in ``present``; none when the whole part is absent (``None``)."""
+    if present is None:
+        return ()
     return tuple(item for item in items if item not in present)
 
 
@@ -242,7 +311,10 @@ def _log_missing(report: LayoutReport, layout: DatasetLayout) -> None:
                 report.name, len(ids), report.n_items, kind[:-1], where[kind],
                 ", ".join(ids[:SHOWN_IDS]),
             )
-    if report.complete:
+    for part in report.absent:
+        log.info("dataset '%s' has no %s (%s): the modalities that read it are not available",
+                 report.name, part, getattr(layout, part))
+    if report.complete and not report.absent:
         log.info(
             "dataset '%s': all %d items have a title, a cover and a video", report.name, report.n_items
         )

@@ -3,6 +3,13 @@ and of the pipeline's own item table ``items.csv`` (``dense_id,item_id,title``).
 
 All fail with the file and line of the first malformed rows; every stage that reads these
 tables (layout verification, download, sequences, media, encoders) goes through here.
+
+**Ids.** User and item ids are text, compared exactly as written (surrounding spaces
+removed): integers (MicroLens, the demo), ASINs (``B00XYZ1234``), UUIDs. An item id names its
+media files (``covers/{id}.jpg``, ``videos/{id}.mp4``), so every id must be usable as a file
+name (:func:`id_problem`). A column whose ids are all integers in canonical form (``-?[1-9][0-9]*``
+or ``0``, within 64 bits) is read as integers, so it sorts numerically and is written
+unquoted, exactly as before string ids were accepted; any other column stays text.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +26,18 @@ import polars as pl
 from crossan.errors import DataError
 
 COLUMNS = ("user", "item", "timestamp")
+ID_COLUMNS = ("user", "item")
 MAX_REPORTED_ROWS = 5
-# How a title row starts: an integer item id and a comma.
+# How a title row starts when its id is an integer: the id and a comma.
 _TITLE_ROW_START = re.compile(r"\s*-?\d+\s*,")
+_CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+_INT64_MAX = 2**63 - 1
+# An id becomes a file name ({id}.jpg, {id}.mp4, and the .partial files beside them).
+MAX_ID_BYTES = 200
+_ID_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\"]')
+ID_RULE = (f"an id must be non-empty, at most {MAX_ID_BYTES} bytes of UTF-8, not '.' or '..', and "
+           "contain no '/', '\\', '\"', comma or control character (it names the files covers/{id}.jpg "
+           "and videos/{id}.mp4)")
 
 
 def read_text(path: Path, what: str) -> str:
@@ -45,14 +62,35 @@ def physical_lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
-    """Parse ``user,item,timestamp`` rows (header optional) into integer columns.
+def id_problem(item_id: str) -> str | None:
+    """Why ``item_id`` (already stripped) cannot be a user or item id, or None when it can
+    (:data:`ID_RULE`)."""
+    if not item_id:
+        return "empty"
+    if item_id in (".", ".."):
+        return f"{item_id!r} is not a file name"
+    if bad := _ID_FORBIDDEN.search(item_id):
+        return f"contains {bad.group()!r}"
+    if len(item_id.encode("utf-8")) > MAX_ID_BYTES:
+        return f"longer than {MAX_ID_BYTES} bytes"
+    return None
 
-    Returns ``(frame, raw_rows)`` where ``frame`` has columns ``user``, ``item``,
+
+def canonical_integers(ids: Iterable[str]) -> bool:
+    """Whether every id is an integer written the way ``str(int(id))`` writes it, within 64
+    bits: such a column is read as integers (numeric order, unquoted in the CSV files)."""
+    return all(_CANONICAL_INTEGER.fullmatch(i) and abs(int(i)) <= _INT64_MAX for i in ids)
+
+
+def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
+    """Parse ``user,item,timestamp`` rows (header optional).
+
+    Returns ``(frame, raw_rows)`` where ``frame`` has columns ``user``, ``item`` (Int64 when
+    every id of the column is a canonical integer, else String, see the module doc),
     ``timestamp`` (Int64) and ``line`` (1-based line number in the file). Raises
-    ``DataError`` naming the file and the first offending lines for rows with a wrong
-    field count, a non-integer value or a negative timestamp, and for a file that is empty or
-    not UTF-8.
+    ``DataError`` naming the file and the first offending lines for rows with a wrong field
+    count, an id that breaks :data:`ID_RULE`, a non-integer or negative timestamp, and for a
+    file that is empty or not UTF-8.
     """
     if not path.is_file():
         raise DataError(f"interaction file {path} does not exist")
@@ -62,7 +100,9 @@ def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
     if lines.is_empty():
         raise DataError(f"{path}: the interaction file is empty")
     first = [field.strip().lower() for field in lines["text"][0].split(",")]
-    if not all(field.lstrip("-").isdigit() for field in first):
+    # a data row has an integer timestamp; ids may be text (ASINs, UUIDs)
+    is_row = all(f.lstrip("-").isdigit() for f in first) or (len(first) == 3 and first[2].lstrip("-").isdigit())
+    if not is_row:
         if len(first) != 3 or not all(field.replace("_", "").isalpha() for field in first):
             raise DataError(
                 f"{path}, line 1: expected a header 'user,item,timestamp' or a data row, "
@@ -75,12 +115,20 @@ def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
     wrong_count = fields.filter(pl.col("parts").list.len() != 3)
     _fail_on_rows(path, wrong_count, "expected 3 fields user,item,timestamp")
     parsed = fields.with_columns(
-        pl.col("parts").list.get(i).str.strip_chars().str.to_integer(strict=False).alias(name)
-        for i, name in enumerate(COLUMNS)
+        *(pl.col("parts").list.get(i).str.strip_chars().alias(name) for i, name in enumerate(ID_COLUMNS)),
+        pl.col("parts").list.get(2).str.strip_chars().str.to_integer(strict=False).alias("timestamp"),
     )
-    non_integer = parsed.filter(pl.any_horizontal(pl.col(c).is_null() for c in COLUMNS))
-    _fail_on_rows(path, non_integer, "user, item and timestamp must be integers")
+    _fail_on_rows(path, parsed.filter(pl.col("timestamp").is_null()), "timestamps must be integers")
     _fail_on_rows(path, parsed.filter(pl.col("timestamp") < 0), "timestamps must be Unix seconds >= 0")
+    for column in ID_COLUMNS:
+        distinct = parsed[column].unique().to_list()
+        bad = {value for value in distinct if id_problem(value)}
+        if bad:
+            rows = parsed.filter(pl.col(column).is_in(list(bad)))
+            why = id_problem(rows[column][0])
+            _fail_on_rows(path, rows, f"{column} ids must be usable as file names (the first: {why}); {ID_RULE}")
+        if canonical_integers(distinct):
+            parsed = parsed.with_columns(pl.col(column).cast(pl.Int64))
     return parsed.select(*COLUMNS, "line"), lines.height
 
 
@@ -97,42 +145,52 @@ def _fail_on_rows(path: Path, bad: pl.DataFrame, what: str) -> None:
     )
 
 
-def read_titles(path: Path) -> dict[int, str]:
+def read_titles(path: Path, item_ids: Collection[str] = ()) -> dict[str, str]:
     """Read the title file (no header, ``id,title``; a title may contain commas, and a quoted
     one may span lines).
 
-    Returns ``{item_id: title}``. A non-integer id raises ``DataError`` with the line, and so
-    does a quote left open: a quoted field whose later lines look like rows of their own.
+    Returns ``{item_id: title}``, ids as written (surrounding spaces removed). An empty id
+    raises ``DataError`` with the line, and so does a quote left open: a quoted field whose
+    later lines look like rows of their own, i.e. start with an integer id or one of
+    ``item_ids`` (the interactions' items) and a comma.
     """
     if not path.is_file():
         raise DataError(f"title file {path} does not exist")
     text = read_text(path, "the title file")
     # the lines as the csv reader counts them (its line_num), for quoting a swallowed one
     lines = [line.rstrip("\r\n") for line in io.StringIO(text, newline="")]
-    titles: dict[int, str] = {}
+    known = set(item_ids)
+    titles: dict[str, str] = {}
     reader = csv.reader(io.StringIO(text, newline=""))
     end = 0
     for row in reader:
         start, end = end + 1, reader.line_num
         if end > start:
-            _check_quote_closed(path, lines, start, end)
+            _check_quote_closed(path, lines, start, end, known)
         if not row or not "".join(row).strip():
             continue
         item_id = row[0].strip()
-        if not item_id.lstrip("-").isdigit():
+        if not item_id:
             raise DataError(
-                f"{path}, line {start}: item id {item_id!r} is not an integer "
-                "(expected rows 'id,title' with no header)"
+                f"{path}, line {start}: the item id is empty (expected rows 'id,title' with no header)"
             )
-        titles[int(item_id)] = ",".join(row[1:]).strip()
+        titles[item_id] = ",".join(row[1:]).strip()
     return titles
 
 
-def _check_quote_closed(path: Path, lines: list[str], start: int, end: int) -> None:
+def _looks_like_row(line: str, known: set[str]) -> bool:
+    """Whether ``line`` starts like a title row: an integer id, or a known item id, then a comma."""
+    if _TITLE_ROW_START.match(line):
+        return True
+    head, comma, _ = line.partition(",")
+    return bool(comma) and head.strip().strip('"') in known
+
+
+def _check_quote_closed(path: Path, lines: list[str], start: int, end: int, known: set[str]) -> None:
     """Raise when the row read from lines ``start..end`` (1-based) swallowed a line that is a
     row of its own: a quote opened on line ``start`` was never closed (or closed lines later)."""
     for number in range(start + 1, end + 1):
-        if _TITLE_ROW_START.match(lines[number - 1]):
+        if _looks_like_row(lines[number - 1], known):
             raise DataError(
                 f"{path}, line {start}: the quote that opens this row is never closed, so the "
                 f"lines after it were read into it (line {number}, {lines[number - 1]!r}, is a "
@@ -142,7 +200,8 @@ def _check_quote_closed(path: Path, lines: list[str], start: int, end: int) -> N
 
 
 def item_ids(pairs: Path) -> list[str]:
-    """The distinct item ids of an interaction file, in numeric order, as strings."""
+    """The distinct item ids of an interaction file, as strings: in numeric order when they
+    are integers, else in text order."""
     frame, _ = read_interactions(pairs)
     return [str(item) for item in frame["item"].unique().sort().to_list()]
 

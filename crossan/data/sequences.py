@@ -13,7 +13,9 @@ The MicroLens convention (``method-facts.md``, "Data and evaluation"):
    is the training sequence.
 
 Outputs in ``results/{dataset}/data/``, from the interactions alone (:func:`write_sequences`):
-``item_ids.csv`` (``dense_id,item_id``), ``sequences.parquet`` (per user, the kept
+``item_ids.csv`` (``dense_id,item_id``), ``user_ids.csv`` (``user_index,user_id``: the
+0-based user index of the splits and per-user metrics, and the id in the interaction file;
+users sorted numerically when their ids are integers, else as text), ``sequences.parquet`` (per user, the kept
 chronological dense ids), ``train.parquet``, ``valid.parquet``, ``test.parquet`` and
 ``stats.json``; then, with the titles (:func:`write_item_titles`), ``items.csv``
 (``dense_id,item_id,title``) and ``titles.json`` (items without a title row, empty titles).
@@ -42,6 +44,7 @@ from crossan.data.layout import load_manifest
 from crossan.data.readers import (
     COLUMNS,
     MAX_REPORTED_ROWS,
+    canonical_integers,
     read_interactions,
     read_titles,
 )
@@ -50,6 +53,7 @@ from crossan.errors import DataError
 log = logging.getLogger(__name__)
 
 ITEM_IDS = "item_ids.csv"
+USER_IDS = "user_ids.csv"
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,8 @@ def count_repeat_targets(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
 def write_sequences(
     pairs: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
 ) -> SequenceStats:
-    """The interactions-to-splits step: ``item_ids.csv``, the parquet files and ``stats.json``
-    (last: its presence means every other output is complete), each written atomically."""
+    """The interactions-to-splits step: ``item_ids.csv``, ``user_ids.csv``, the parquet files and
+    ``stats.json`` (last: its presence means every other output is complete), each written atomically."""
     if min_interactions < 3:
         raise DataError("min_interactions must be at least 3 (train, validation and test items)")
     interactions, raw_rows = read_interactions(pairs)
@@ -188,6 +192,8 @@ def write_sequences(
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_dir / ITEM_IDS) as tmp:
         items.select("dense_id", pl.col("item").alias("item_id")).write_csv(tmp, quote_style="non_numeric")
+    with atomic_output(out_dir / USER_IDS) as tmp:
+        sequences.select("user_index", pl.col("user").alias("user_id")).write_csv(tmp, quote_style="non_numeric")
     frames = {"sequences": sequences, **splits}
     for name, frame in frames.items():
         with atomic_output(out_dir / f"{name}.parquet") as tmp:
@@ -215,19 +221,23 @@ def read_item_ids(path: Path) -> list[str]:
     return [item_id for _, item_id in rows]
 
 
-def write_item_titles(item_ids: Path, titles: Path, out: Path, report: Path | None = None) -> TitleStats:
+def write_item_titles(item_ids: Path, titles: Path | None, out: Path, report: Path | None = None) -> TitleStats:
     """``items.csv`` (``dense_id,item_id,title``) from ``item_ids.csv`` and the title file, and
     the counts of missing and empty titles (``report``, JSON); an item without a title row
-    gets an empty title."""
+    gets an empty title, and so does every item when ``titles`` is None (a dataset that does
+    not declare text may have no title file)."""
     ids = read_item_ids(item_ids)
-    title_of = read_titles(titles)
+    title_of = read_titles(titles, ids) if titles is not None else {}
+    id_type = pl.Int64 if canonical_integers(ids) else pl.String  # integers stay unquoted, as before
     items = pl.DataFrame(
-        {"dense_id": range(1, len(ids) + 1), "item_id": [int(item) for item in ids]},
-        schema={"dense_id": pl.Int64, "item_id": pl.Int64},
-    ).with_columns(pl.col("item_id").replace_strict(title_of, default=None, return_dtype=pl.String).alias("title"))
+        {"dense_id": range(1, len(ids) + 1), "item_id": ids, "title": [title_of.get(item) for item in ids]},
+        schema={"dense_id": pl.Int64, "item_id": pl.String, "title": pl.String},
+    ).with_columns(pl.col("item_id").cast(id_type))
     without_title = items.filter(pl.col("title").is_null())["item_id"].to_list()
     empty_title = items.filter(pl.col("title") == "")["item_id"].to_list()
-    if without_title:
+    if titles is None:
+        log.info("no title file: all %d item titles are empty", len(ids))
+    elif without_title:
         log.warning("%d item(s) have no row in %s (treated as empty titles), e.g. %s",
                     len(without_title), titles, without_title[:MAX_REPORTED_ROWS])
     if empty_title:
@@ -277,5 +287,5 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 def _run_titles_cli(args: argparse.Namespace) -> int:
     layout = load_manifest(args.dataset_json)
-    write_item_titles(args.item_ids, layout.titles, args.out, args.report)
+    write_item_titles(args.item_ids, None if "titles" in layout.absent else layout.titles, args.out, args.report)
     return 0

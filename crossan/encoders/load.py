@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crossan.config import encoder_spec
+from crossan.config import dataset_modalities, encoder_spec
 from crossan.encoders.pooling import validate_layers
 from crossan.encoders.tiny import TinySpec, built_model_root
 from crossan.errors import ConfigError
@@ -326,8 +326,8 @@ def _config_key(config: Mapping[str, Any], name: str, modality: str, key: str) -
 
 
 def check_encoder_models(config: Mapping[str, Any]) -> None:
-    """Check, before any job, what can be checked cheaply of the encoders of every dataset in
-    ``config["datasets"]`` (a validated config): a model the workflow builds
+    """Check, before any job, what can be checked cheaply of the encoders of the modalities
+    every dataset in ``config["datasets"]`` declares (a validated config): a model the workflow builds
     (``resources/models/...``) has the tiny encoders' depth; a local folder exists, has a
     ``config.json``, and its ``num_hidden_layers`` covers every kept layer (hidden states
     ``0..num_hidden_layers``); kept layers increase. A Hugging Face id is left to extraction
@@ -337,7 +337,7 @@ def check_encoder_models(config: Mapping[str, Any]) -> None:
     """
     problems = []
     for name in config["datasets"]:
-        for modality in MODALITIES:
+        for modality in dataset_modalities(config, name):  # an undeclared modality's encoder never runs
             spec = encoder_spec(config, name, modality)
             model, layers = str(spec["model"]), spec["layers"]
             where = f"dataset '{name}', {modality} encoder '{model}'"

@@ -53,7 +53,7 @@ from tqdm import tqdm
 import crossan
 from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
-from crossan.data.layout import DatasetLayout, load_manifest
+from crossan.data.layout import MODALITY_PARTS, DatasetLayout, load_manifest
 from crossan.data.sequences import read_item_ids
 from crossan.errors import DataError
 from crossan.kill_point import pause_after
@@ -596,6 +596,8 @@ def sample_media(
     if workers < 0 or chunk_items < 1:
         raise ValueError(f"need workers >= 0 and chunk_items >= 1, got {workers}, {chunk_items}")
     chosen = [m for m in MODALITIES if m in modalities]
+    for modality in chosen:
+        layout.require(MODALITY_PARTS[modality], modality)  # a folder the dataset lacks: say which
     spec = MediaSpec(video_size, image_size, num_frames, seconds, sample_rate, jpeg_quality)
     items = [
         Item(row, item_id, str(layout.video_path(item_id)), str(layout.cover_path(item_id)))

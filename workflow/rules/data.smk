@@ -100,12 +100,13 @@ rule layout_report:
 
 rule sequences:
     """Interactions -> deduplicated, filtered, truncated, leave-one-out user sequences and the
-    item ids (no titles: a corrected title must not rerun what reads only the ids)."""
+    item and user id mappings (no titles: a corrected title must not rerun what reads only the ids)."""
     input:
         manifest="resources/{dataset}/dataset.json",
         pairs=raw_part("pairs"),
     output:
         item_ids="results/{dataset}/data/item_ids.csv",
+        user_ids="results/{dataset}/data/user_ids.csv",
         sequences="results/{dataset}/data/sequences.parquet",
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
