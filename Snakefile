@@ -9,7 +9,9 @@
 from snakemake.utils import min_version
 
 from crossan.config import validate_config
+from crossan.data.layout import check_declared_parts
 from crossan.encoders.load import check_encoder_models
+from crossan.results.plan import dropped_targets
 
 min_version("9.0")
 
@@ -23,6 +25,11 @@ report: "workflow/report/workflow.rst"
 validate_config(config, schema_path=Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 # Local model folders and kept layers: a wrong one fails here, not in extraction after hours of media sampling.
 check_encoder_models(config)
+# A declared modality's folder (covers/, videos/) or titles.csv missing from a data_dir: named here.
+check_declared_parts(config)
+for _name in config["datasets"]:
+    for _target, _why in dropped_targets(config, _name).items():
+        logger.warning(f"{_name}: {_target} is left out: {_why}")
 
 
 wildcard_constraints:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -13,10 +14,17 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from crossan.errors import DataError
+from crossan.errors import ConfigError, DataError
 from crossan.results.figure_data import build_figure
 from crossan.results.mutual_info import ksg_mutual_information
-from crossan.results.plan import TargetPlan, experiment_runs, target_plan
+from crossan.results.plan import (
+    TargetPlan,
+    check_run_modalities,
+    dropped_targets,
+    experiment_runs,
+    planned_targets,
+    target_plan,
+)
 from crossan.results.tables import build_table, to_markdown, write_table
 from crossan.train.identity import settings_digest, settings_record
 from crossan.train.metrics import save_per_user
@@ -385,3 +393,84 @@ def test_paired_t_test_edge_cases() -> None:
     assert flipped.p_value == pytest.approx(test.p_value) and not flipped.significant_improvement
     with pytest.raises(ValueError, match="same users"):
         paired_t_test(ours, base[:3])
+
+
+def test_a_text_only_dataset_gets_text_only_rows_notes_and_captions(tmp_path: Path) -> None:
+    cfg = config({}, {"kind": "demo", "modalities": ["text"]})
+    assert planned_targets(cfg, "hand") == ["table3", "table4", "table5", "table6", "table7", "table8",
+                                            "figure3", "figure4", "figure5"]
+    why = ("Table 1 compares two towers' outputs (mutual information), and of the planned T+I dataset 'hand' "
+           "declares only text")
+    assert dropped_targets(cfg, "hand") == {"table1": why}
+    with pytest.raises(ConfigError, match=re.escape(f"experiments.table1 of dataset 'hand': {why}")):
+        target_plan(cfg, "hand", "table1")
+    assert {parse_run_name(name)["modalities"] for name in experiment_runs(cfg, "hand")} == {"", "T"}
+    assert {parse_run_name(name)["topk"] for name in experiment_runs(cfg, "hand")
+            if parse_run_name(name)["method"] == "crossan" and parse_run_name(name)["fusion"] == "momef"} == {1}
+
+    t3 = target_plan(cfg, "hand", "table3")
+    assert [row.label for row in t3.rows] == [
+        "Popularity", "SASRec (item IDs)", "Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)", "IISAN-E (T)",
+        "CROSSAN (T) (ours)"]
+    assert t3.row("LoRA (T+I)").runs == () and t3.row("LoRA (T+I)").note == (
+        "not run: LoRA needs text and image, and dataset 'hand' declares text")
+    assert [(c.label, c.ours, c.baseline) for c in t3.comparisons] == [("Text", "CROSSAN (T) (ours)", "IISAN-E (T)")]
+    assert t3.title == ("Performance comparison of CROSSAN with raw modalities (T: text) against IISAN and its "
+                        "extension IISAN-E.")
+    assert t3.notes == (
+        "Modalities restricted to the dataset's (text, catalog.hand.modalities): T+I -> T, T+I+A -> T, "
+        "T+I+V -> T, T+I+V+A -> T.",
+        "MOMEF top-k 2 clamped to 1: k is at most the number of modalities (one expert each).")
+    assert TargetPlan.from_json(t3.to_json()) == t3
+
+    t7 = target_plan(cfg, "hand", "table7")
+    assert [row.label for row in t7.rows] == ["1"]
+    assert "MOMEF top-k 4, 3, 2 clamped to 1: k is at most the number of modalities (one expert each)." in t7.notes
+    t8 = target_plan(cfg, "hand", "table8")
+    assert t8.row("IISAN (T+I)").note == "not run: IISAN needs text and image, and dataset 'hand' declares text"
+    assert t8.rows[-1].label == "CROSSAN (T) (ours)"
+    assert {parse_run_name(row.runs[0])["modalities"] for row in t8.rows if row.runs} == {"T"}
+    assert target_plan(cfg, "hand", "figure4").title.endswith(
+        "(H: the tower's own frozen hidden state; T: the previous adapter layer's output of that tower, zeros "
+        "before layer 0 unless training.layer0_previous is frozen). Modalities: T: text (the dataset's own).")
+
+    # INDSAN coincides with CROSSAN with one modality: one run, both rows, and the table says so
+    t6 = target_plan(cfg, "hand", "table6")
+    assert t6.row("Independent").runs == t6.row("Cross-modal").runs
+    assert parse_run_name(t6.row("Independent").runs[0])["method"] == "crossan"
+    runs_dir = tmp_path / "runs"
+    make_run(runs_dir, t6.rows[0].runs[0], BASE)
+    markdown = to_markdown(build_table(t6, runs_dir))
+    assert markdown.startswith("**Table 6** (hand): Ablation: cross-modal (CROSSAN) vs independent (INDSAN) side "
+                               "adapters. Modalities: T: text (the dataset's own).\n")
+    assert ("- Independent: INDSAN and CROSSAN coincide with one modality (text): each layer's gate mixes the "
+            "tower's frozen state with the tower's own previous output either way, so this row reads the "
+            "Cross-modal row's runs.") in markdown
+    assert "- Modalities restricted to the dataset's (text, catalog.hand.modalities): T+I+V+A -> T." in markdown
+
+
+def test_momef_topk_is_clamped_to_the_number_of_modalities(tmp_path: Path) -> None:
+    cfg = config({}, {"kind": "demo", "modalities": ["image", "text"]})
+    t7 = target_plan(cfg, "hand", "table7")
+    assert [row.label for row in t7.rows] == ["2", "1"]
+    assert [parse_run_name(row.runs[0])["topk"] for row in t7.rows] == [2, 1]
+    assert t7.notes[-1] == "MOMEF top-k 4, 3 clamped to 2: k is at most the number of modalities (one expert each)."
+    assert "table1" in planned_targets(cfg, "hand")  # T+I: both declared
+    assert target_plan(cfg, "hand", "table1").notes == ()  # nothing restricted, nothing clamped
+    with pytest.raises(ConfigError, match=r"experiments.table5 of dataset 'hand': modalities VA include none of "
+                                          r"the dataset's \(text, image, key 'catalog.hand.modalities'\)"):
+        target_plan(config({"table5": {"modalities": "VA"}}, {"kind": "demo", "modalities": ["image", "text"]}),
+                    "hand", "table5")
+
+
+def test_extra_runs_must_read_declared_modalities() -> None:
+    cfg = config({}, {"kind": "demo", "modalities": ["text"]})
+    names = experiment_runs(config({}), "hand")
+    ti = next(name for name in names if parse_run_name(name)["modalities"] == "TI")
+    text_only = [name for name in experiment_runs(cfg, "hand")]
+    check_run_modalities(cfg, "hand", text_only)
+    with pytest.raises(ConfigError) as caught:
+        check_run_modalities(cfg, "hand", [*text_only, ti])
+    assert str(caught.value).splitlines()[1] == (
+        f"  run {ti} reads image, which dataset 'hand' does not declare (catalog.hand.modalities: text); "
+        "give its spec under 'runs' modalities from T")

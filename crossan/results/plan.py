@@ -22,6 +22,15 @@ key by key on top; ``settings`` merged method by method) says, per target, what 
 * ``seeds`` (global or per target): one run per seed; tables then show mean ± std.
 * ``targets``: the tables and figures ``all`` builds.
 
+A dataset that declares fewer modalities (``catalog.{name}.modalities``) gets a plan restricted
+to them: every modality set loses the letters the dataset lacks (T+I+V+A becomes T for a
+text-only dataset; a set with none of its letters is a ``ConfigError``), the end-to-end rows and
+IISAN (T+I) stay as rows marked "not run" without text and image, MOMEF's top-k is clamped to
+the number of modalities, Table 1 (two towers' mutual information) is left out with fewer
+than two (:func:`dropped_targets` says why), and with one modality Table 6's INDSAN row reads
+CROSSAN's runs, the two being the same model. Each such change is a note of the
+:class:`TargetPlan`, printed under the table, and captions name the dataset's modalities.
+
 :func:`target_plan` turns this into a :class:`TargetPlan`: rows, each with the run names
 of its seeds (:mod:`crossan.train.names` names), so a table is rebuilt from run directories
 alone and every number can be traced to one.
@@ -35,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from crossan.config import dataset_letters
 from crossan.errors import ConfigError
 from crossan.train.identity import run_fields, training_settings
 
@@ -89,13 +99,16 @@ MODALITY_NAMES: dict[str, str] = {"T": "Text", "I": "Image", "V": "Video", "A": 
 FUSION_LABELS: dict[str, str] = {
     "momef": "MOMEF", "dynamic": "D-Gated Fusion", "static": "S-Gated Fusion", "concat": "Concat Fusion",
 }
-# Each target's caption (tables, figures and the HTML report).
-CAPTIONS: dict[str, str] = {
+MODALITY_WORDS: dict[str, str] = {"T": "text", "I": "image", "V": "video", "A": "audio"}
+ALL_LETTERS = "TIVA"
+# Each target's caption, with the modalities as placeholders: {legend} "T, I, V, A: text, image,
+# video, audio", {pair} "text and image", {sources} "T, I, V, A" (see target_caption).
+CAPTION_TEMPLATES: dict[str, str] = {
     "table1": "Performance comparison between INDSAN (independent side adapters) and CROSSAN "
-              "(cross-modal side adapters), and the mutual information between their text and "
-              "image tower outputs.",
-    "table3": "Performance comparison of CROSSAN with raw modalities (T, I, V, A: text, image, "
-              "video, audio) against IISAN and its extension IISAN-E.",
+              "(cross-modal side adapters), and the mutual information between their {pair} "
+              "tower outputs.",
+    "table3": "Performance comparison of CROSSAN with raw modalities ({legend}) against IISAN "
+              "and its extension IISAN-E.",
     "table4": "Efficiency: TT training time (s per epoch), GM peak memory (MiB), TP trainable "
               "parameters; lower is better; improvement over IISAN-E.",
     "table5": "Ablation on the fusion method: MOMEF, dynamic (D-Gated) and static (S-Gated) "
@@ -106,15 +119,47 @@ CAPTIONS: dict[str, str] = {
               "content and full-ranking evaluation.",
     "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN.",
     "figure4": "CROSSAN's learned gates per tower: layers (bottom 0) x sources (H: the tower's "
-               "own frozen hidden state; T, I, V, A: the previous adapter layer's output of that "
+               "own frozen hidden state; {sources}: the previous adapter layer's output of that "
                "tower, zeros before layer 0 unless training.layer0_previous is frozen).",
     "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
                "test HR and NDCG at 10 and 20.",
 }
+# Targets whose caption names the modalities itself; the others get a sentence naming the
+# dataset's when it has fewer than four.
+_CAPTIONS_NAMING_MODALITIES = ("table3",)
+
+
+def modality_legend(letters: str) -> str:
+    """``"TI" -> "T, I: text, image"``."""
+    return f"{', '.join(letters)}: {', '.join(MODALITY_WORDS[letter] for letter in letters)}"
+
+
+def modality_words(letters: str) -> str:
+    """``"TV" -> "text, video"``."""
+    return ", ".join(MODALITY_WORDS[letter] for letter in letters)
+
+
+def target_caption(target: str, dataset_letters: str = ALL_LETTERS, target_letters: str = ALL_LETTERS) -> str:
+    """The caption of ``target`` for a dataset with ``dataset_letters`` whose target uses
+    ``target_letters`` (Table 1's pair, Figure 4's towers); the paper's caption for all four."""
+    pair = target_letters[:2] if target == "table1" else "TI"
+    caption = CAPTION_TEMPLATES[target].format(
+        legend=modality_legend(dataset_letters), pair=" and ".join(MODALITY_WORDS[letter] for letter in pair),
+        sources=", ".join(target_letters if target == "figure4" else ALL_LETTERS),
+    )
+    if dataset_letters != ALL_LETTERS and target not in _CAPTIONS_NAMING_MODALITIES:
+        caption += f" Modalities: {modality_legend(dataset_letters)} (the dataset's own)."
+    return caption
+
+
+CAPTIONS: dict[str, str] = {target: target_caption(target) for target in CAPTION_TEMPLATES}
 # The paper's end-to-end baselines (encoders in the training loop), text + image only.
 E2E_ROWS: tuple[str, ...] = ("fft", "adapter", "lora")
 E2E_LETTERS = "TI"
 NOT_RUN_NOTE = "not run: left out of experiments.{target}.end_to_end"
+NEEDS_TI_NOTE = "not run: {method} needs text and image, and dataset '{dataset}' declares {words}"
+# MOMEF's top-k: only CROSSAN and INDSAN have one expert per modality.
+TOPK_METHODS: tuple[str, ...] = ("crossan", "indsan")
 
 
 @dataclass(frozen=True)
@@ -151,6 +196,13 @@ class TargetPlan:
     rows: tuple[PlanRow, ...]
     comparisons: tuple[Comparison, ...] = field(default=())
     paper_dataset: str = ""  # "microlens-100k"/"microlens-50k": show the published values
+    caption: str = ""  # "" = the paper's (CAPTIONS); else the dataset's modalities are named
+    notes: tuple[str, ...] = field(default=())  # how the plan departs from the paper's
+
+    @property
+    def title(self) -> str:
+        """The caption to print: :attr:`caption`, else the paper's."""
+        return self.caption or CAPTIONS[self.target]
 
     def runs(self) -> list[str]:
         """Every run name of the plan, once, in row order."""
@@ -163,7 +215,11 @@ class TargetPlan:
         raise KeyError(f"{self.target} has no row {label!r}")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        record = asdict(self)
+        for key in ("caption", "notes"):  # left out when empty: a full dataset's plan reads as before
+            if not record[key]:
+                del record[key]
+        return json.dumps(record, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TargetPlan:
@@ -172,6 +228,7 @@ class TargetPlan:
             target=data["target"], dataset=data["dataset"], paper_dataset=data.get("paper_dataset", ""),
             rows=tuple(PlanRow(**{**row, "runs": tuple(row["runs"])}) for row in data["rows"]),
             comparisons=tuple(Comparison(**c) for c in data["comparisons"]),
+            caption=data.get("caption", ""), notes=tuple(data.get("notes", ())),
         )
 
 
@@ -209,30 +266,40 @@ def modality_names(letters: str) -> str:
 
 
 class _Planner:
-    """Run names for one dataset's experiment plan."""
+    """Run names for one dataset's experiment plan, restricted to the dataset's modalities."""
 
     def __init__(self, config: Mapping[str, Any], dataset: str) -> None:
         self.dataset = dataset
         self.plan = experiment_config(config, dataset)
         self.paper_dataset = paper_dataset(config, dataset)
         self.training = training_settings(config, dataset)  # digested into the names (crossan.train.identity)
+        self.available = dataset_letters(config, dataset)
+        self.notes: list[str] = []  # the current target's
+        self.restricted: dict[str, str] = {}  # the current target's planned set -> the one used
+        self.clamped: dict[int, int] = {}  # the current target's MOMEF top-k -> the one used
 
     def seeds(self, target: str) -> list[int]:
         return list(self.plan[target].get("seeds", self.plan["seeds"]))
 
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
-        """The run names (one per seed) of ``method`` at its setting, with ``override``."""
+        """The run names (one per seed) of ``method`` at its setting, with ``override``; MOMEF's
+        top-k clamped to the number of modalities (one expert each)."""
         from crossan.train.names import run_name
         from crossan.train.plan import SPEC_DEFAULTS
         from crossan.train.trainer import RunConfig
 
         setting = {**SPEC_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
+        topk = int(setting["topk"])
+        if method in TOPK_METHODS and modalities and topk > len(modalities):
+            if setting.get("fusion") in (None, "momef"):
+                self.clamped[topk] = len(modalities)
+            topk = len(modalities)
         names = []
         for seed in self.seeds(target):
             try:
                 run = RunConfig(
                     data_dir="", features_dir="", out_dir="", dataset=self.dataset, method=method,
-                    modalities=modalities or "TIVA", fusion=setting.get("fusion"), topk=int(setting["topk"]),
+                    modalities=modalities or "TIVA", fusion=setting.get("fusion"), topk=topk,
                     hidden=int(setting["hidden"]), lr=float(setting["lr"]), seed=seed,
                     **run_fields(self.training, method),
                 )
@@ -241,33 +308,90 @@ class _Planner:
             names.append(run_name(run))
         return tuple(dict.fromkeys(names))  # popularity has no seed: one run serves every seed
 
+    def restrict(self, target: str, letters: str) -> str:
+        """``letters`` without the modalities the dataset does not declare."""
+        kept = "".join(letter for letter in letters if letter in self.available)
+        if not kept:
+            raise ConfigError(
+                f"experiments.{target} of dataset {self.dataset!r}: modalities {letters} include none of "
+                f"the dataset's ({modality_words(self.available)}, key 'catalog.{self.dataset}.modalities'); "
+                "plan the target on those"
+            )
+        if kept != letters:
+            self.restricted[letters] = kept
+        return kept
+
     def modalities(self, target: str) -> str:
         from crossan.train.data import modality_letters
 
-        return modality_letters(self.plan[target]["modalities"])
+        return self.restrict(target, modality_letters(self.plan[target]["modalities"]))
+
+    def has_text_and_image(self) -> bool:
+        return all(letter in self.available for letter in E2E_LETTERS)
+
+    def needs_ti_note(self, method: str) -> str:
+        return NEEDS_TI_NOTE.format(method=METHOD_LABELS[method], dataset=self.dataset,
+                                    words=modality_words(self.available))
+
+    def dropped(self, target: str) -> str:
+        """Why ``target`` cannot be built for this dataset, or ``""``."""
+        if target == "table1":
+            wanted = self.modalities("table1")
+            if len(wanted) < 2:
+                from crossan.train.data import modality_letters
+
+                planned = modality_letters(self.plan["table1"]["modalities"])
+                reason = (f"Table 1 compares two towers' outputs (mutual information), and of the planned "
+                          f"{modality_label(planned)} dataset {self.dataset!r} declares only {modality_words(wanted)}")
+                if len(self.available) >= 2:
+                    reason += (f"; set catalog.{self.dataset}.experiments.table1.modalities to two of "
+                               f"{self.available} to build it")
+                return reason
+        return ""
 
     def target(self, target: str) -> TargetPlan:
         if target not in TARGETS:
             raise ConfigError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+        self.notes, self.restricted, self.clamped = [], {}, {}
+        if reason := self.dropped(target):
+            raise ConfigError(f"experiments.{target} of dataset {self.dataset!r}: {reason}")
         rows, comparisons = getattr(self, target)()
-        return TargetPlan(target, self.dataset, tuple(rows), tuple(comparisons), self.paper_dataset)
+        notes = []
+        if self.restricted:
+            changes = ", ".join(f"{modality_label(a)} -> {modality_label(b)}" for a, b in self.restricted.items())
+            notes.append(f"Modalities restricted to the dataset's ({modality_words(self.available)}, "
+                         f"catalog.{self.dataset}.modalities): {changes}.")
+        if self.clamped:
+            ks = ", ".join(str(k) for k in sorted(self.clamped, reverse=True))
+            n = min(self.clamped.values())
+            notes.append(f"MOMEF top-k {ks} clamped to {n}: k is at most the number of modalities "
+                         f"(one expert each).")
+        notes += self.notes
+        letters = self.modalities(target) if target in ("table1", "figure4") else self.available
+        caption = target_caption(target, self.available, letters)
+        return TargetPlan(target, self.dataset, tuple(rows), tuple(comparisons), self.paper_dataset,
+                          caption="" if caption == CAPTIONS[target] else caption, notes=tuple(notes))
 
     def end_to_end_rows(self, target: str) -> list[PlanRow]:
         """Full fine-tuning, Adapter and LoRA on T+I, in the paper's order; one left out of
-        ``experiments.{target}.end_to_end`` is a row without runs, marked "not run"."""
+        ``experiments.{target}.end_to_end``, or any on a dataset without text and image, is a
+        row without runs, marked "not run"."""
         chosen = set(self.plan[target].get("end_to_end", E2E_ROWS))
         label = modality_label(E2E_LETTERS)
-        return [PlanRow(f"{METHOD_LABELS[m]} ({label})", self.runs(target, m, E2E_LETTERS), m)
-                if m in chosen else PlanRow(f"{METHOD_LABELS[m]} ({label})", note=NOT_RUN_NOTE.format(target=target))
-                for m in E2E_ROWS]
+        rows = []
+        for m in E2E_ROWS:
+            if not self.has_text_and_image():
+                rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})", note=self.needs_ti_note(m)))
+            elif m in chosen:
+                rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})", self.runs(target, m, E2E_LETTERS), m))
+            else:
+                rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})", note=NOT_RUN_NOTE.format(target=target)))
+        return rows
 
     # ------------------------------------------------------------------ tables
 
     def table1(self):
-        m = self.modalities("table1")
-        if len(m) < 2:
-            raise ConfigError(f"experiments.table1 of dataset {self.dataset!r}: the mutual information "
-                              f"needs two modalities (e.g. TI), got {m}")
+        m = self.modalities("table1")  # two or more: dropped() stops the target otherwise
         return [PlanRow("INDSAN", self.runs("table1", "indsan", m), "indsan"),
                 PlanRow("CROSSAN", self.runs("table1", "crossan", m), "crossan")], []
 
@@ -275,7 +399,7 @@ class _Planner:
         from crossan.train.data import modality_letters
 
         block = self.plan["table3"]
-        sets = [modality_letters(s) for s in block["modalities"]]
+        sets = list(dict.fromkeys(self.restrict("table3", modality_letters(s)) for s in block["modalities"]))
         rows = [PlanRow(METHOD_LABELS[b], self.runs("table3", b), b) for b in block.get("baselines", [])]
         rows += self.end_to_end_rows("table3")
         comparisons = []
@@ -306,24 +430,42 @@ class _Planner:
 
     def table5(self):
         m = self.modalities("table5")
+        if len(m) == 1:
+            self.notes.append(
+                f"With one modality ({MODALITY_WORDS[m]}) D-Gated and S-Gated fusion weight the single tower "
+                "by 1 (the same function), and MOMEF is its one expert, a linear layer like Concat's: the "
+                "rows differ by their initialisation only.")
         return [PlanRow(FUSION_LABELS[f], self.runs("table5", "crossan", m, fusion=f), "crossan")
                 for f in self.plan["table5"]["fusions"]], []
 
     def table6(self):
         m = self.modalities("table6")
-        return [PlanRow("Cross-modal", self.runs("table6", "crossan", m), "crossan"),
+        crossan = self.runs("table6", "crossan", m)
+        if len(m) == 1:  # the same model: train it once
+            return [PlanRow("Cross-modal", crossan, "crossan"),
+                    PlanRow("Independent", crossan, "crossan", note=(
+                        f"INDSAN and CROSSAN coincide with one modality ({MODALITY_WORDS[m]}): each layer's "
+                        "gate mixes the tower's frozen state with the tower's own previous output either way, "
+                        "so this row reads the Cross-modal row's runs"))], []
+        return [PlanRow("Cross-modal", crossan, "crossan"),
                 PlanRow("Independent", self.runs("table6", "indsan", m), "indsan")], []
 
     def table7(self):
         m = self.modalities("table7")
+        ks = list(dict.fromkeys(min(int(k), len(m)) for k in self.plan["table7"]["topk"]))
+        for k in self.plan["table7"]["topk"]:
+            if int(k) > len(m):
+                self.clamped[int(k)] = len(m)
         return [PlanRow(str(k), self.runs("table7", "crossan", m, topk=k, fusion="momef"), "crossan")
-                for k in self.plan["table7"]["topk"]], []
+                for k in ks], []
 
     def table8(self):
         m = self.modalities("table8")
         rows = [PlanRow(METHOD_LABELS[model], self.runs("table8", model, m), model)
                 for model in self.plan["table8"]["models"]]
-        rows += [PlanRow(f"IISAN ({modality_label('TI')})", self.runs("table8", "iisan", "TI"), "iisan"),
+        iisan = f"IISAN ({modality_label('TI')})"
+        rows += [PlanRow(iisan, self.runs("table8", "iisan", "TI"), "iisan") if self.has_text_and_image()
+                 else PlanRow(iisan, note=self.needs_ti_note("iisan")),
                  PlanRow(f"CROSSAN ({modality_label(m)}) (ours)", self.runs("table8", "crossan", m), "crossan")]
         return rows, []
 
@@ -356,14 +498,41 @@ def target_plan(config: Mapping[str, Any], dataset: str, target: str) -> TargetP
 
 
 def planned_targets(config: Mapping[str, Any], dataset: str) -> list[str]:
-    """The targets ``all`` builds for ``dataset`` (``experiments.targets``)."""
-    return list(experiment_config(config, dataset)["targets"])
+    """The targets ``all`` builds for ``dataset``: ``experiments.targets`` less those its
+    modalities cannot make (:func:`dropped_targets`)."""
+    dropped = dropped_targets(config, dataset)
+    return [target for target in experiment_config(config, dataset)["targets"] if target not in dropped]
+
+
+def dropped_targets(config: Mapping[str, Any], dataset: str) -> dict[str, str]:
+    """The targets of ``experiments.targets`` the dataset's modalities cannot make, and why
+    (Table 1 with fewer than two modalities)."""
+    planner = _Planner(config, dataset)
+    reasons = {target: planner.dropped(target) for target in planner.plan["targets"]}
+    return {target: reason for target, reason in reasons.items() if reason}
 
 
 def experiment_runs(config: Mapping[str, Any], dataset: str) -> list[str]:
     """Every run the dataset's planned targets read, once, in plan order."""
     planner = _Planner(config, dataset)
     names: list[str] = []
-    for target in planner.plan["targets"]:
+    for target in planned_targets(config, dataset):
         names += planner.target(target).runs()
     return list(dict.fromkeys(names))
+
+
+def check_run_modalities(config: Mapping[str, Any], dataset: str, names: list[str]) -> None:
+    """Raise :class:`ConfigError` naming each of ``names`` (the dataset's extra runs, key
+    ``runs``) that reads a modality the dataset does not declare."""
+    from crossan.train.names import parse_run_name
+
+    available = dataset_letters(config, dataset)
+    problems = []
+    for name in names:
+        letters = parse_run_name(name)["modalities"]
+        if missing := "".join(letter for letter in letters if letter not in available):
+            problems.append(f"run {name} reads {modality_words(missing)}, which dataset {dataset!r} does not "
+                            f"declare (catalog.{dataset}.modalities: {modality_words(available)}); give its "
+                            f"spec under 'runs' modalities from {available}")
+    if problems:
+        raise ConfigError("invalid config.yaml:\n  " + "\n  ".join(problems))

@@ -15,8 +15,9 @@ Conventions, the same in every table:
 * relative improvement (Table 3): ``(ours - baseline) / baseline``, in percent, of the
   means; efficiency improvement (Table 4): ``(baseline - ours) / baseline`` (lower is better),
   which reproduces the paper's Table 4 percentages exactly;
-* a row the pipeline does not produce (full fine-tuning, Adapter, LoRA) is shown with
-  ``—`` and a note, never dropped; for MicroLens datasets the paper's published value is
+* a row the pipeline does not produce (full fine-tuning, Adapter, LoRA left out, or without
+  text and image) is shown with ``—`` and a note, never dropped; the plan's own notes (a
+  dataset's modalities, a clamped top-k, rows that coincide) follow the table; for MicroLens datasets the paper's published value is
   shown beside ours, in parentheses.
 """
 
@@ -33,7 +34,7 @@ import polars as pl
 from crossan.atomic import write_text_atomic
 from crossan.errors import DataError
 from crossan.results.paper import TABLE8_COLUMNS, paper_value
-from crossan.results.plan import CAPTIONS, GRAPH_ROWS, TargetPlan
+from crossan.results.plan import GRAPH_ROWS, TargetPlan
 from crossan.results.runs import (
     METRICS,
     PairedTest,
@@ -273,7 +274,7 @@ def efficiency_gain(ours: float, baseline: float) -> float:
 
 def _metric_table(plan: TargetPlan, runs_dir: Path, header: str) -> Table:
     rows = [metric_row(runs_dir, row.label, row.runs, row.note) for row in plan.rows]
-    return Table(plan.target, plan.dataset, CAPTIONS[plan.target], header, METRICS, rows,
+    return Table(plan.target, plan.dataset, plan.title, header, METRICS, rows,
                  paper_dataset=plan.paper_dataset)
 
 
@@ -327,7 +328,7 @@ def table1(plan: TargetPlan, runs_dir: Path) -> Table:
     for row in rows:
         row.runs = indsan.runs + crossan.runs
     table = Table(
-        "table1", plan.dataset, CAPTIONS["table1"], "Metric", ("INDSAN", "CROSSAN"), rows,
+        "table1", plan.dataset, plan.title, "Metric", ("INDSAN", "CROSSAN"), rows,
         notes=[SIGNIFICANCE_NOTE.format(baseline="INDSAN"),
                f"Mutual information (nats) between the {towers_named[0]} and {towers_named[1]} tower "
                "outputs at the best checkpoint, over every item with both media: KSG estimator "
@@ -367,7 +368,7 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
                  for (column, key), kind in zip(EFFICIENCY.items(), EFFICIENCY_KINDS)}
         kinds |= {run["peak_memory_kind"] for run in metrics}
         rows.append(Row(plan_row.label, cells, plan_row.runs))
-    table = Table("table4", plan.dataset, CAPTIONS["table4"], "Method", tuple(EFFICIENCY), rows,
+    table = Table("table4", plan.dataset, plan.title, "Method", tuple(EFFICIENCY), rows,
                   paper_dataset=plan.paper_dataset)
     for comparison in plan.comparisons:
         ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
@@ -421,6 +422,7 @@ def build_table(plan: TargetPlan, runs_dir: Path) -> Table:
     if plan.target not in BUILDERS:
         raise ValueError(f"{plan.target} is not a table; choose from {', '.join(BUILDERS)}")
     table = BUILDERS[plan.target](plan, Path(runs_dir))
+    table.notes += plan.notes  # how the plan departs from the paper's (the dataset's modalities)
     _seed_note(table)
     table.notes += settings_notes(Path(runs_dir), plan.runs())  # the runs' non-default training settings
     return _with_paper(table)

@@ -1,11 +1,19 @@
 # Helpers shared by the workflow: what each dataset needs and where its raw files come from.
 import functools
 
-from crossan.config import dataset_media, encoder_spec
+from crossan.config import dataset_letters, dataset_media, dataset_modalities, encoder_spec
+from crossan.data.layout import MODALITY_PARTS
 from crossan.data.raw_state import write_raw_state
 from crossan.encoders.tiny import built_model_root
 from crossan.models.adapters import MODALITY_LETTERS
-from crossan.results.plan import CAPTIONS, FIGURES, TABLES, experiment_runs, planned_targets, target_plan
+from crossan.results.plan import (
+    FIGURES,
+    TABLES,
+    check_run_modalities,
+    experiment_runs,
+    planned_targets,
+    target_plan,
+)
 from crossan.models.e2e import E2E_METHODS
 from crossan.models.graph import GRAPH_METHODS
 from crossan.train.plan import (
@@ -19,6 +27,16 @@ from crossan.train.plan import (
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 FEATURE_MODALITIES = ["text", "image", "video", "audio"]
+
+
+def media_modalities(dataset):
+    """The media the dataset's declared modalities sample (catalog.{name}.modalities)."""
+    return [m for m in MEDIA_MODALITIES if m in dataset_modalities(config, dataset)]
+
+
+def feature_modalities(dataset):
+    """The encoders the dataset's declared modalities run, in canonical order."""
+    return [m for m in FEATURE_MODALITIES if m in dataset_modalities(config, dataset)]
 
 
 def dataset_entry(wildcards):
@@ -82,8 +100,10 @@ def raw_part(part):
 
 
 def raw_parts(wildcards):
-    """Every raw part's state (the layout report reads them all)."""
-    return [state for part in ("pairs", "titles", "covers", "videos") if (state := raw_part(part)(wildcards))]
+    """The state of the interactions and of every part a declared modality reads (the layout
+    report reads them all); a part the dataset does not declare may be absent."""
+    parts = dict.fromkeys(["pairs", *(MODALITY_PARTS[m] for m in dataset_modalities(config, wildcards.dataset))])
+    return [state for part in parts if (state := raw_part(part)(wildcards))]
 
 
 def media_part(wildcards):
@@ -197,7 +217,9 @@ def run_item_flags(wildcards):
 
 
 def run_outputs(dataset):
-    """The metrics.json of every run the dataset's tables and figures read, and of its extra runs."""
+    """The metrics.json of every run the dataset's tables and figures read, and of its extra runs
+    (which may read only the dataset's declared modalities)."""
+    check_run_modalities(config, dataset, planned_run_names(config, dataset))
     names = dict.fromkeys(experiment_runs(config, dataset) + planned_run_names(config, dataset))
     return [f"results/{dataset}/runs/{name}/metrics.json" for name in names]
 
@@ -237,8 +259,8 @@ def all_outputs(wildcards):
     outputs = []
     for name in config["datasets"]:
         outputs += [f"results/{name}/data/stats.json", f"results/{name}/data/layout_report.json"]
-        outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=MEDIA_MODALITIES)
-        outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=FEATURE_MODALITIES)
+        outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=media_modalities(name))
+        outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=feature_modalities(name))
         outputs += run_outputs(name)
         for target in planned_targets(config, name):
             outputs += target_files(name, target)

@@ -4,20 +4,21 @@
 
 rule build_graph:
     """Training pairs (the sequential models' training windows), their normalised user-item
-    adjacency and one kNN item graph per modality from the cached states of one kept layer."""
+    adjacency and one kNN item graph per declared modality from the cached states of one kept layer."""
     input:
         train="results/{dataset}/data/train.parquet",
         valid="results/{dataset}/data/valid.parquet",
         test="results/{dataset}/data/test.parquet",
         item_table=item_table,
         features=lambda wc: expand(
-            "results/{dataset}/features/{modality}.h5", dataset=wc.dataset, modality=FEATURE_MODALITIES
+            "results/{dataset}/features/{modality}.h5", dataset=wc.dataset, modality=feature_modalities(wc.dataset)
         ),
     output:
         "results/{dataset}/graph/graph.h5",
     params:
         data=lambda wc: f"results/{wc.dataset}/data",
         features=lambda wc: f"results/{wc.dataset}/features",
+        modalities=lambda wc: dataset_letters(config, wc.dataset),  # the declared ones: TIVA, T, ...
         # layer, k, max_len and z-scoring as flags: changing one rebuilds the graph
         flags=lambda wc: graph_build_flags(training_settings(config, wc.dataset)),
     log:
@@ -34,4 +35,4 @@ rule build_graph:
         "../../envs/models.yaml"
     shell:
         "crossan graph --data {params.data} --features {params.features} --out {output}"
-        " --modalities TIVA {params.flags} > {log} 2>&1"
+        " --modalities {params.modalities} {params.flags} > {log} 2>&1"

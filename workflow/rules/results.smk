@@ -28,7 +28,7 @@ rule table:
     params:
         plan=lambda wc: target_plan(config, wc.dataset, wc.table).to_json(),
         runs=lambda wc: f"results/{wc.dataset}/runs",
-        caption=lambda wc: CAPTIONS[wc.table],
+        caption=lambda wc: target_plan(config, wc.dataset, wc.table).title,
     log:
         "results/{dataset}/logs/tables/{table}.log",
     benchmark:
@@ -63,7 +63,7 @@ rule figure:
     params:
         plan=lambda wc: target_plan(config, wc.dataset, wc.figure).to_json(),
         runs=lambda wc: f"results/{wc.dataset}/runs",
-        caption=lambda wc: CAPTIONS[wc.figure],
+        caption=lambda wc: target_plan(config, wc.dataset, wc.figure).title,
     log:
         "results/{dataset}/logs/figures/{figure}.log",
     threads: 1
