@@ -7,9 +7,11 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import h5py
+import numpy as np
 import polars as pl
 import yaml
 
@@ -427,3 +429,90 @@ def test_a_training_setting_reruns_only_the_runs_that_use_it_and_both_stay(tmp_p
     config["training"]["max_epochs"] = 50  # back to the default: those runs are there
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "all").stdout
+
+
+# A dataset of one's own with titles only: ASIN-like item ids (one an ISBN with a leading zero,
+# which must stay text), UUID user ids, no covers/ or videos/ folder, `modalities: [text]`.
+TOPIC_WORDS = (("ember", "forge", "anvil", "spark"), ("tide", "harbor", "anchor", "reef"),
+               ("orbit", "comet", "nebula", "rocket"), ("maple", "acorn", "grove", "fern"))
+
+
+def title_only_dataset(root: Path, n_users: int = 240, n_items: int = 48, seed: int = 0) -> list[str]:
+    """pairs.csv (string ids; each user mostly follows one topic) and titles.csv under ``root``;
+    returns the item ids."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array(list("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"))
+    items = ["0439023483", *("B0" + "".join(rng.choice(alphabet, 8)) for _ in range(n_items - 1))]
+    topic = {item: i % len(TOPIC_WORDS) for i, item in enumerate(items)}
+    by_topic = [[item for item in items if topic[item] == t] for t in range(len(TOPIC_WORDS))]
+    root.mkdir(parents=True)
+    rows = ["user_id,item_id,timestamp"]
+    for _ in range(n_users):
+        user, likes = str(uuid.UUID(bytes=rng.bytes(16))), int(rng.integers(len(TOPIC_WORDS)))
+        for step in range(int(rng.integers(5, 9))):
+            pool = by_topic[likes] if rng.random() < 0.8 else items
+            rows.append(f"{user},{pool[int(rng.integers(len(pool)))]},{1_600_000_000 + 60 * step}")
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    titles = [f'{item},"{" ".join(rng.choice(TOPIC_WORDS[topic[item]], 3))}, vol. {i}"' for i, item in enumerate(items)]
+    (root / "titles.csv").write_text("\n".join(titles) + "\n", encoding="utf-8")
+    return items
+
+
+def test_a_title_only_dataset_with_string_ids_runs_only_text(tmp_path: Path) -> None:
+    items = title_only_dataset(tmp_path / "raw")
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config["datasets"] = ["shop"]
+    config["catalog"]["shop"] = {
+        "kind": "local", "data_dir": "raw", "modalities": ["text"],
+        "encoders": {"text": {"model": "resources/models/tiny-shop/bert", "layers": [0, 2, 4, 6], "max_length": 16}},
+        "training": {"standardize_states": True, "max_epochs": 2, "patience": 1, "batch_size": 32,
+                     "graph_max_epochs": 2, "graph_patience": 1, "graph_batch_size": 256, "graph_k": 3},
+        "experiments": {"targets": ["table1", "table3", "table6", "table7", "table8"],
+                        "settings": {m: {"hidden": 8, "lr": 1.0e-3} for m in ("crossan", "iisan-e", "id-sasrec")}
+                        | {"bm3": {"hidden": 8, "lr": 1.0e-2}},
+                        "table8": {"models": ["bm3"]}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "--cores", "2", "all")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", output, flags=re.M))
+    assert ran == {"dataset_manifest", "layout_report", "sequences", "item_titles", "tiny_encoders",
+                   "extract_features", "merge_features", "build_graph", "train_run", "table", "all"}  # no sample_media
+    assert re.findall(r"extract_features\s+(\d+)", output)[0] == "1"  # text only
+    assert sorted(p.name for p in (tmp_path / "results/shop/features").glob("*.h5")) == ["text.h5"]
+    assert not (tmp_path / "results/shop/media").exists()
+    assert "shop: table1 is left out: Table 1 compares two towers' outputs (mutual information)" in output
+
+    data = tmp_path / "results/shop/data"  # the id mappings, next to items.csv
+    item_ids = pl.read_csv(data / "item_ids.csv", schema_overrides={"item_id": pl.String})
+    assert sorted(item_ids["item_id"]) == sorted(items)  # every item occurs; "0439023483" kept as written
+    users = pl.read_csv(data / "user_ids.csv")
+    assert users["user_index"].to_list() == list(range(240)) and users["user_id"].str.len_chars().unique().to_list() == [36]
+    titled = pl.read_csv(data / "items.csv", schema_overrides={"item_id": pl.String})
+    assert titled.filter(pl.col("item_id") == "0439023483")["title"].item().endswith(", vol. 0")
+    report = json.loads((tmp_path / "results/shop/data/layout_report.json").read_text(encoding="utf-8"))
+    assert report["absent"] == ["covers", "videos"] and report["counts"]["missing_titles"] == 0
+
+    assert sorted(p.name for p in (tmp_path / "results/shop/tables").glob("*.csv")) == [
+        "table3.csv", "table6.csv", "table7.csv", "table8.csv"]
+    table3 = pl.read_csv(tmp_path / "results/shop/tables/table3.csv")
+    assert table3["row"].to_list() == [
+        "Popularity", "SASRec (item IDs)", "Full Finetuning (T+I)", "Adapter (T+I)", "LoRA (T+I)", "IISAN-E (T)",
+        "CROSSAN (T) (ours)", "Text"]
+    assert table3.filter(pl.col("row") == "LoRA (T+I)")["note"].item() == (
+        "not run: LoRA needs text and image, and dataset 'shop' declares text")
+    for run in filter(None, ";".join(table3["runs"].drop_nulls()).split(";")):
+        assert parse_run_name(run)["modalities"] in ("", "T"), run
+    markdown = (tmp_path / "results/shop/tables/table3.md").read_text(encoding="utf-8")
+    assert markdown.startswith("**Table 3** (shop): Performance comparison of CROSSAN with raw modalities "
+                               "(T: text) against IISAN and its extension IISAN-E.\n")
+    assert "- Modalities restricted to the dataset's (text, catalog.shop.modalities): T+I -> T" in markdown
+    table6 = (tmp_path / "results/shop/tables/table6.md").read_text(encoding="utf-8")
+    assert "- Independent: INDSAN and CROSSAN coincide with one modality (text)" in table6
+    assert "Modalities: T: text (the dataset's own)." in table6.splitlines()[0]
+    assert pl.read_csv(tmp_path / "results/shop/tables/table7.csv")["row"].to_list() == [1]
+    table8 = pl.read_csv(tmp_path / "results/shop/tables/table8.csv")
+    assert table8["row"].to_list() == ["BM3", "IISAN (T+I)", "CROSSAN (T) (ours)"]
+    assert table8["HR@10"].to_list()[0] is not None and table8["HR@10"].to_list()[1] is None
