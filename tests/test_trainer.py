@@ -463,6 +463,17 @@ def test_planned_run_names_from_config() -> None:
     assert "--standardize-states" in setting_flags(training_settings(config, "a"), "adapter").split()
 
 
+def test_a_spec_without_modalities_reads_the_datasets_own() -> None:
+    from crossan.train.plan import planned_run_names
+
+    config = {**SETTINGS_CONFIG, "catalog": {
+        "t": {"kind": "demo", "modalities": ["text"]},
+        "ia": {"kind": "demo", "modalities": ["audio", "image"]},
+    }}
+    assert planned_run_names(config, "t") == ["t__crossan-T-momef-k1-h512-lr1e-04-s0"]  # k at most 1
+    assert planned_run_names(config, "ia") == ["ia__crossan-IA-momef-k2-h512-lr1e-04-s0"]
+
+
 def test_a_setting_renames_only_the_runs_that_use_it() -> None:
     """max_epochs: the sequential and end-to-end runs get new names (and commands), the
     popularity baseline and the graph recommenders (graph_max_epochs) keep theirs; both

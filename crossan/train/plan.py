@@ -25,7 +25,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from crossan.config import encoder_spec
+from crossan.config import dataset_letters, encoder_spec
 from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
 from crossan.train.identity import (
@@ -75,12 +75,16 @@ SWITCHES: tuple[str, ...] = ("standardize_states", "gradient_checkpointing")
 
 
 def run_specs(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
-    """The dataset's run specs (its own ``runs`` or the global ones), defaults filled in."""
+    """The dataset's run specs (its own ``runs`` or the global ones), defaults filled in: a
+    spec without ``modalities`` reads every modality the dataset declares (and MOMEF's
+    ``topk`` is at most their number)."""
     entry = config["catalog"][dataset]
     specs = entry["runs"] if entry.get("runs") is not None else config.get("runs", [])
+    letters = dataset_letters(config, dataset)
+    dataset_defaults = {"modalities": letters, "topk": min(SPEC_DEFAULTS["topk"], len(letters))}
     e2e_defaults = {"modalities": E2E_MODALITIES}  # their only modality set
-    return [{**SPEC_DEFAULTS, **(e2e_defaults if spec.get("method") in E2E_METHODS else {}), **spec}
-            for spec in specs]
+    return [{**SPEC_DEFAULTS, **dataset_defaults, **(e2e_defaults if spec.get("method") in E2E_METHODS else {}),
+             **spec} for spec in specs]
 
 
 def configured_run(config: Mapping[str, Any], dataset: str, method: str, **name_fields: Any) -> RunConfig:
