@@ -10,6 +10,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import decord
@@ -572,10 +573,11 @@ def test_decoder_crash_masks_only_that_item(
 
 
 def interrupt_at_second_block(
-    monkeypatch: pytest.MonkeyPatch, layout: DatasetLayout, items_csv: Path, out: Path
+    monkeypatch: pytest.MonkeyPatch, layout: DatasetLayout, items_csv: Path, out: Path, **options: Any
 ) -> None:
-    """Sample in blocks of 2 items and stop (as Ctrl-C would) when the second block starts:
-    every modality's partial file then holds the first block only."""
+    """Sample in blocks of 2 items (``options`` added to :data:`SMALL`) and stop (as Ctrl-C
+    would) when the second block starts: every modality's partial file then holds the first
+    block only."""
     real = media.sample_block
 
     def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
@@ -586,7 +588,7 @@ def interrupt_at_second_block(
     with monkeypatch.context() as patch:
         patch.setattr(media, "sample_block", stop_at_second_block)
         with pytest.raises(KeyboardInterrupt):
-            media.sample_media(layout, items_csv, out, workers=0, chunk_items=2, **SMALL)
+            media.sample_media(layout, items_csv, out, workers=0, chunk_items=2, **(SMALL | options))
 
 
 def test_interrupted_run_resumes_and_a_changed_spec_starts_over(
@@ -868,18 +870,7 @@ def test_a_partial_of_the_raw_layout_is_not_resumed_as_jpeg(
     kinds = {str(n): ("ok", "ok") for n in range(301, 305)}
     layout, _, items_csv = make_dataset(tmp_path / "raw", kinds, audio_seconds=0.25)
     out = tmp_path / "m"
-    real = media.sample_block
-
-    def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
-        if block.index == 1:
-            raise KeyboardInterrupt
-        return real(block, spec)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(media, "sample_block", stop_at_second_block)
-        with pytest.raises(KeyboardInterrupt):
-            media.sample_media(layout, items_csv, out, workers=0, chunk_items=2,
-                               jpeg_quality=0, progress=False, **SMALL)
+    interrupt_at_second_block(monkeypatch, layout, items_csv, out, jpeg_quality=0, progress=False)
     report = media.sample_media(layout, items_csv, out, workers=0, chunk_items=2,
                                 progress=False, **SMALL)
     for modality in ("video", "image"):
