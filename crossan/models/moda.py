@@ -1,0 +1,120 @@
+"""MoDA, modality-disentangled adaptation (issue 17; SDA, Rao et al. 2025), for a shared tower.
+
+:class:`LowRankExperts` is the low-rank update of one shared linear map ``W x``:
+
+    delta(x, t) = sum_e g_e(t) * (alpha / r) * B_e A_e x,    g(t) = softmax(Linear(Embedding(t)))
+
+with ``t`` the sample's modality id. The total rank ``r`` is split evenly over ``E`` experts
+(``A_e: [r/E, in]``, ``B_e: [out, r/E]``), so the expert pathway costs as much as one rank-``r``
+LoRA; ``alpha / r`` uses the *total* rank, as in the issue. ``A ~ N(0, 0.01)``
+(std 0.01), ``B = 0``: at step 0 every update is exactly zero, and so are the gradients of
+``A`` and of the gate (both reach the loss only through ``B``); only ``B`` moves on the first
+step.
+
+:class:`SharedMoDAAdapter` is the Houlsby bottleneck of :class:`crossan.models.adapters.Adapter`
+(``x + up(relu(down(x)))``, the same module, shared by all modalities) with one
+:class:`LowRankExperts` on each of its two projections:
+
+    h = relu(down(x) + delta_down(x, t)),    out = x + up(h) + delta_up(h, t)
+
+So one adapter stack serves every modality, and adding a modality adds only one gate
+embedding row per expert set (``gate_dim`` parameters) instead of a whole tower.
+With ``B = 0`` the output equals the bottleneck alone bit for bit.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from crossan.models.adapters import Adapter
+
+
+class LowRankExperts(nn.Module):
+    """Modality-gated low-rank experts: ``x [B, in]``, ``modality [B]`` (long) -> ``[B, out]``.
+
+    Parameters (``r`` total rank, ``M`` modalities, ``g`` gate embedding size, ``E`` experts):
+    ``A: [E, r/E, in]``, ``B: [E, out, r/E]``, gate ``Embedding(M, g)`` and ``Linear(g, E)``:
+
+        count = r * (in + out) + M * g + g * E + E
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        rank: int,
+        n_experts: int,
+        n_modalities: int,
+        alpha: float | None = None,
+        gate_dim: int = 16,
+    ) -> None:
+        super().__init__()
+        if n_experts < 1 or rank < n_experts or rank % n_experts:
+            raise ValueError(f"rank must be a positive multiple of n_experts, got rank={rank}, n_experts={n_experts}")
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.rank, self.n_experts, self.n_modalities = rank, n_experts, n_modalities
+        self.alpha = float(rank if alpha is None else alpha)
+        self.scale = self.alpha / rank
+        per_expert = rank // n_experts
+        self.A = nn.Parameter(torch.empty(n_experts, per_expert, in_dim))
+        self.B = nn.Parameter(torch.zeros(n_experts, out_dim, per_expert))
+        nn.init.normal_(self.A, mean=0.0, std=0.01)
+        self.gate_embedding = nn.Embedding(n_modalities, gate_dim)
+        self.gate = nn.Linear(gate_dim, n_experts)
+
+    @staticmethod
+    def count(in_dim: int, out_dim: int, rank: int, n_experts: int, n_modalities: int, gate_dim: int = 16) -> int:
+        """Trainable parameters: ``r * (in + out) + M * g + g * E + E`` (class docstring)."""
+        return rank * (in_dim + out_dim) + n_modalities * gate_dim + gate_dim * n_experts + n_experts
+
+    def gates(self, modality: Tensor) -> Tensor:
+        """Gate weights ``[B, E]`` for modality ids ``[B]``; each row sums to 1."""
+        return torch.softmax(self.gate(self.gate_embedding(modality)), dim=-1)
+
+    def forward(self, x: Tensor, modality: Tensor) -> Tensor:
+        low = torch.einsum("eri,bi->ber", self.A, x)  # [B, E, r/E]
+        per_expert = torch.einsum("eor,ber->beo", self.B, low)  # [B, E, out]
+        g = self.gates(modality)  # [B, E]
+        return self.scale * torch.einsum("be,beo->bo", g, per_expert)
+
+
+class SharedMoDAAdapter(nn.Module):
+    """Shared bottleneck adapter plus modality-gated low-rank experts on both projections.
+
+    ``x [B, D]``, ``modality [B]`` (long ids in ``[0, n_modalities)``) -> ``[B, D]`` (module
+    docstring). ``self.bottleneck`` is a plain :class:`Adapter`, initialised as the other
+    towers' adapters (N(0, 0.01) weights, zero biases). Parameters (``h`` hidden):
+
+        count = (2*D*h + h + D) + 2 * r * (D + h) + 2 * (M * g + g * E + E)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        rank: int,
+        n_experts: int,
+        n_modalities: int,
+        alpha: float | None = None,
+        gate_dim: int = 16,
+    ) -> None:
+        super().__init__()
+        self.bottleneck = Adapter(dim, hidden)
+        self.down_experts = LowRankExperts(dim, hidden, rank, n_experts, n_modalities, alpha, gate_dim)
+        self.up_experts = LowRankExperts(hidden, dim, rank, n_experts, n_modalities, alpha, gate_dim)
+
+    @staticmethod
+    def count(dim: int, hidden: int, rank: int, n_experts: int, n_modalities: int, gate_dim: int = 16) -> int:
+        """Trainable parameters (class docstring formula)."""
+        adapter = 2 * dim * hidden + hidden + dim
+        experts = LowRankExperts.count(dim, hidden, rank, n_experts, n_modalities, gate_dim)
+        experts += LowRankExperts.count(hidden, dim, rank, n_experts, n_modalities, gate_dim)
+        return adapter + experts
+
+    def forward(self, x: Tensor, modality: Tensor) -> Tensor:
+        if x.dim() != 2 or modality.shape != x.shape[:1]:
+            raise ValueError(f"expected x [B, D] and modality [B], got {tuple(x.shape)} and {tuple(modality.shape)}")
+        h = F.relu(self.bottleneck.down(x) + self.down_experts(x, modality))  # [B, h]
+        return x + (self.bottleneck.up(h) + self.up_experts(h, modality))
