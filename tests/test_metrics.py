@@ -9,9 +9,11 @@ import polars as pl
 import pytest
 import torch
 
+from crossan.data.buckets import assign_buckets, bucket_thresholds, item_training_counts, popularity_buckets
 from crossan.train.metrics import (
     evaluate_full_ranking,
     hit_ndcg,
+    metrics_by_bucket,
     rank_of_targets,
     save_per_user,
     summarize,
@@ -185,3 +187,46 @@ def test_save_per_user_round_trip(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         save_per_user(tmp_path / "bad.parquet", user_index[:3], per_user)
     assert not (tmp_path / "bad.parquet").exists()
+
+
+# ====================================================================== long-tail buckets
+
+# items 1..9 with training counts 5,0,3,1,8,2,7,4,6 (index 0 = padding)
+NINE = np.array([0, 5, 0, 3, 1, 8, 2, 7, 4, 6])
+
+
+def test_bucket_thresholds_by_hand() -> None:
+    # sorted 0..8, k = 9 // 3 = 3: tail <= 2 (items 2, 4, 6), head >= 6 (items 5, 7, 9)
+    assert bucket_thresholds(NINE) == (6, 2)
+    bucket = assign_buckets(NINE, 6, 2)
+    assert bucket.tolist() == [-1, 1, 2, 1, 2, 0, 2, 0, 1, 0]
+    record = popularity_buckets(NINE, {"test": np.array([5, 2, 1, 7, 4])})
+    assert record["head_min_count"] == 6 and record["tail_max_count"] == 2
+    assert record["items"] == {"head": 3, "torso": 3, "tail": 3}
+    assert record["test_targets"] == {"head": 2, "torso": 1, "tail": 2}
+
+
+def test_bucket_ties_go_to_the_outer_bucket() -> None:
+    # counts 1,1,1,1,5,9: k = 2, tail <= 1 (four items), head >= 5 (two), torso empty
+    assert bucket_thresholds(np.array([0, 1, 1, 1, 1, 5, 9])) == (5, 1)
+    # all equal: the head threshold is raised above the tail's, every item is tail
+    assert bucket_thresholds(np.array([0, 2, 2, 2])) == (3, 2)
+    assert popularity_buckets(np.array([0, 2, 2, 2]))["items"] == {"head": 0, "torso": 0, "tail": 3}
+
+
+def test_item_training_counts() -> None:
+    assert item_training_counts([[1, 2, 1], [], [3]], 4).tolist() == [0, 2, 1, 1, 0]
+    with pytest.raises(ValueError):
+        item_training_counts([[5]], 4)
+
+
+def test_metrics_by_bucket_by_hand() -> None:
+    targets = np.array([5, 2, 1, 7, 4])  # head, tail, torso, head, tail
+    ranks = torch.tensor([1, 3, 12, 10, 11])
+    per_user = {name: v.numpy() for name, v in hit_ndcg(ranks, (10,)).items()}
+    out = metrics_by_bucket(per_user, targets, assign_buckets(NINE, 6, 2))
+    assert out["head"] == {"users": 2, "HR@10": 1.0, "NDCG@10": pytest.approx((1 + 1 / math.log2(11)) / 2)}
+    assert out["torso"] == {"users": 1, "HR@10": 0.0, "NDCG@10": 0.0}
+    assert out["tail"] == {"users": 2, "HR@10": 0.5, "NDCG@10": pytest.approx(0.25)}  # rank 3: 1/log2(4)
+    empty = metrics_by_bucket(per_user, np.array([5, 5, 7, 9, 5]), assign_buckets(NINE, 6, 2))
+    assert empty["tail"] == {"users": 0, "HR@10": None, "NDCG@10": None}

@@ -55,6 +55,14 @@ def test_stats(outputs: tuple[dict, Path]) -> None:
     assert stats["interactions_kept"] == 4 + 4 + 4  # last 4 per user
     assert stats["items"] == 5 + 6 + 2  # 10..14, 20..25, 30, 31 (10..12 shared with user 1)
     assert stats["repeat_target_users"] == {"valid": 0, "test": 0}
+    # Dense ids 13->1, 14->2, 11->3, 12->4, 10->5, 20..25->6..11, 31->12, 30->13; train lists
+    # [14, 11], [22, 23], [11, 12]: counts id 3 -> 2, ids 2, 4, 8, 9 -> 1, the other 8 -> 0.
+    # Sorted 0 x8, 1 x4, 2; k = 13 // 3 = 4: tail <= 0 (8 items), head >= 1 (5), no torso.
+    buckets = stats["popularity_buckets"]
+    assert (buckets["head_min_count"], buckets["tail_max_count"]) == (1, 0)
+    assert buckets["items"] == {"head": 5, "torso": 0, "tail": 8}
+    assert buckets["valid_targets"] == {"head": 1, "torso": 0, "tail": 2}  # 12 (id 4); 24, 31
+    assert buckets["test_targets"] == {"head": 0, "torso": 0, "tail": 3}  # 10, 25, 30
     titles = json.loads((out / "titles.json").read_text(encoding="utf-8"))  # the title step's counts
     assert titles == {"items": 13, "items_without_title": 1, "empty_titles": 1}  # item 25; item 12
 
@@ -281,3 +289,19 @@ def test_the_titles_step_without_a_title_file_gives_empty_titles(tmp_path: Path)
     stats = write_item_titles(tmp_path / "item_ids.csv", None, tmp_path / "items.csv")
     assert (stats.items, stats.items_without_title) == (2, 2)
     assert (tmp_path / "items.csv").read_text() == '"dense_id","item_id","title"\n1,"B2",""\n2,"B1",""\n'
+
+
+def test_runs_bucket_with_the_thresholds_of_stats_json(outputs: tuple[dict, Path]) -> None:
+    """The training code recomputes the buckets from its loaded training split: same thresholds."""
+    import numpy as np
+
+    from crossan.train.data import load_sequences
+    from crossan.train.trainer import test_by_popularity
+
+    stats, out = outputs
+    data = load_sequences(out)
+    per_user = {"HR@10": np.ones(len(data.test)), "NDCG@10": np.ones(len(data.test))}
+    by_pop = test_by_popularity(data, per_user)
+    for key in ("by", "head_min_count", "tail_max_count"):
+        assert by_pop[key] == stats["popularity_buckets"][key]
+    assert {b: by_pop[b]["users"] for b in ("head", "torso", "tail")} == stats["popularity_buckets"]["test_targets"]

@@ -89,6 +89,8 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
                 "eval_seconds", "peak_memory_mib", "peak_memory_kind", "device", "config", "versions",
                 "run_name"):
         assert key in metrics, key
+    by_pop = metrics["test_by_popularity"]  # every family writes it (write_outputs)
+    assert sum(by_pop[b]["users"] for b in ("head", "torso", "tail")) == metrics["n_users"]["test"]
     assert set(metrics["valid"]) == set(metrics["test"]) == set(METRIC_NAMES)
     assert metrics["peak_memory_kind"] == "cpu_peak_rss" and metrics["peak_memory_mib"] > 10
     assert metrics["device"] == "cpu" and metrics["seconds_per_epoch"] > 0 and metrics["eval_seconds"] > 0
@@ -237,6 +239,16 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     assert metrics["test"]["HR@10"] == 1.0
     assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
     assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
+    # Long-tail buckets: train lists [1,2,3], [1,2], [1], [2] give counts 3,3,1,0,0,0, sorted
+    # 0,0,0,1,3,3; terciles of 6 items, k = 2: tail <= 0 (items 4..6), head >= 3 (items 1, 2),
+    # torso item 3. Test targets 1 (head,
+    # rank 6), 6 and 5 (tail, ranks 3 and 4), 3 (torso, rank 2).
+    by_pop = metrics["test_by_popularity"]
+    assert (by_pop["head_min_count"], by_pop["tail_max_count"]) == (3, 0)
+    assert by_pop["head"] == {"users": 1, "HR@10": 1.0, "NDCG@10": pytest.approx(1 / math.log2(7))}
+    assert by_pop["torso"] == {"users": 1, "HR@10": 1.0, "NDCG@10": pytest.approx(1 / math.log2(3))}
+    assert by_pop["tail"] == {"users": 2, "HR@10": 1.0,
+                              "NDCG@10": pytest.approx((1 / math.log2(4) + 1 / math.log2(5)) / 2)}
     assert json.loads((out / "gates.json").read_text(encoding="utf-8")) == {}
     assert metrics["run_name"] == "hand__popularity"  # deterministic: no seed, no fields it ignores
     assert json.loads((out / "settings.json").read_text(encoding="utf-8")) == {

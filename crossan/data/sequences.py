@@ -26,6 +26,10 @@ Users may re-interact with an item, so a validation or test target can also occu
 in the user's history. IISAN's evaluation (our default, ``training.repeat_targets: miss``)
 masks the whole history, so such a target is always a miss; ``stats.json`` counts these
 users per split (``repeat_target_users``), which bounds how much that choice can matter.
+
+``stats.json`` also records the long-tail buckets (``popularity_buckets``, see
+:mod:`crossan.data.buckets`): items split into head / torso / tail by training-count terciles,
+the two thresholds, and how many items and validation / test targets fall in each.
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from crossan.atomic import atomic_output, write_text_atomic
+from crossan.data.buckets import item_training_counts, popularity_buckets
 from crossan.data.layout import load_manifest
 from crossan.data.readers import (
     COLUMNS,
@@ -72,6 +78,8 @@ class SequenceStats:
     max_items: int
     mean_sequence_length: float
     repeat_target_users: dict[str, int]  # split -> users whose target occurs in their history
+    # head/torso/tail thresholds over item training counts (:mod:`crossan.data.buckets`)
+    popularity_buckets: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,10 @@ def write_sequences(
         max_items=max_items,
         mean_sequence_length=round(counts["interactions_kept"] / sequences.height, 4),
         repeat_target_users=repeats,
+        popularity_buckets=popularity_buckets(
+            item_training_counts(splits["train"]["items"].to_list(), items.height),
+            {name: splits[name]["target"].to_numpy() for name in ("valid", "test")},
+        ),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_dir / ITEM_IDS) as tmp:

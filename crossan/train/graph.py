@@ -246,7 +246,7 @@ def train_graph_run(run: RunConfig) -> RunResult:
         }
         write_outputs(out_dir, metrics, rows, (data.valid.user_index, per_user_valid),
                       (data.test.user_index, per_user_test), {},
-                      empty_item_towers(data.item_ids, metrics["run_name"]))
+                      empty_item_towers(data.item_ids, metrics["run_name"]), data=data)
         log.info("%s %s: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s", run.method, params or "(defaults)",
                  valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
         return RunResult(out_dir, metrics, rows, per_user_valid, per_user_test, model)

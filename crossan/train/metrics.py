@@ -190,3 +190,36 @@ def save_per_user(
     frame = pl.DataFrame(columns)
     with atomic_output(path) as tmp:
         frame.write_parquet(tmp)
+
+
+def metrics_by_bucket(
+    per_user: Mapping[str, np.ndarray | Tensor],
+    targets: np.ndarray | Tensor,
+    item_bucket: np.ndarray,
+    buckets: Sequence[str] = ("head", "torso", "tail"),
+    metrics: Sequence[str] = ("HR@10", "NDCG@10"),
+) -> dict[str, dict[str, float | int | None]]:
+    """Mean per-user ``metrics`` over the users whose target falls in each bucket.
+
+    Args:
+        per_user: the per-user vectors :func:`evaluate_full_ranking` returns (``[U]`` each).
+        targets: ``[U]`` target item id of each user, in the same order.
+        item_bucket: ``[n_items + 1]`` bucket index into ``buckets`` per item id.
+
+    Returns:
+        ``{bucket: {"users": n, "HR@10": mean, "NDCG@10": mean}}``; a bucket without test
+        users has ``users: 0`` and ``None`` metrics.
+    """
+    def array(values: np.ndarray | Tensor) -> np.ndarray:
+        return values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+
+    target_bucket = np.asarray(item_bucket)[array(targets).astype(np.int64)]
+    out: dict[str, dict[str, float | int | None]] = {}
+    for index, name in enumerate(buckets):
+        chosen = target_bucket == index
+        users = int(chosen.sum())
+        out[name] = {"users": users} | {
+            metric: (float(array(per_user[metric]).astype(np.float64)[chosen].mean()) if users else None)
+            for metric in metrics
+        }
+    return out

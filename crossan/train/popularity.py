@@ -87,7 +87,7 @@ def run_popularity(run: RunConfig) -> RunResult:
     }
     write_outputs(out_dir, metrics, [], (data.valid.user_index, per_user_valid),
                   (data.test.user_index, per_user_test), {},
-                  empty_item_towers(data.item_ids, metrics["run_name"]))
+                  empty_item_towers(data.item_ids, metrics["run_name"]), data=data)
     log.info("popularity: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s",
              valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
     return RunResult(out_dir, metrics, [], per_user_valid, per_user_test, None)

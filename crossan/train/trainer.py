@@ -18,7 +18,8 @@
 * ``metrics.json``, written **last**: its presence means the run is complete. Keys:
   ``run_name, dataset, method, valid, test, best_epoch, epochs_run, stopped_early,
   trainable_parameters, seconds_per_epoch, eval_seconds, peak_memory_mib,
-  peak_memory_kind, device, n_items, n_users, config, versions``.
+  peak_memory_kind, device, n_items, n_users, config, versions, test_by_popularity`` (test
+  HR@10 / NDCG@10 and users per head / torso / tail target bucket, :func:`test_by_popularity`).
 
 Every file is written atomically; a stale ``metrics.json`` is removed when a run starts.
 
@@ -95,7 +96,8 @@ from crossan.train.loss import (
     debiased_in_batch_loss,
     log_popularity_from_counts,
 )
-from crossan.train.metrics import REPEAT_TARGETS, evaluate_full_ranking, save_per_user
+from crossan.data.buckets import BUCKET_RULE, assign_buckets, bucket_thresholds
+from crossan.train.metrics import REPEAT_TARGETS, evaluate_full_ranking, metrics_by_bucket, save_per_user
 from crossan.train.names import run_name
 from crossan.train.towers import (
     TOWERS_FILE,
@@ -413,14 +415,30 @@ def write_outputs(
     per_user_test: tuple[Tensor, dict[str, np.ndarray]],
     gates: dict[str, Any],
     towers: ItemTowers,
+    *,
+    data: SequenceData,
 ) -> None:
-    """All of a run's files, ``metrics.json`` last."""
+    """All of a run's files, ``metrics.json`` last. Every family writes through here, so here
+    ``metrics`` gains ``test_by_popularity`` (:func:`test_by_popularity`) from the test
+    per-user vectors and ``data``'s training counts."""
+    metrics["test_by_popularity"] = test_by_popularity(data, per_user_test[1])
     save_per_user(out_dir / "per_user_valid.parquet", *per_user_valid)
     save_per_user(out_dir / "per_user_test.parquet", *per_user_test)
     write_text_atomic(out_dir / "gates.json", _json(gates))
     write_item_towers(out_dir / TOWERS_FILE, towers)
     write_log_csv(out_dir / "train_log.csv", log_rows)
     write_text_atomic(out_dir / METRICS_FILE, _json(metrics))
+
+
+def test_by_popularity(data: SequenceData, per_user_test: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Test HR@10 / NDCG@10 and users per target-popularity bucket (:mod:`crossan.data.buckets`:
+    training-count terciles over items, the thresholds ``stats.json`` records), with the
+    thresholds: ``{"by", "head_min_count", "tail_max_count", "head": {"users", "HR@10",
+    "NDCG@10"}, "torso": {...}, "tail": {...}}``."""
+    counts = item_popularity_counts(data).numpy()
+    head_min, tail_max = bucket_thresholds(counts)
+    by_bucket = metrics_by_bucket(per_user_test, data.test.target, assign_buckets(counts, head_min, tail_max))
+    return {"by": BUCKET_RULE, "head_min_count": head_min, "tail_max_count": tail_max} | by_bucket
 
 
 def base_metrics(run: RunConfig, data: SequenceData, device: torch.device) -> dict[str, Any]:
@@ -719,7 +737,7 @@ def fit(
     write_outputs(
         out_dir, metrics, rows,
         (data.valid.user_index, per_user_valid), (data.test.user_index, per_user_test),
-        gates_payload(model), towers(model),
+        gates_payload(model), towers(model), data=data,
     )
     log.info("best epoch %d of %d: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s",
              best_epoch, len(rows), valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
