@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crossan.models.moda import LowRankExperts, SharedMoDAAdapter
+from crossan.models.adapters import CrossModalSideAdapters
+from crossan.models.moda import LowRankExperts, SharedMoDAAdapter, SharedMoDASideAdapters
 
 
 def make(seed: int = 0) -> SharedMoDAAdapter:
@@ -98,3 +99,33 @@ def test_one_more_modality_costs_only_gate_rows() -> None:
 def test_rejects_rank_not_divisible_by_experts() -> None:
     with pytest.raises(ValueError):
         LowRankExperts(4, 4, rank=5, n_experts=2, n_modalities=2)
+
+
+def test_the_shared_tower_at_step_0_is_crossan_with_one_tower_copied_to_all() -> None:
+    torch.manual_seed(0)
+    modalities, dim, hidden, layers, item_dim = ("text", "image", "audio"), 8, 4, 3, 6
+    shared = SharedMoDASideAdapters(modalities, dim, hidden, layers, item_dim, rank=4, n_experts=2)
+    crossan = CrossModalSideAdapters(modalities, dim, hidden, layers, item_dim)
+    with torch.no_grad():
+        shared.gate_logits.normal_()
+        crossan.gate_logits.copy_(shared.gate_logits)
+        for tower in crossan.towers.values():
+            for k, adapter in enumerate(tower.adapters):
+                adapter.load_state_dict(shared.adapters[k].bottleneck.state_dict())
+            tower.head.load_state_dict(shared.head.state_dict())
+    states = {m: torch.randn(5, layers, dim) for m in modalities}
+    torch.testing.assert_close(shared(states), crossan(states))  # B = 0: the experts add nothing
+    assert shared(states).shape == (5, 3, item_dim)
+
+
+def test_the_shared_tower_grows_slowly_with_the_modalities() -> None:
+    for n in (1, 2, 4):
+        modalities = ("text", "image", "video", "audio")[:n]
+        model = SharedMoDASideAdapters(modalities, 16, 8, 3, 10, rank=4, n_experts=2, gate_dim=4)
+        assert sum(p.numel() for p in model.parameters()) == SharedMoDASideAdapters.count(
+            n, 16, 8, 3, 10, rank=4, n_experts=2, gate_dim=4)
+    one = SharedMoDASideAdapters.count(1, 768, 64, 7, 64)
+    four = SharedMoDASideAdapters.count(4, 768, 64, 7, 64)
+    crossan = CrossModalSideAdapters(("text", "image", "video", "audio"), 768, 64, 7, 64)
+    assert four - one == 7 * 2 * 3 * 16 + (4 * 7 * 5 - 1 * 7 * 2)  # gate rows and cross gates only
+    assert four < sum(p.numel() for p in crossan.parameters()) / 3

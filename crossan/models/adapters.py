@@ -138,6 +138,17 @@ def initial_previous(hidden: Tensor, layer0_previous: str) -> Tensor:
     return hidden[:, :, 0]
 
 
+def mix_sources(weights: Tensor, hidden: Tensor, prev: Tensor, cross: bool) -> Tensor:
+    """One layer's adapter inputs ``[N, M, D]``: each tower's convex mix of its own frozen
+    state ``hidden [N, M, D]`` and the previous layer's outputs ``prev [N, M, D]`` with
+    ``weights [M, S]`` (column 0 the frozen state; then every tower's previous output when
+    ``cross``, else the tower's own)."""
+    x = weights[:, 0, None] * hidden  # own frozen state
+    if cross:
+        return x + torch.einsum("ts,nsd->ntd", weights[:, 1:], prev)
+    return x + weights[:, 1, None] * prev
+
+
 class CrossModalSideAdapters(nn.Module):
     """CROSSAN's towers (``cross=True``) or INDSAN's (``cross=False``).
 
@@ -196,12 +207,7 @@ class CrossModalSideAdapters(nn.Module):
         weights = self.gate_weights()  # [M, L, S]
         prev = initial_previous(hidden, self.layer0_previous)  # [N, M, D]
         for k in range(hidden.shape[2]):
-            w = weights[:, k]  # [M, S]
-            x = w[:, 0, None] * hidden[:, :, k]  # own frozen state, [N, M, D]
-            if self.cross:
-                x = x + torch.einsum("ts,nsd->ntd", w[:, 1:], prev)
-            else:
-                x = x + w[:, 1, None] * prev
+            x = mix_sources(weights[:, k], hidden[:, :, k], prev, self.cross)  # [N, M, D]
             prev = torch.stack(
                 [tower.adapters[k](x[:, t]) for t, tower in enumerate(self.towers.values())], dim=1
             )

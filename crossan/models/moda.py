@@ -20,6 +20,11 @@ step.
 So one adapter stack serves every modality, and adding a modality adds only one gate
 embedding row per expert set (``gate_dim`` parameters) instead of a whole tower.
 With ``B = 0`` the output equals the bottleneck alone bit for bit.
+
+:class:`SharedMoDASideAdapters` is CROSSAN with that stack: the same cross-modal gates per
+tower and layer (:class:`crossan.models.adapters.CrossModalSideAdapters`), but one
+:class:`SharedMoDAAdapter` per layer and one head serve every tower, each tower's rows
+carrying its modality id. Not yet a training method (issue 17 wires it in).
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.models.adapters import Adapter
+from crossan.models.adapters import (
+    Adapter,
+    TowerHead,
+    check_layer0_previous,
+    initial_previous,
+    mix_sources,
+    stack_states,
+)
 
 
 class LowRankExperts(nn.Module):
@@ -118,3 +130,65 @@ class SharedMoDAAdapter(nn.Module):
             raise ValueError(f"expected x [B, D] and modality [B], got {tuple(x.shape)} and {tuple(modality.shape)}")
         h = F.relu(self.bottleneck.down(x) + self.down_experts(x, modality))  # [B, h]
         return x + (self.bottleneck.up(h) + self.up_experts(h, modality))
+
+
+class SharedMoDASideAdapters(nn.Module):
+    """CROSSAN's cross-modal gating over one shared tower of MoDA adapters (module docstring).
+
+    Input ``states[m]: [N, L, D]``; output ``[N, M, item_dim]``, as
+    :class:`~crossan.models.adapters.CrossModalSideAdapters`. Gate logits ``[M, L, M + 1]``
+    start at 0 and are divided by ``temperature``. Parameters (``h`` hidden, ``d`` item_dim):
+
+        count = L * SharedMoDAAdapter.count(D, h, r, E, M, g) + (D*D + D + D*d + d) + M*L*(M + 1)
+
+    against CROSSAN's ``M * (L * (2*D*h + h + D) + D*D + D + D*d + d) + M*L*(M + 1)``.
+    """
+
+    def __init__(
+        self,
+        modalities: tuple[str, ...],
+        dim: int,
+        hidden: int,
+        n_layers: int,
+        item_dim: int,
+        rank: int = 8,
+        n_experts: int = 4,
+        gate_dim: int = 16,
+        temperature: float = 0.1,
+        layer0_previous: str = "zeros",
+    ) -> None:
+        super().__init__()
+        self.modalities = modalities
+        self.n_layers, self.dim = n_layers, dim
+        self.temperature = temperature
+        self.layer0_previous = check_layer0_previous(layer0_previous)
+        n = len(modalities)
+        self.adapters = nn.ModuleList(
+            SharedMoDAAdapter(dim, hidden, rank, n_experts, n, gate_dim=gate_dim) for _ in range(n_layers)
+        )
+        self.head = TowerHead(dim, item_dim)
+        self.gate_logits = nn.Parameter(torch.zeros(n, n_layers, n + 1))
+        self.register_buffer("modality_ids", torch.arange(n), persistent=False)
+
+    @staticmethod
+    def count(n_modalities: int, dim: int, hidden: int, n_layers: int, item_dim: int,
+              rank: int = 8, n_experts: int = 4, gate_dim: int = 16) -> int:
+        """Trainable parameters (class docstring formula)."""
+        adapter = SharedMoDAAdapter.count(dim, hidden, rank, n_experts, n_modalities, gate_dim)
+        head = dim * dim + dim + dim * item_dim + item_dim
+        return n_layers * adapter + head + n_modalities * n_layers * (n_modalities + 1)
+
+    def gate_weights(self) -> Tensor:
+        """Convex gate weights ``[M, L, M + 1]``; every ``[t, k, :]`` sums to 1."""
+        return torch.softmax(self.gate_logits / self.temperature, dim=-1)
+
+    def forward(self, states: dict[str, Tensor]) -> Tensor:
+        hidden = stack_states(states, self.modalities, self.n_layers, self.dim, self.gate_logits.dtype)
+        n, m = hidden.shape[:2]
+        ids = self.modality_ids.repeat(n)  # tower of each row of x.reshape(N*M, D)
+        weights = self.gate_weights()  # [M, L, M + 1]
+        prev = initial_previous(hidden, self.layer0_previous)  # [N, M, D]
+        for k, adapter in enumerate(self.adapters):
+            x = mix_sources(weights[:, k], hidden[:, :, k], prev, cross=True)  # [N, M, D]
+            prev = adapter(x.reshape(n * m, self.dim), ids).reshape(n, m, self.dim)
+        return self.head(prev)
