@@ -217,11 +217,11 @@ def test_non_finite_loss_stops_with_a_clear_error(dataset, tmp_path: Path, monke
 
 
 def test_popularity_by_hand(tmp_path: Path) -> None:
-    # train = seq[:-2]; counts over train items: 1 -> 3, 2 -> 2, 3 -> 1, 4..6 -> 0.
+    # train = seq[:-2] = [1,2,3], [1,2], [1], [2]; counts: 1 -> 3, 2 -> 3, 3 -> 1, 4..6 -> 0.
     sequences = {0: [1, 2, 3, 5, 1], 1: [1, 2, 4, 6], 2: [1, 6, 5], 3: [2, 5, 3]}
     data_dir = write_dataset(tmp_path / "hand" / "data", sequences, n_items=6)
     # Test targets 1, 6, 5, 3; histories (masked) [1,2,3,5], [1,2,4], [1,6], [2,5].
-    # Scores 3,2,1,0,0,0 for items 1..6; ties pessimistic.
+    # Scores 3,3,1,0,0,0 for items 1..6; ties pessimistic.
     #  u0: target 1 is in its history: masked with it (IISAN), rank n_items = 6;
     #      with repeat_targets "ranked" the others left are 4, 6 (score 0): rank 1
     #  u1: target 6 (0), left 3 (1) and 5 (0): rank 3
@@ -239,10 +239,9 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     assert metrics["test"]["HR@10"] == 1.0
     assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
     assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
-    # Long-tail buckets: train lists [1,2,3], [1,2], [1], [2] give counts 3,3,1,0,0,0, sorted
-    # 0,0,0,1,3,3; terciles of 6 items, k = 2: tail <= 0 (items 4..6), head >= 3 (items 1, 2),
-    # torso item 3. Test targets 1 (head,
-    # rank 6), 6 and 5 (tail, ranks 3 and 4), 3 (torso, rank 2).
+    # Long-tail buckets: counts sorted 0,0,0,1,3,3; terciles of 6 items, k = 2: tail <= 0
+    # (items 4..6), head >= 3 (items 1, 2), torso item 3. Test targets 1 (head, rank 6), 6 and 5
+    # (tail, ranks 3 and 4), 3 (torso, rank 2).
     by_pop = metrics["test_by_popularity"]
     assert (by_pop["head_min_count"], by_pop["tail_max_count"]) == (3, 0)
     assert by_pop["head"] == {"users": 1, "HR@10": 1.0, "NDCG@10": pytest.approx(1 / math.log2(7))}
