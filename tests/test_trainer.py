@@ -225,7 +225,7 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     #  u0: target 1 is in its history: masked with it (IISAN), rank n_items = 6;
     #      with repeat_targets "ranked" the others left are 4, 6 (score 0): rank 1
     #  u1: target 6 (0), left 3 (1) and 5 (0): rank 3
-    #  u2: target 5 (0), left 2 (2), 3 (1), 4 (0): rank 4
+    #  u2: target 5 (0), left 2 (3), 3 (1), 4 (0): rank 4
     #  u3: target 3 (1), left 1 (3), 4 (0), 6 (0): rank 2
     ranks = [6, 3, 4, 2]
     ranked = train(RunConfig(data_dir=data_dir, features_dir="", out_dir=tmp_path / "ranked",
