@@ -72,11 +72,17 @@ def bucket_sizes(bucket: np.ndarray, ids: np.ndarray | None = None) -> dict[str,
     return {name: int((values == i).sum()) for i, name in enumerate(BUCKETS)}
 
 
+def item_buckets(counts: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """``(head_min_count, tail_max_count, bucket int8 [n_items + 1])`` of items with training
+    ``counts`` ``[n_items + 1]``: the thresholds and each item's bucket under them."""
+    head_min, tail_max = bucket_thresholds(counts)
+    return head_min, tail_max, assign_buckets(counts, head_min, tail_max)
+
+
 def popularity_buckets(counts: np.ndarray, targets: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The ``stats.json`` record: rule, thresholds, items per bucket and, for each split in
     ``targets`` (``{"test": ids}``), ``{split}_targets`` per bucket."""
-    head_min, tail_max = bucket_thresholds(counts)
-    bucket = assign_buckets(counts, head_min, tail_max)
+    head_min, tail_max, bucket = item_buckets(counts)
     record: dict[str, Any] = {"by": BUCKET_RULE, "head_min_count": head_min, "tail_max_count": tail_max,
                               "items": bucket_sizes(bucket)}
     for split, ids in (targets or {}).items():

@@ -28,6 +28,7 @@ Light on purpose (no torch): the workflow names runs while it builds its job gra
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -87,7 +88,7 @@ def _schema_defaults() -> dict[str, Any]:
 
 def default_training() -> dict[str, Any]:
     """The schema's default of every ``training`` setting (a fresh copy)."""
-    return json.loads(json.dumps(_schema_defaults()))
+    return copy.deepcopy(_schema_defaults())
 
 
 def training_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
@@ -149,7 +150,7 @@ def _method_defaults(method: str) -> dict[str, Any]:
 
 def default_settings(method: str) -> dict[str, Any]:
     """The schema's default of every setting ``method`` uses (a fresh copy)."""
-    return json.loads(json.dumps(_method_defaults(method)))
+    return copy.deepcopy(_method_defaults(method))
 
 
 def changed_settings(run: Any) -> dict[str, Any]:

@@ -96,7 +96,7 @@ from crossan.train.loss import (
     debiased_in_batch_loss,
     log_popularity_from_counts,
 )
-from crossan.data.buckets import BUCKET_RULE, assign_buckets, bucket_thresholds
+from crossan.data.buckets import BUCKET_RULE, item_buckets
 from crossan.train.metrics import REPEAT_TARGETS, evaluate_full_ranking, metrics_by_bucket, save_per_user
 from crossan.train.names import run_name
 from crossan.train.towers import (
@@ -435,9 +435,8 @@ def test_by_popularity(data: SequenceData, per_user_test: dict[str, np.ndarray])
     training-count terciles over items, the thresholds ``stats.json`` records), with the
     thresholds: ``{"by", "head_min_count", "tail_max_count", "head": {"users", "HR@10",
     "NDCG@10"}, "torso": {...}, "tail": {...}}``."""
-    counts = item_popularity_counts(data).numpy()
-    head_min, tail_max = bucket_thresholds(counts)
-    by_bucket = metrics_by_bucket(per_user_test, data.test.target, assign_buckets(counts, head_min, tail_max))
+    head_min, tail_max, bucket = item_buckets(item_popularity_counts(data).numpy())
+    by_bucket = metrics_by_bucket(per_user_test, data.test.target, bucket)
     return {"by": BUCKET_RULE, "head_min_count": head_min, "tail_max_count": tail_max} | by_bucket
 
 
