@@ -52,7 +52,8 @@ def test_defaults_are_filled() -> None:
                                   "e2e_text_lr": {"fft": 5e-5, "adapter": 1e-4, "lora": 1e-4},
                                   "e2e_image_lr": {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4},
                                   "graph_batch_size": 2048, "graph_max_epochs": 1000, "graph_patience": 20,
-                                  "graph_layer": -1, "graph_k": 10, "graph_grid": GRAPH_GRIDS}
+                                  "graph_layer": -1, "graph_k": 10, "graph_grid": GRAPH_GRIDS,
+                                  "moda_rank": 8, "moda_experts": 4}
     assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1, "threads": 2}

@@ -25,6 +25,7 @@ from test_train_data import (
 
 from crossan.errors import ConfigError
 from crossan.models import SequentialRecommender
+from crossan.models.adapters import IISANSideAdapters
 from crossan.train import trainer
 from crossan.train.data import load_item_states, load_sequences
 from crossan.train.entry import train
@@ -173,7 +174,8 @@ def test_early_stopping_restores_the_best_epoch(dataset, tmp_path: Path, monkeyp
 
 def test_only_unique_batch_items_are_encoded(dataset, tmp_path: Path, monkeypatch) -> None:
     batches, calls = [], []
-    real_batches, real_encode = trainer.train_batches, SequentialRecommender.encode_items
+    # the towers run once per encoding, in training (with the alignment loss or not) and evaluation
+    real_batches, real_encode = trainer.train_batches, IISANSideAdapters.forward
 
     def spy_batches(*args, **kw):
         for batch in real_batches(*args, **kw):
@@ -185,14 +187,15 @@ def test_only_unique_batch_items_are_encoded(dataset, tmp_path: Path, monkeypatc
         return real_encode(self, states, *args, **kw)
 
     monkeypatch.setattr(trainer, "train_batches", spy_batches)
-    monkeypatch.setattr(SequentialRecommender, "encode_items", spy_encode)
+    monkeypatch.setattr(IISANSideAdapters, "forward", spy_encode)
     train(config(dataset, tmp_path / "run", method="iisan-e", modalities="TA", max_epochs=1))
     training = [n for is_training, n in calls if is_training]
     assert training == [len(b.unique_items) + 1 for b in batches]
     assert len(batches) > 1 and sum(training) > N_ITEMS + 1  # several batches, each deduplicated
-    # evaluation: every item once per evaluation (one after the epoch, one at the end)
+    # evaluation: every item once per evaluation (one after the epoch, one at the end), then
+    # once more without padding for item_towers.h5
     evaluation = [n for is_training, n in calls if not is_training]
-    assert sum(evaluation) == 2 * (N_ITEMS + 1)
+    assert evaluation == [N_ITEMS + 1, N_ITEMS + 1, N_ITEMS]
 
 
 def test_id_sasrec_runs_without_features(dataset, tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ With ``B = 0`` the output equals the bottleneck alone bit for bit.
 :class:`SharedMoDASideAdapters` is CROSSAN with that stack: the same cross-modal gates per
 tower and layer (:class:`crossan.models.adapters.CrossModalSideAdapters`), but one
 :class:`SharedMoDAAdapter` per layer and one head serve every tower, each tower's rows
-carrying its modality id. Not yet a training method (issue 17 wires it in).
+carrying its modality id. It is the training method ``crossan-moda``
+(:func:`crossan.models.recommender.build_model`).
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class SharedMoDASideAdapters(nn.Module):
     ) -> None:
         super().__init__()
         self.modalities = modalities
+        self.tower_names = modalities
         self.n_layers, self.dim = n_layers, dim
         self.temperature = temperature
         self.layer0_previous = check_layer0_previous(layer0_previous)
@@ -178,9 +180,19 @@ class SharedMoDASideAdapters(nn.Module):
         head = dim * dim + dim + dim * item_dim + item_dim
         return n_layers * adapter + head + n_modalities * n_layers * (n_modalities + 1)
 
+    @property
+    def gate_sources(self) -> tuple[str, ...]:
+        """Column names of :meth:`gate_values`: ``"H"`` then every tower's letter (as CROSSAN)."""
+        return ("H",) + tuple(m[0].upper() for m in self.modalities)
+
     def gate_weights(self) -> Tensor:
         """Convex gate weights ``[M, L, M + 1]``; every ``[t, k, :]`` sums to 1."""
         return torch.softmax(self.gate_logits / self.temperature, dim=-1)
+
+    def gate_values(self) -> dict[str, Tensor]:
+        """``{tower: [L, M + 1]}`` with columns :attr:`gate_sources` (Figure 4's layout)."""
+        weights = self.gate_weights().detach()
+        return {m: weights[t] for t, m in enumerate(self.modalities)}
 
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(states, self.modalities, self.n_layers, self.dim, self.gate_logits.dtype)

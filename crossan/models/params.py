@@ -60,13 +60,19 @@ def paper_configuration_count(
     max_len: int = 10,
     n_items: int = MICROLENS_100K_ITEMS,
     inter_tower: str = "residual",
+    moda_rank: int = 8,
+    moda_experts: int = 4,
+    align: str = "cmsa",
+    align_weight: float = 0.0,
 ) -> int:
     """Trainable parameters of ``method`` at the paper's configuration, built on ``meta``.
 
     ``hidden`` is the adapters' bottleneck size (the LoRA rank for ``lora``; unused by ``fft``,
     whose encoders are BERT-base and ViT-B/16 whatever ``encoder_dim`` says); ``fusion=None`` uses the method's default
     (MOMEF for CROSSAN/INDSAN, concat for IISAN/IISAN-E). ``inter_tower`` only changes IISAN
-    T+I (``"residual"``: 7 inter gates, IISAN's code; ``"convex"``: 14).
+    T+I (``"residual"``: 7 inter gates, IISAN's code; ``"convex"``: 14). ``moda_rank`` and
+    ``moda_experts``: ``crossan-moda``'s experts; ``align_weight > 0`` adds the alignment
+    loss's temperature (one parameter).
     """
     if method in E2E_METHODS:
         if letters_of(parse_modalities(modalities)) != E2E_MODALITIES or fusion not in (None, "concat"):
@@ -88,6 +94,10 @@ def paper_configuration_count(
         max_len=max_len,
         n_items=n_items,
         inter_tower=inter_tower,
+        moda_rank=moda_rank,
+        moda_experts=moda_experts,
+        align=align,
+        align_weight=align_weight,
     )
     with torch.device("meta"):
         model = build_model(config)
@@ -113,6 +123,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--inter-tower", choices=INTER_TOWERS, default="residual",
                         help="IISAN/IISAN-E inter tower (default residual, IISAN's code)")
+    parser.add_argument("--moda-rank", type=positive_int, default=8,
+                        help="crossan-moda: total rank of each adapter projection's low-rank experts")
+    parser.add_argument("--moda-experts", type=positive_int, default=4, help="crossan-moda: experts per projection")
     parser.set_defaults(func=_run_cli)
 
 
@@ -132,6 +145,8 @@ def _run_cli(args: argparse.Namespace) -> int:
             max_len=args.max_len,
             n_items=args.items,
             inter_tower=args.inter_tower,
+            moda_rank=args.moda_rank,
+            moda_experts=args.moda_experts,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from error
@@ -145,6 +160,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             f"method={args.method} modalities={modalities if args.method != 'id-sasrec' else '-'} "
             f"hidden={args.hidden} fusion={config.resolved_fusion()} encoder_dim={args.encoder_dim} "
             f"layers={args.layers}"
+            + (f" moda_rank={args.moda_rank} moda_experts={args.moda_experts}" if args.method == "crossan-moda" else "")
         )
     print(count)
     return 0

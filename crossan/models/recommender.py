@@ -2,13 +2,20 @@
 
 Methods: ``crossan`` (cross-modal side adapters, default fusion MOMEF), ``indsan``
 (independent side adapters, MOMEF), ``iisan`` (IISAN, text + image only, concat fusion),
-``iisan-e`` (IISAN extended to any modality subset, concat fusion) and ``id-sasrec`` (item-ID
-embeddings, no content). The frozen encoders are not part of the model: it reads their
-cached states, so every parameter of the model is trainable.
+``iisan-e`` (IISAN extended to any modality subset, concat fusion), ``crossan-moda``
+(CROSSAN's gates over one shared tower of MoDA adapters, :mod:`crossan.models.moda`; MOMEF)
+and ``id-sasrec`` (item-ID embeddings, no content). The frozen encoders are not part of the
+model: it reads their cached states, so every parameter of the model is trainable.
+
+Any content method may add an auxiliary alignment loss between its modality towers'
+outputs (``align_weight > 0``; ``align``: ``cmsa``, SDA's structural alignment, or
+``infonce``; :mod:`crossan.models.cmsa`). Its learnable temperature is then a parameter of the
+item encoder (one more trainable parameter).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,10 +28,14 @@ from crossan.models.adapters import (
     letters_of,
     parse_modalities,
 )
+from crossan.models.cmsa import StructuralAlignmentLoss, pairwise_alignment
 from crossan.models.fusion import FUSIONS, build_fusion
+from crossan.models.moda import SharedMoDASideAdapters
 from crossan.models.sasrec import SEQUENCE_LAYOUTS, IDItemEncoder, SASRec
 
-METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e", "id-sasrec")
+METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e", "crossan-moda", "id-sasrec")
+# the auxiliary alignment losses (ModelConfig.align) -> StructuralAlignmentLoss's kind
+ALIGNMENTS: dict[str, str] = {"cmsa": "structural", "infonce": "infonce"}
 # IISAN/IISAN-E inter tower: "residual" = previous output at weight 1 plus a gated sum (IISAN's
 # code; IISAN-E a softmax over the modalities), "convex" = our earlier convex combination.
 INTER_TOWERS: tuple[str, ...] = ("residual", "convex")
@@ -33,6 +44,7 @@ DEFAULT_FUSION: dict[str, str] = {
     "indsan": "momef",
     "iisan": "concat",
     "iisan-e": "concat",
+    "crossan-moda": "momef",
 }
 
 
@@ -47,6 +59,9 @@ class ModelConfig:
     (defaults = IISAN's and MicroLens' code): ``inter_tower`` (:data:`INTER_TOWERS`),
     ``layer0_previous`` (:data:`~crossan.models.adapters.LAYER0_PREVIOUS`) and
     ``sequence_encoder`` (a key of :data:`~crossan.models.sasrec.SEQUENCE_LAYOUTS`).
+    ``moda_rank``/``moda_experts``: ``crossan-moda``'s total expert rank ``r`` and expert
+    count ``E``. ``align_weight``: the weight ``lambda`` of the auxiliary tower-alignment loss
+    ``align`` (:data:`ALIGNMENTS`), off at 0.
     """
 
     method: str = "crossan"
@@ -66,6 +81,10 @@ class ModelConfig:
     inter_tower: str = "residual"
     layer0_previous: str = "zeros"
     sequence_encoder: str = "microlens"
+    moda_rank: int = 8
+    moda_experts: int = 4
+    align: str = "cmsa"
+    align_weight: float = 0.0
 
     def resolved_fusion(self) -> str:
         """The fusion actually used (``"none"`` for ``id-sasrec``)."""
@@ -80,13 +99,22 @@ class ContentItemEncoder(nn.Module):
     ``states[m]: [N, L, D]`` for each modality of the model (any float dtype; cast to the
     parameters' dtype), ``has_modality[m]: bool[N]`` (optional; False = the item's media for
     ``m`` was invalid and its states are zero). The IISAN inter tower counts as available
-    whenever any modality is.
+    whenever any modality is. ``alignment`` (optional): the auxiliary loss over every pair of
+    modality towers that :meth:`encode_for_training` adds, times ``align_weight``.
     """
 
-    def __init__(self, towers: CrossModalSideAdapters | IISANSideAdapters, fusion: nn.Module) -> None:
+    def __init__(
+        self,
+        towers: CrossModalSideAdapters | IISANSideAdapters | SharedMoDASideAdapters,
+        fusion: nn.Module,
+        alignment: StructuralAlignmentLoss | None = None,
+        align_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.towers = towers
         self.fusion = fusion
+        self.alignment = alignment
+        self.align_weight = align_weight
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -122,6 +150,24 @@ class ContentItemEncoder(nn.Module):
 
     def forward(self, states: dict[str, Tensor], has_modality: dict[str, Tensor] | None = None) -> Tensor:
         return self.fusion(self.towers(states), self.availability(states, has_modality))
+
+    def encode_for_training(
+        self, states: dict[str, Tensor], has_modality: dict[str, Tensor] | None, real: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """``(items [N, item_dim], align_weight * alignment loss or None)`` with the towers run
+        once. ``real: bool[N]``: the rows that are items (False for padding rows); the
+        alignment reads those rows only, each modality pair over the items valid in both."""
+        outputs = self.towers(states)  # [N, n_towers, item_dim]
+        available = self.availability(states, has_modality)
+        items = self.fusion(outputs, available)
+        if self.alignment is None:
+            return items, None
+        valid = real[:, None].expand(-1, outputs.shape[1])  # [N, n_towers]
+        if available is not None:
+            valid = valid & available
+        by_modality = {m: outputs[:, t] for t, m in enumerate(self.tower_names) if m in self.modalities}
+        masks = {m: valid[:, t] for t, m in enumerate(self.tower_names) if m in self.modalities}
+        return items, self.align_weight * pairwise_alignment(by_modality, masks, self.alignment)
 
     def gate_values(self) -> dict[str, Tensor]:
         """The towers' learned gates (see the towers' ``gate_values``)."""
@@ -192,9 +238,14 @@ def build_model(config: ModelConfig) -> SequentialRecommender:
         "item_dim": config.item_dim,
     }
     if config.method in ("crossan", "indsan"):
-        towers: CrossModalSideAdapters | IISANSideAdapters = CrossModalSideAdapters(
+        towers: CrossModalSideAdapters | IISANSideAdapters | SharedMoDASideAdapters = CrossModalSideAdapters(
             modalities, cross=config.method == "crossan", temperature=config.gate_temperature,
             layer0_previous=config.layer0_previous, **shape,
+        )
+    elif config.method == "crossan-moda":
+        towers = SharedMoDASideAdapters(
+            modalities, rank=config.moda_rank, n_experts=config.moda_experts,
+            temperature=config.gate_temperature, layer0_previous=config.layer0_previous, **shape,
         )
     else:
         if config.method == "iisan" and letters_of(modalities) != "TI":
@@ -208,4 +259,10 @@ def build_model(config: ModelConfig) -> SequentialRecommender:
             layer0_previous=config.layer0_previous, **shape,
         )
     fusion = build_fusion(fusion_name, len(towers.tower_names), config.item_dim, topk=config.topk)
-    return SequentialRecommender(config, ContentItemEncoder(towers, fusion), sequence_encoder)
+    if config.align not in ALIGNMENTS:
+        raise ValueError(f"align must be one of {', '.join(ALIGNMENTS)}, got {config.align!r}")
+    if not (math.isfinite(config.align_weight) and config.align_weight >= 0):
+        raise ValueError(f"align_weight must be a number >= 0, got {config.align_weight!r}")
+    alignment = StructuralAlignmentLoss(kind=ALIGNMENTS[config.align]) if config.align_weight > 0 else None
+    item_encoder = ContentItemEncoder(towers, fusion, alignment, config.align_weight)
+    return SequentialRecommender(config, item_encoder, sequence_encoder)

@@ -57,6 +57,7 @@ METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "indsan": _ADAPTERS,
     "iisan": (*_ADAPTERS, "inter_tower"),
     "iisan-e": (*_ADAPTERS, "inter_tower"),
+    "crossan-moda": (*_ADAPTERS, "moda_rank", "moda_experts"),
     "fft": _END_TO_END,
     "adapter": _END_TO_END,
     "lora": (*_END_TO_END, "lora_alpha"),

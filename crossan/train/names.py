@@ -1,8 +1,9 @@
 """Run names: a run's directory name encodes what distinguishes it in the paper's tables,
 with only the fields its method uses, then a digest of its non-default training settings::
 
-    {dataset}__crossan-{modalities}-{fusion}[-k{topk}]-h{hidden}-lr{lr}-s{seed}[-x{digest}]
-        (crossan, indsan, iisan, iisan-e; k, MOMEF's top-k, only with fusion momef)
+    {dataset}__crossan-{modalities}-{fusion}[-k{topk}]-h{hidden}-lr{lr}[-{align}{weight}]-s{seed}[-x{digest}]
+        (crossan, indsan, iisan, iisan-e, crossan-moda; k, MOMEF's top-k, only with fusion
+        momef; -cmsa{weight} or -infonce{weight}, the auxiliary alignment loss, only when on)
     {dataset}__mmgcn-{modalities}-h{hidden}-lr{lr}-s{seed}[-x{digest}]   (graph recommenders)
     {dataset}__adapter-h{hidden}-lr{lr}-s{seed}[-x{digest}]   (adapter, lora: h = bottleneck, rank)
     {dataset}__fft-lr{lr}-s{seed}[-x{digest}]
@@ -10,6 +11,7 @@ with only the fields its method uses, then a digest of its non-default training 
     {dataset}__popularity[-x{digest}]   (deterministic: no seed)
 
     demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0-x59096742   (the demo: standardize_states)
+    demo__crossan-TI-momef-k2-h512-lr1e-03-cmsa1e-01-s0-x59096742   (+ CMSA, lambda 0.1)
     microlens-100k__iisan-e-TIVA-concat-h1024-lr1e-04-s1
     microlens-100k__lora-h512-lr2e-04-s0
 
@@ -41,12 +43,12 @@ from crossan.errors import ConfigError
 from crossan.train.identity import DIGEST_LENGTH, SUFFIX_PREFIX, settings_suffix
 
 SEPARATOR = "__"
-ADAPTER_METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan-e", "iisan")
+ADAPTER_METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan-e", "iisan", "crossan-moda")
 GRAPH_METHODS: tuple[str, ...] = ("mmgcn", "grcn", "bm3", "freedom", "mgcn", "mhcr")
 # method -> the name fields it uses, in order (crossan.models' method lists, named here to
 # keep this module light; tests/test_trainer.py checks they agree)
 NAME_FIELDS: dict[str, tuple[str, ...]] = {
-    **{method: ("modalities", "fusion", "topk", "hidden", "lr", "seed") for method in ADAPTER_METHODS},
+    **{method: ("modalities", "fusion", "topk", "hidden", "lr", "align", "seed") for method in ADAPTER_METHODS},
     **{method: ("modalities", "hidden", "lr", "seed") for method in GRAPH_METHODS},
     "adapter": ("hidden", "lr", "seed"),
     "lora": ("hidden", "lr", "seed"),
@@ -56,7 +58,8 @@ NAME_FIELDS: dict[str, tuple[str, ...]] = {
 }
 # what parse_run_name gives for the fields a method's name leaves out: the values the run
 # uses (fixed by the method) or, for fields it ignores, RunConfig's defaults
-UNNAMED: dict[str, Any] = {"modalities": "", "fusion": "none", "topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0}
+UNNAMED: dict[str, Any] = {"modalities": "", "fusion": "none", "topk": 2, "hidden": 512, "lr": 1e-4, "seed": 0,
+                           "align": "cmsa", "align_weight": 0.0}
 FIXED: dict[str, dict[str, Any]] = {
     **{method: {"modalities": "TI", "fusion": "concat"} for method in ("fft", "adapter", "lora")},
 }
@@ -66,6 +69,7 @@ _FIELD_PATTERNS: dict[str, str] = {
     "topk": r"(?:-k(?P<topk>\d+))?",  # with fusion momef only
     "hidden": r"-h(?P<hidden>\d+)",
     "lr": r"-lr(?P<lr>\d+(?:\.\d+)?e[+-]\d+)",
+    "align": r"(?:-(?P<align>cmsa|infonce)(?P<align_weight>\d+(?:\.\d+)?e[+-]\d+))?",  # only when on
     "seed": r"-s(?P<seed>\d+)",
 }
 _NAMES: dict[str, re.Pattern[str]] = {
@@ -76,7 +80,8 @@ _NAMES: dict[str, re.Pattern[str]] = {
     )
     for method, fields in NAME_FIELDS.items()
 }
-NAME_FORMAT = ("{dataset}__{method}[-{modalities}][-{fusion}][-k{topk}][-h{hidden}][-lr{lr}][-s{seed}][-x{digest}], "
+NAME_FORMAT = ("{dataset}__{method}[-{modalities}][-{fusion}][-k{topk}][-h{hidden}][-lr{lr}][-cmsa{weight}][-s{seed}]"
+               "[-x{digest}], "
                "the fields the method uses")
 
 
@@ -103,6 +108,7 @@ def run_name(config: Any) -> str:
         "topk": f"-k{config.topk}" if fusion == "momef" else "",
         "hidden": f"-h{config.hidden}",
         "lr": f"-lr{format_lr(config.lr)}",
+        "align": f"-{config.align}{format_lr(config.align_weight)}" if config.align_weight > 0 else "",
         "seed": f"-s{config.seed}",
     }
     fields = "".join(text[field] for field in NAME_FIELDS[config.method])
@@ -116,7 +122,9 @@ def _match(name: str) -> tuple[str, dict[str, str | None]]:
         match = pattern.match(base)
         # k is written with MOMEF only: a name with k and another fusion (or MOMEF without k)
         # is not a name run_name writes
-        if match and (match.groupdict().get("topk") is not None) == (match.groupdict().get("fusion") == "momef"):
+        # (an alignment weight of 0 is written as no field at all)
+        if (match and (match.groupdict().get("topk") is not None) == (match.groupdict().get("fusion") == "momef")
+                and float(match.groupdict().get("align_weight") or 1) > 0):
             return method, match.groupdict()
     raise ConfigError(f"{name!r} is not a run name like 'demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0' "
                       f"or 'demo__popularity' ({NAME_FORMAT})")
@@ -124,14 +132,14 @@ def _match(name: str) -> tuple[str, dict[str, str | None]]:
 
 def parse_run_name(name: str) -> dict[str, Any]:
     """Inverse of :func:`run_name`: ``{"dataset", "method", "modalities", "fusion", "topk",
-    "hidden", "lr", "seed"}`` with the :class:`RunConfig` types; a field the method's name
+    "hidden", "lr", "seed", "align", "align_weight"}`` with the :class:`RunConfig` types; a field the method's name
     leaves out is the value the method always uses or, if it ignores it, the default
     (:data:`UNNAMED`, :data:`FIXED`). The settings digest is :func:`name_digest`. Accepts a
     path: only its last component is read."""
     method, parts = _match(name)
     fields: dict[str, Any] = {"dataset": parts["dataset"], "method": method, **UNNAMED, **FIXED.get(method, {})}
     for field, convert in (("modalities", str), ("fusion", str), ("topk", int), ("hidden", int), ("lr", float),
-                           ("seed", int)):
+                           ("seed", int), ("align", str), ("align_weight", float)):
         if parts.get(field) is not None:
             fields[field] = convert(parts[field])
     return fields

@@ -1,7 +1,8 @@
 """The configured set of stage-2 runs, from ``config.yaml``'s ``training`` and ``runs`` blocks.
 
 ``runs`` is a list of run specs; each gives ``method`` and optionally ``modalities``,
-``fusion``, ``topk``, ``hidden``, ``lr`` and ``seeds`` (one run per seed). A dataset's own
+``fusion``, ``topk``, ``hidden``, ``lr``, ``align``/``align_weight`` (the auxiliary alignment
+loss, off at 0) and ``seeds`` (one run per seed). A dataset's own
 ``runs`` list replaces the global one; its ``training`` block overrides the global settings
 key by key. :func:`planned_run_names` turns the specs into run directory names (see
 :mod:`crossan.train.names`), so the workflow asks for ``results/{dataset}/runs/{name}/metrics.json``
@@ -44,6 +45,8 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "hidden": 512,
     "lr": 1e-4,
     "seeds": [0],
+    "align": "cmsa",
+    "align_weight": 0.0,
 }
 # RunConfig field (crossan.train.identity.run_fields) -> ``crossan train`` flag, in the order
 # the flags are written; a boolean field with a switch flag is written only when true
@@ -70,6 +73,9 @@ FIELD_FLAGS: dict[str, str] = {
     "negatives": "--negatives",
     "popularity_smoothing": "--popularity-smoothing",
     "repeat_targets": "--repeat-targets",
+    # crossan-moda's experts
+    "moda_rank": "--moda-rank",
+    "moda_experts": "--moda-experts",
 }
 SWITCHES: tuple[str, ...] = ("standardize_states", "gradient_checkpointing")
 
@@ -88,7 +94,8 @@ def run_specs(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
 
 
 def configured_run(config: Mapping[str, Any], dataset: str, method: str, **name_fields: Any) -> RunConfig:
-    """The run of ``method`` with ``name_fields`` (modalities, fusion, topk, hidden, lr, seed)
+    """The run of ``method`` with ``name_fields`` (modalities, fusion, topk, hidden, lr, seed,
+    align, align_weight)
     under ``dataset``'s training settings: what its name says, plus the settings its digest
     stands for. Paths are left empty."""
     return RunConfig(data_dir="", features_dir="", out_dir="", dataset=dataset, method=method, **name_fields,
@@ -107,7 +114,8 @@ def planned_run_names(config: Mapping[str, Any], dataset: str) -> list[str]:
             try:
                 run = configured_run(config, dataset, spec["method"], modalities=spec["modalities"],
                                      fusion=spec["fusion"], topk=spec["topk"], hidden=spec["hidden"],
-                                     lr=float(spec["lr"]), seed=seed)
+                                     lr=float(spec["lr"]), seed=seed, align=spec["align"],
+                                     align_weight=float(spec["align_weight"]))
             except ConfigError as error:
                 raise ConfigError(f"runs of dataset {dataset!r}, entry {index + 1} ({spec}): {error}") from error
             name = run_name(run)

@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from crossan.argtypes import non_negative_int, positive_float, positive_int
+from crossan.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from crossan.config import load_config
 from crossan.errors import ConfigError
 from crossan.models.e2e import E2E_METHODS, E2E_MODALITIES
 from crossan.models.graph import GRAPH_METHODS
+from crossan.models.recommender import ALIGNMENTS
 from crossan.train.identity import changed_settings, describe_changed
 from crossan.train.names import name_digest, parse_run_name, run_name
 from crossan.train.plan import configured_run
@@ -49,6 +50,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden", type=positive_int, default=None,
                         help="adapter bottleneck h (default 512)")
     parser.add_argument("--lr", type=positive_float, default=None, help="default 1e-4")
+    _add_alignment_flags(parser, defaults=None)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--standardize-states", action="store_true",
                         help="z-score each cached (layer, dim) over the items first; fft, adapter, "
@@ -108,6 +110,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     for name, choices in CONVENTIONS.items():
         conventions.add_argument("--" + name.replace("_", "-"), choices=choices, default=choices[0],
                                  help=f"{helps[name]} (default {choices[0]})")
+    moda = parser.add_argument_group("crossan-moda", "the shared tower's modality-gated low-rank experts")
+    moda.add_argument("--moda-rank", type=positive_int, default=8,
+                      help="total rank of each adapter projection's experts (default 8)")
+    moda.add_argument("--moda-experts", type=positive_int, default=4,
+                      help="experts per projection; must divide --moda-rank (default 4)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's own). The same seed gives "
                         "the same numbers for the same thread count; the workflow passes 1.")
@@ -128,7 +135,17 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     name.add_argument("--hidden", type=positive_int, default=NAME_DEFAULTS["hidden"])
     name.add_argument("--lr", type=positive_float, default=NAME_DEFAULTS["lr"])
     name.add_argument("--seed", type=non_negative_int, default=NAME_DEFAULTS["seed"])
+    _add_alignment_flags(name, defaults=NAME_DEFAULTS)
     name.set_defaults(func=_run_name_cli)
+
+
+def _add_alignment_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None) -> None:
+    """``--align``/``--align-weight``: the auxiliary tower-alignment loss (a name field)."""
+    parser.add_argument("--align", choices=ALIGNMENTS, default=defaults and defaults["align"],
+                        help="alignment loss between the modality towers' outputs: cmsa (SDA's structural "
+                        "alignment) or infonce (default cmsa; on only with --align-weight > 0)")
+    parser.add_argument("--align-weight", type=non_negative_float, default=defaults and defaults["align_weight"],
+                        help="its weight lambda in the training loss (default 0: off)")
 
 
 def _json_grid(text: str) -> dict[str, list[Any]]:
@@ -154,7 +171,7 @@ LOOP_DEFAULTS: dict[str, dict[str, int]] = {
 
 NAME_DEFAULTS: dict[str, Any] = {
     "dataset": "", "method": "crossan", "modalities": "TIVA", "fusion": None, "topk": 2,
-    "hidden": 512, "lr": 1e-4, "seed": 0,
+    "hidden": 512, "lr": 1e-4, "seed": 0, "align": "cmsa", "align_weight": 0.0,
 }
 
 
@@ -183,7 +200,8 @@ def _run_name_cli(args: argparse.Namespace) -> int:
         raise ConfigError(f"dataset {args.dataset!r} is not under catalog in {args.config}")
     modalities = args.modalities or (E2E_MODALITIES if args.method in E2E_METHODS else NAME_DEFAULTS["modalities"])
     run = configured_run(config, args.dataset, args.method, modalities=modalities, fusion=args.fusion,
-                         topk=args.topk, hidden=args.hidden, lr=args.lr, seed=args.seed)
+                         topk=args.topk, hidden=args.hidden, lr=args.lr, seed=args.seed,
+                         align=args.align, align_weight=args.align_weight)
     print(run_name(run))
     return 0
 
@@ -237,6 +255,10 @@ def _run_cli(args: argparse.Namespace) -> int:
         graph_grid=args.grid,
         graph_layer=args.graph_layer,
         graph_k=args.graph_k,
+        align=args.align,
+        align_weight=args.align_weight,
+        moda_rank=args.moda_rank,
+        moda_experts=args.moda_experts,
         **{name: getattr(args, name) for name in CONVENTIONS},
     )
     if args.run is not None and run_name(run) != args.run:

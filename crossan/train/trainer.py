@@ -73,7 +73,8 @@ from crossan.models.adapters import LAYER0_PREVIOUS
 from crossan.models.e2e import E2E_FUSION, E2E_METHODS, E2E_MODALITIES
 from crossan.models.fusion import FUSIONS
 from crossan.models.graph import GRAPH_METHODS
-from crossan.models.recommender import INTER_TOWERS
+from crossan.models.params import paper_configuration_count
+from crossan.models.recommender import ALIGNMENTS, INTER_TOWERS
 from crossan.models.sasrec import SEQUENCE_LAYOUTS
 from crossan.train.data import (
     DEFAULT_MAX_LEN,
@@ -111,6 +112,8 @@ log = logging.getLogger(__name__)
 
 POPULARITY = "popularity"
 RUN_METHODS: tuple[str, ...] = (*METHODS, *E2E_METHODS, *GRAPH_METHODS, POPULARITY)
+# the methods on cached states with modality towers: the auxiliary alignment loss applies to them
+ALIGNED_METHODS: tuple[str, ...] = tuple(method for method in METHODS if method != "id-sasrec")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 KS: tuple[int, ...] = (10, 20)
 METRIC_NAMES: tuple[str, ...] = tuple(f"{m}@{k}" for k in KS for m in ("HR", "NDCG"))
@@ -173,6 +176,12 @@ class RunConfig:
     part of its identity (:mod:`crossan.train.identity`), as the graph's other inputs
     ``max_len`` and ``standardize_states`` do.
 
+    Beyond the paper (issue 17): ``align_weight`` (``lambda``, off at 0) adds ``align``
+    (``cmsa``, SDA's structural alignment, or ``infonce``) between every pair of modality
+    towers' outputs of each batch's items to the loss, for the methods of
+    :data:`ALIGNED_METHODS`; it is a name field (``-cmsa1e-01``), written only when on.
+    ``moda_rank``/``moda_experts``: ``crossan-moda``'s expert rank and count (settings).
+
     The settings of this run that change its results and differ from the defaults are
     digested into its name (:mod:`crossan.train.identity`) and listed in ``settings.json``.
     """
@@ -215,6 +224,10 @@ class RunConfig:
     graph_grid: dict[str, list[Any]] = field(default_factory=dict)
     graph_layer: int = -1
     graph_k: int = 10
+    align: str = "cmsa"
+    align_weight: float = 0.0
+    moda_rank: int = 8
+    moda_experts: int = 4
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -269,6 +282,23 @@ class RunConfig:
         for name, choices in CONVENTIONS.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.align not in ALIGNMENTS:
+            raise ConfigError(f"align must be one of {', '.join(ALIGNMENTS)}, got {self.align!r}")
+        if isinstance(self.align_weight, bool) or not (math.isfinite(self.align_weight) and self.align_weight >= 0):
+            raise ConfigError(f"align_weight must be a number >= 0, got {self.align_weight!r}")
+        set_(self, "align_weight", float(self.align_weight))
+        if self.align_weight == 0:
+            set_(self, "align", "cmsa")  # off: one canonical value, so equal runs compare equal
+        elif self.method not in ALIGNED_METHODS:
+            raise ConfigError(f"align_weight applies to the side-adapter methods ({', '.join(ALIGNED_METHODS)}), "
+                              f"whose modality towers it aligns; {self.method} has none")
+        for name in ("moda_rank", "moda_experts"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.moda_rank % self.moda_experts:
+            raise ConfigError(f"moda_rank {self.moda_rank} must be a multiple of moda_experts {self.moda_experts} "
+                              "(the rank is split evenly over the experts)")
         if not self.dataset:
             set_(self, "dataset", default_dataset_name(self.data_dir))
 
@@ -491,18 +521,42 @@ def make_item_encoder(
     return encode
 
 
-def batch_loss(model: nn.Module, encode: Callable[[Tensor], Tensor], batch: TrainBatch,
-               log_popularity: Tensor, negatives: str = "window") -> Tensor:
-    """The training loss of one batch (scalar): its distinct items through the item encoder
-    (``encode``, see :func:`make_item_encoder`), SASRec over the inputs, the debiased
+TrainingEncoder = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+"""Item ids ``[N]`` (0 = padding) -> ``(embeddings [N, d], weighted auxiliary loss or None)``."""
+
+
+def without_auxiliary(encode: Callable[[Tensor], Tensor]) -> TrainingEncoder:
+    """A :data:`TrainingEncoder` of an item encoder without an auxiliary loss."""
+    return lambda ids: (encode(ids), None)
+
+
+def make_training_encoder(model: nn.Module, states: ItemStates, device: torch.device) -> TrainingEncoder:
+    """The content item encoder of training: the towers run once for the items and for the
+    alignment loss (:meth:`~crossan.models.recommender.ContentItemEncoder.encode_for_training`),
+    whose rows exclude padding (id 0)."""
+
+    def encode(ids: Tensor) -> tuple[Tensor, Tensor | None]:
+        gathered, available = states.gather(ids)
+        return model.item_encoder.encode_for_training(gathered, available, ids.to(device) != 0)
+
+    return encode
+
+
+def batch_loss(model: nn.Module, encode: TrainingEncoder, batch: TrainBatch,
+               log_popularity: Tensor, negatives: str = "window") -> tuple[Tensor, Tensor | None]:
+    """``(loss, auxiliary)`` of one batch: its distinct items through the item encoder
+    (``encode``, see :func:`make_training_encoder`), SASRec over the inputs, the debiased
     in-batch cross entropy with the batch's windows as candidates (``negatives``, see
-    :mod:`crossan.train.loss`)."""
-    items = encode(batch.padded_unique_items)[1:]  # row 0 = padding, unused
+    :mod:`crossan.train.loss`), plus the encoder's weighted auxiliary loss when it has one
+    (``auxiliary``, also returned alone for the log; ``None`` without)."""
+    encoded, auxiliary = encode(batch.padded_unique_items)
+    items = encoded[1:]  # row 0 = padding, unused
     inputs, targets = batch.lookup(items)
     user_states = model.encode_sequences(inputs, batch.valid)
     window = torch.cat([inputs, targets[:, -1:]], dim=1)  # embeddings of batch.window
-    return debiased_in_batch_loss(user_states, batch.window, window, batch.sequences, log_popularity,
+    loss = debiased_in_batch_loss(user_states, batch.window, window, batch.sequences, log_popularity,
                                   negatives=negatives)
+    return (loss if auxiliary is None else loss + auxiliary), auxiliary
 
 
 def all_item_embeddings(encode: Callable[[Tensor], Tensor], n_items: int, device: torch.device,
@@ -596,15 +650,47 @@ def train_on_states(run: RunConfig) -> RunResult:
             inter_tower=run.inter_tower,
             layer0_previous=run.layer0_previous,
             sequence_encoder=run.sequence_encoder,
+            moda_rank=run.moda_rank,
+            moda_experts=run.moda_experts,
+            align=run.align,
+            align_weight=run.align_weight,
         )
         try:
             model = build_model(config).to(device)
         except ValueError as error:
             raise ConfigError(str(error)) from error
         optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
-        return fit(run, data, model, make_item_encoder(model, states, device), optimizer, device,
+        encode = make_item_encoder(model, states, device)
+        return fit(run, data, model, encode, optimizer, device,
                    towers=lambda best: compute_item_towers(best, states, run_name(run)) if states is not None
-                   else empty_item_towers(data.item_ids, run_name(run)))
+                   else empty_item_towers(data.item_ids, run_name(run)),
+                   encode_train=make_training_encoder(model, states, device) if states is not None else None,
+                   extra_metrics=paper_size(run))
+
+
+def paper_size(run: RunConfig) -> dict[str, Any]:
+    """``{"paper_configuration_parameters": n}`` for a side-adapter run: its model's trainable
+    parameters at the paper's configuration (768-d states, 7 kept layers, item dim 64;
+    :func:`crossan.models.params.paper_configuration_count`), whatever its encoders' size
+    here (the demo's are 32-d); ``{}`` for other methods."""
+    if run.method not in ALIGNED_METHODS:
+        return {}
+    count = paper_configuration_count(
+        run.method, run.modalities, run.hidden, fusion=None if run.fusion in (None, "none") else run.fusion,
+        topk=run.topk, max_len=run.max_len, inter_tower=run.inter_tower, moda_rank=run.moda_rank,
+        moda_experts=run.moda_experts, align=run.align, align_weight=run.align_weight,
+    )
+    return {"paper_configuration_parameters": count}
+
+
+def alignment_metrics(run: RunConfig, model: nn.Module, per_epoch: list[float]) -> dict[str, Any]:
+    """``{"alignment": {"align", "weight", "tau", "loss_per_epoch"}}`` of a run trained with the
+    auxiliary alignment loss (the learned temperature at the best checkpoint); ``{}`` without."""
+    module = getattr(getattr(model, "item_encoder", None), "alignment", None)
+    if module is None:
+        return {}
+    return {"alignment": {"align": run.align, "weight": run.align_weight, "tau": float(module.tau.detach()),
+                          "loss_per_epoch": per_epoch}}
 
 
 def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
@@ -662,6 +748,7 @@ def fit(
     scaler: torch.amp.GradScaler | None = None,
     item_chunk: int = ITEM_CHUNK,
     extra_metrics: dict[str, Any] | None = None,
+    encode_train: TrainingEncoder | None = None,
 ) -> RunResult:
     """The training loop every trained method shares, then the final evaluation and outputs.
 
@@ -670,7 +757,9 @@ def fit(
     end-to-end inputs); ``optimizer`` over its trainable parameters. ``towers``: the best
     checkpoint's ``item_towers.h5`` content. ``scaler``: a gradient scaler for float16
     autocast (end-to-end runs on a GPU without bfloat16). ``item_chunk``: items encoded at
-    once during evaluation. ``extra_metrics``: more ``metrics.json`` keys.
+    once during evaluation. ``extra_metrics``: more ``metrics.json`` keys. ``encode_train``:
+    the item encoder of training steps (:func:`make_training_encoder`: with the auxiliary
+    alignment loss); default ``encode`` without one.
     """
     out_dir = Path(run.out_dir)
     log_popularity = log_popularity_from_counts(item_popularity_counts(data),
@@ -682,20 +771,27 @@ def fit(
     evaluate = functools.partial(evaluate_model, model, encode, data, device,
                                  repeat_targets=run.repeat_targets, item_chunk=item_chunk)
 
+    encode_train = encode_train or without_auxiliary(encode)
     rows: list[dict[str, float]] = []
+    alignment: list[float] = []  # each epoch's mean weighted alignment loss per batch
     stopping = EarlyStopping(run.patience)
     for epoch in range(1, run.max_epochs + 1):
         model.train()
         started = time.perf_counter()
-        total, positions = 0.0, 0
+        total, positions, aligned, steps = 0.0, 0, 0.0, 0
         for step, batch in enumerate(train_batches(data, run.batch_size, generator, device=device)):
-            loss = batch_loss(model, encode, batch, log_popularity, run.negatives)
+            loss, auxiliary = batch_loss(model, encode_train, batch, log_popularity, run.negatives)
             value = loss.detach()
             check_finite(value, epoch, step)
             optimizer_step(loss, optimizer, scaler)
             n = int((batch.targets != 0).sum())
             total += float(value) * n
             positions += n
+            if auxiliary is not None:
+                aligned, steps = aligned + float(auxiliary.detach()), steps + 1
+        if steps:
+            alignment.append(aligned / steps)
+            log.info("epoch %d: alignment loss (x %g) %.4f per batch", epoch, run.align_weight, alignment[-1])
         sync_device(device)
         train_seconds = time.perf_counter() - started
 
@@ -730,6 +826,7 @@ def fit(
         "peak_memory_mib": memory_mib,
         "peak_memory_kind": memory_kind,
         **(extra_metrics or {}),
+        **alignment_metrics(run, model, alignment),
         "config": asdict(run),
         "versions": versions(),
     }
