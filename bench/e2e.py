@@ -72,6 +72,7 @@ from crossan.train.trainer import (
     optimizer_step,
     peak_memory,
     resolve_device,
+    without_auxiliary,
 )
 
 METHODS: tuple[str, ...] = ("fft", "adapter", "lora", "crossan")
@@ -227,7 +228,7 @@ def time_steps(model: nn.Module, encode: Callable[[Tensor], Tensor], batch: Trai
     seconds = []
     for step in range(args.warmup + args.steps):
         started = time.perf_counter()
-        loss = batch_loss(model, encode, batch, log_popularity)
+        loss, _ = batch_loss(model, without_auxiliary(encode), batch, log_popularity)
         optimizer_step(loss, optimizer, scaler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

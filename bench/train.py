@@ -1,8 +1,10 @@
-"""Benchmark: CROSSAN vs IISAN-E training cost at the same hidden size and modalities.
+"""Benchmark: CROSSAN vs IISAN-E (and the shared MoDA tower) training cost at the same hidden
+size and modalities.
 
-Both methods train the same epochs in one invocation, each in its own fresh child process
-(so each gets a clean peak-memory reading), alternating CROSSAN, IISAN-E, CROSSAN, ... for
-``--repeats`` rounds so machine load drifts hit both alike. One epoch is the real training
+The methods train the same epochs in one invocation, each in its own fresh child process
+(so each gets a clean peak-memory reading), in rotating order (CROSSAN, IISAN-E, CROSSAN-MoDA,
+then IISAN-E, CROSSAN-MoDA, CROSSAN, ...) for ``--repeats`` rounds so machine load drifts
+hit them alike. One epoch is the real training
 loop of :mod:`crossan.train.trainer` (shuffled batches, the batch's distinct items through the
 adapters, SASRec, the debiased in-batch loss, backward, Adam) over the demo's training users,
 with item states of the paper's shape (768-d, 7 kept layers; random values, the cost does not
@@ -10,8 +12,10 @@ depend on them) held in memory as in a real run.
 
 Printed: seconds per epoch (median over rounds), peak memory (CUDA max allocated on a GPU;
 on the CPU the process's peak RSS and its growth once data and states are loaded, i.e. what
-the model and its training add), trainable parameters, and the CROSSAN / IISAN-E ratios. The
-paper (Table 4, on a GPU): 0.70 time, 0.95 memory, 0.80 parameters.
+the model and its training add), trainable parameters, the CROSSAN / IISAN-E ratios (the
+paper, Table 4, on a GPU: 0.70 time, 0.95 memory, 0.80 parameters) and the CROSSAN-MoDA /
+CROSSAN ratios (``crossan-moda``, one shared tower with modality-gated low-rank experts;
+beyond the paper, Table B2).
 
     python bench/train.py                     # needs results/demo/data (snakemake --cores 2 all)
     python bench/train.py --hidden 512 --modalities TIVA --epochs 2 --repeats 3
@@ -45,7 +49,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     from crossan.train.loss import log_popularity_from_counts
     from crossan.train.trainer import (
         batch_loss,
-        make_item_encoder,
+        make_training_encoder,
         peak_memory,
         resolve_device,
     )
@@ -65,7 +69,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     model = build_model(ModelConfig(method=method, modalities=args.modalities, encoder_dim=args.dim,
                                     n_layers=args.layers, adapter_dim=args.hidden)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    encode = make_item_encoder(model, states, device)
+    encode = make_training_encoder(model, states, device)
     generator = torch.Generator().manual_seed(0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -75,7 +79,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     for _ in range(args.epochs + 1):  # the first epoch warms up allocators and kernels
         started = time.perf_counter()
         for batch in train_batches(data, args.batch_size, generator, device=device):
-            loss = batch_loss(model, encode, batch, log_popularity)
+            loss, _ = batch_loss(model, encode, batch, log_popularity)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -117,24 +121,26 @@ def main() -> int:
     if not (Path(args.data) / "train.parquet").is_file():
         parser.error(f"{args.data}/train.parquet not found: run `snakemake --cores 2 all` first")
 
-    methods = ("crossan", "iisan-e")
+    methods = ("crossan", "iisan-e", "crossan-moda")
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     for round_ in range(args.repeats):
-        for method in methods if round_ % 2 == 0 else methods[::-1]:
+        shift = round_ % len(methods)
+        for method in methods[shift:] + methods[:shift]:
             runs[method].append(run_isolated(method, args))
-            print(f"round {round_ + 1} {method:8s} {runs[method][-1]['seconds']:.2f} s/epoch", flush=True)
+            print(f"round {round_ + 1} {method:12s} {runs[method][-1]['seconds']:.2f} s/epoch", flush=True)
 
     summary = {m: {key: statistics.median(r[key] for r in runs[m]) for key in runs[m][0]} for m in methods}
-    cross, base = summary["crossan"], summary["iisan-e"]
+    cross, base, shared = summary["crossan"], summary["iisan-e"], summary["crossan-moda"]
     print(f"\n{args.modalities}, h={args.hidden}, {args.dim}-d x {args.layers} layers, batch {args.batch_size}, "
           f"data {args.data}, {args.repeats} rounds x {args.epochs} epochs")
-    print(f"{'':24s}{'CROSSAN':>14s}{'IISAN-E':>14s}{'ratio':>9s}   paper")
+    print(f"{'':24s}{'CROSSAN':>14s}{'IISAN-E':>14s}{'CROSSAN-MoDA':>14s}"
+          f"{'C / IISAN-E':>13s}   paper{'MoDA / C':>10s}")
     rows = [("seconds per epoch", "seconds", "0.70"), ("peak memory MiB", "memory", "0.95"),
             ("memory growth MiB", "memory_growth", "    "), ("trainable parameters", "parameters", "0.80")]
     for label, key, paper in rows:
         digits = 0 if key == "parameters" else 2
-        print(f"{label:24s}{cross[key]:14,.{digits}f}{base[key]:14,.{digits}f}"
-              f"{cross[key] / base[key]:9.3f}   {paper}")
+        print(f"{label:24s}{cross[key]:14,.{digits}f}{base[key]:14,.{digits}f}{shared[key]:14,.{digits}f}"
+              f"{cross[key] / base[key]:13.3f}   {paper}{shared[key] / cross[key]:10.3f}")
     return 0
 
 
