@@ -331,8 +331,9 @@ def test_paper_plan_run_count_and_dataset_overrides() -> None:
     # T1 2 + T3 (2 baselines + 3 end-to-end + 4 IISAN(-E) + 3 CROSSAN besides T+I) + T4
     # IISAN-E_same 1 (its end-to-end rows are T3's) + T5 3 + T6 1 + T7 3 + F3 (IISAN-E 9 - h1024,
     # h512; CROSSAN 9 - h512) 15 + F5 (lr 5 - 1e-4) 4 + T8 6 graph recommenders (its IISAN and
-    # CROSSAN rows are T3's) = 47
-    assert len(runs) == len(set(runs)) == 47
+    # CROSSAN rows are T3's) = 47; beyond the paper: B1 2 CROSSAN+CMSA (T+I, T+I+V+A) + B2 1
+    # CROSSAN-MoDA (its CROSSAN row and all of B3's are the paper's runs) = 50
+    assert len(runs) == len(set(runs)) == 50
     cfg = config({"table7": {"topk": [1]}})
     cfg["catalog"]["hand"]["experiments"] = {"settings": {"crossan": {"lr": 1e-3}}, "table7": {"seeds": [4]}}
     (row,) = target_plan(cfg, "hand", "table7").rows
@@ -398,10 +399,12 @@ def test_paired_t_test_edge_cases() -> None:
 def test_a_text_only_dataset_gets_text_only_rows_notes_and_captions(tmp_path: Path) -> None:
     cfg = config({}, {"kind": "demo", "modalities": ["text"]})
     assert planned_targets(cfg, "hand") == ["table3", "table4", "table5", "table6", "table7", "table8",
-                                            "figure3", "figure4", "figure5"]
+                                            "figure3", "figure4", "figure5", "tableB2", "tableB3", "figureB1"]
     why = ("Table 1 compares two towers' outputs (mutual information), and of the planned T+I dataset 'hand' "
            "declares only text")
-    assert dropped_targets(cfg, "hand") == {"table1": why}
+    assert dropped_targets(cfg, "hand") == {
+        "table1": why, "tableB1": ("Table B1 aligns two or more towers' outputs, and of the planned T+I, T+I+V+A "
+                                   "dataset 'hand' declares at most one per set (text)")}
     with pytest.raises(ConfigError, match=re.escape(f"experiments.table1 of dataset 'hand': {why}")):
         target_plan(cfg, "hand", "table1")
     assert {parse_run_name(name)["modalities"] for name in experiment_runs(cfg, "hand")} == {"", "T"}

@@ -1,4 +1,4 @@
-"""The numbers behind Figures 3-5, collected from run directories, and the figures themselves.
+"""The numbers behind Figures 3-5 and B1, collected from run directories, and the figures themselves.
 
 :func:`build_figure` returns the matplotlib figure (drawn by :mod:`crossan.results.figures`)
 and a frame of every plotted point with the runs behind it, written beside the figure as CSV
@@ -14,8 +14,19 @@ from matplotlib.figure import Figure
 
 from crossan.results import figures
 from crossan.results.plan import TargetPlan
-from crossan.results.runs import METRICS, mean_gates, read_runs, summarise
+from crossan.results.runs import (
+    BUCKET_METRICS,
+    BUCKETS,
+    METRICS,
+    mean_gates,
+    popularity_thresholds,
+    read_popularity,
+    read_runs,
+    summarise,
+)
 from crossan.results.tables import display_name
+
+POPULARITY_METRIC = "HR@10"  # Figure B1's y
 
 
 def _points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
@@ -33,13 +44,39 @@ def _points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
     return pl.DataFrame(records)
 
 
+def bucket_labels(buckets: dict[str, object]) -> dict[str, str]:
+    """The x labels of Figure B1, each bucket with its training-interaction range:
+    ``{"head": "head (>= 15)", "torso": "torso (10-14)", "tail": "tail (<= 9)"}``."""
+    head, tail = int(buckets["head_min_count"]), int(buckets["tail_max_count"])
+    return {"head": f"head (>= {head})", "torso": f"torso ({tail + 1}-{head - 1})", "tail": f"tail (<= {tail})"}
+
+
+def _popularity_points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
+    """One row per plotted bar: ``series`` (the method row), ``bucket``, ``x`` (its label),
+    the bucket's test users, HR/NDCG@10 mean and std over seeds, runs."""
+    labels = bucket_labels(popularity_thresholds(runs_dir, plan.runs()))
+    records = []
+    for row in plan.rows:
+        runs = read_popularity(runs_dir, row.runs)
+        for bucket in BUCKETS:
+            record: dict[str, object] = {"series": row.label, "bucket": bucket, "x": labels[bucket],
+                                         "users": int(runs[0][bucket]["users"])}
+            for metric in BUCKET_METRICS:
+                summary = summarise(runs, metric, split=bucket)
+                record[metric], record[f"{metric}_std"] = summary.mean, summary.std
+            record["n_seeds"] = len(row.runs)
+            record["runs"] = ";".join(row.runs)
+            records.append(record)
+    return pl.DataFrame(records)
+
+
 def _by_series(points: pl.DataFrame, series: str, metric: str) -> dict[float, tuple[float, float]]:
     part = points.filter(pl.col("series") == series)
     return {x: (mean, std) for x, mean, std in zip(part["x"], part[metric], part[f"{metric}_std"])}
 
 
 def build_figure(plan: TargetPlan, runs_dir: Path) -> tuple[Figure, pl.DataFrame]:
-    """The figure of ``plan`` (``figure3``, ``figure4`` or ``figure5``) and its data."""
+    """The figure of ``plan`` (``figure3``, ``figure4``, ``figure5`` or ``figureB1``) and its data."""
     runs_dir = Path(runs_dir)
     title = f"{display_name(plan.target)} ({plan.dataset})"
     if plan.target == "figure4":
@@ -50,6 +87,10 @@ def build_figure(plan: TargetPlan, runs_dir: Path) -> tuple[Figure, pl.DataFrame
                    for layer, values in enumerate(data["values"])
                    for source, value in zip(data["sources"], values)]
         return figures.figure4_gate_heatmaps(towers, title=f"{title}: {row.label}"), pl.DataFrame(records)
+    if plan.target == "figureB1":
+        points = _popularity_points(plan, runs_dir)
+        series = {name: _by_series(points, name, POPULARITY_METRIC) for name in dict.fromkeys(points["series"])}
+        return figures.figure_b1_popularity(series, metric=POPULARITY_METRIC, title=title), points
     points = _points(plan, runs_dir)
     if plan.target == "figure3":
         series = {name: {int(x): p for x, p in _by_series(points, name, "HR@10").items()}
@@ -59,4 +100,4 @@ def build_figure(plan: TargetPlan, runs_dir: Path) -> tuple[Figure, pl.DataFrame
         hidden = {m: {int(x): p for x, p in _by_series(points, "hidden", m).items()} for m in METRICS}
         lr = {m: _by_series(points, "lr", m) for m in METRICS}
         return figures.figure5_sensitivity(hidden, lr, title=title), points
-    raise ValueError(f"{plan.target} is not a figure; choose from figure3, figure4, figure5")
+    raise ValueError(f"{plan.target} is not a figure; choose from figure3, figure4, figure5, figureB1")

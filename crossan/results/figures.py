@@ -1,4 +1,4 @@
-"""The paper's three figures, drawn from already-aggregated numbers.
+"""The paper's three figures, and Figure B1 beyond it, drawn from already-aggregated numbers.
 
 * :func:`figure3_hidden_size` - Figure 3, "Optimal embedding dimension for IISAN-E and
   CROSSAN": a metric against the adapter hidden size h, one line per method.
@@ -6,6 +6,8 @@
   per tower, layer 0 at the bottom.
 * :func:`figure5_sensitivity` - Figure 5, CROSSAN's sensitivity to the adapter hidden size
   (first row) and to the learning rate (second row), HR metrics left, NDCG metrics right.
+* :func:`figure_b1_popularity` - Figure B1 (beyond the paper): a metric per popularity bucket
+  of the target item (head, torso, tail on x), one bar per method.
 * :func:`save_figure` - writes a figure as PNG and SVG, atomically and byte-reproducibly.
 
 Nothing here reads files: the numbers come in as mappings (another module collects them).
@@ -40,6 +42,7 @@ LR_LABEL = "learning rate"
 NO_RUNS = "no runs"
 SVG_HASH_SALT = "crossan"
 GATE_CMAP = "Blues"
+MANY_CMAP = "tab20"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -348,6 +351,67 @@ def figure5_sensitivity(
                 ax.legend()
             else:
                 _no_runs(ax)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+# --------------------------------------------------------------------------- Figure B1
+
+
+def figure_b1_popularity(
+    series: Mapping[str, Mapping[str, Point]], *, metric: str = "HR@10", title: str = ""
+) -> Figure:
+    """Figure B1: grouped bars of ``metric`` per popularity bucket, one bar per method.
+
+    Args:
+        series: method name -> {bucket label (e.g. ``"head (>= 15)"``): (mean, std)}; bars
+            and legend entries follow the mapping's order, groups the order in which the
+            buckets first appear. A method without a bucket leaves a gap there.
+        metric: the y axis label, e.g. ``"HR@10"``.
+        title: optional figure title.
+
+    Each group is centred on its tick, its bars side by side (together 0.8 wide), coloured C0-C9
+    (``tab20`` for more than ten methods); error bars (std) only for a method with some std > 0.
+
+    Raises:
+        ValueError: no methods, no points at all, or a malformed point.
+    """
+    if not series:
+        raise ValueError("figure_b1_popularity: no series given")
+    prepared: dict[str, dict[str, Point]] = {}
+    for name, points in series.items():
+        if not isinstance(points, Mapping):
+            raise ValueError(f"figure_b1_popularity[{name!r}]: expected a mapping bucket -> (mean, std), got {points!r}")
+        prepared[str(name)] = {str(bucket): _point(value, f"figure_b1_popularity[{name!r}] at {bucket!r}")
+                               for bucket, value in points.items()}
+    groups = list(dict.fromkeys(bucket for points in prepared.values() for bucket in points))
+    if not groups:
+        raise ValueError("figure_b1_popularity: every series is empty, nothing to plot")
+
+    figure = _new_figure(4.0 + 0.15 * len(groups) * len(prepared), 4.0)
+    ax = figure.add_subplot()
+    width = 0.8 / len(prepared)
+    many = matplotlib.colormaps[MANY_CMAP]  # more than ten methods: C0-C9 would repeat
+    for i, (name, points) in enumerate(prepared.items()):
+        where = [g for g, bucket in enumerate(groups) if bucket in points]
+        means = [points[groups[g]][0] for g in where]
+        stds = [points[groups[g]][1] for g in where]
+        offset = (i - (len(prepared) - 1) / 2) * width
+        ax.bar(
+            [g + offset for g in where],
+            means,
+            width,
+            yerr=stds if any(s > 0 for s in stds) else None,
+            capsize=2,
+            label=name,
+            color=f"C{i}" if len(prepared) <= 10 else many(i % many.N),
+        )
+    ax.set_xticks(range(len(groups)), labels=groups)
+    ax.set_xlabel("popularity of the target item (training interactions)")
+    ax.set_ylabel(metric)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     if title:
         figure.suptitle(title)
     return figure

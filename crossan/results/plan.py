@@ -22,12 +22,24 @@ key by key on top; ``settings`` merged method by method) says, per target, what 
 * ``seeds`` (global or per target): one run per seed; tables then show mean ± std.
 * ``targets``: the tables and figures ``all`` builds.
 
+Beyond the paper (:data:`BEYOND_TARGETS`, written under ``results/{dataset}/beyond/``):
+
+* ``tableB1``: CROSSAN with and without the auxiliary tower-alignment loss (``align``,
+  ``align_weight``) on every set of ``modalities``, plus mutual information as in Table 1; the
+  plain CROSSAN rows are the runs Tables 1 and 3 read (same setting, same names).
+* ``tableB2``: CROSSAN vs CROSSAN-MoDA (one shared adapter tower with modality-gated low-rank
+  experts) on ``modalities``, both at CROSSAN's setting: parameters, time and test metrics.
+* ``tableB3``: test HR/NDCG@10 by the popularity of the target item (head, torso, tail) of
+  CROSSAN and IISAN(-E) on ``modalities``, the ``end_to_end`` baselines and the graph
+  recommenders ``models``; ``figureB1`` draws its HR@10 (its rows, without the not-run ones).
+
 A dataset that declares fewer modalities (``catalog.{name}.modalities``) gets a plan restricted
 to them: every modality set loses the letters the dataset lacks (T+I+V+A becomes T for a
 text-only dataset; a set with none of its letters is a ``ConfigError``), the end-to-end rows and
 IISAN (T+I) stay as rows marked "not run" without text and image, MOMEF's top-k is clamped to
 the number of modalities, Table 1 (two towers' mutual information) is left out with fewer
-than two (:func:`dropped_targets` says why), and with one modality Table 6's INDSAN row reads
+than two (:func:`dropped_targets` says why), and so is Table B1 when none of its sets keeps two
+(a set that keeps one is left out with a note), and with one modality Table 6's INDSAN row reads
 CROSSAN's runs, the two being the same model. Each such change is a note of the
 :class:`TargetPlan`, printed under the table, and captions name the dataset's modalities.
 
@@ -50,7 +62,11 @@ from crossan.train.identity import run_fields, training_settings
 
 TABLES: tuple[str, ...] = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES: tuple[str, ...] = ("figure3", "figure4", "figure5")
-TARGETS: tuple[str, ...] = TABLES + FIGURES
+# Beyond the paper (issue 17): separate from the paper's, written under results/{dataset}/beyond/.
+BEYOND_TABLES: tuple[str, ...] = ("tableB1", "tableB2", "tableB3")
+BEYOND_FIGURES: tuple[str, ...] = ("figureB1",)
+BEYOND_TARGETS: tuple[str, ...] = BEYOND_TABLES + BEYOND_FIGURES
+TARGETS: tuple[str, ...] = TABLES + FIGURES + BEYOND_TARGETS
 
 # The multimodal graph recommenders of Table 8 (crossan.models.graph.GRAPH_METHODS, named here
 # so that building a table does not import torch).
@@ -88,13 +104,20 @@ PAPER_PLAN: dict[str, Any] = {
         "hidden": [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
         "lr": [1e-5, 5e-5, 1e-4, 5e-4, 1e-3],
     },
+    # beyond the paper
+    "tableB1": {"modalities": ["TI", "TIVA"], "align": "cmsa", "align_weight": 0.1},
+    "tableB2": {"modalities": "TIVA"},
+    "tableB3": {"modalities": "TIVA", "end_to_end": ["fft", "adapter", "lora"], "models": list(GRAPH_ROWS)},
+    "figureB1": {},  # tableB3's rows
 }
 METHOD_LABELS: dict[str, str] = {
     "crossan": "CROSSAN", "indsan": "INDSAN", "iisan": "IISAN", "iisan-e": "IISAN-E",
     "id-sasrec": "SASRec (item IDs)", "popularity": "Popularity",
     "fft": "Full Finetuning", "adapter": "Adapter", "lora": "LoRA",
     "mmgcn": "MMGCN", "grcn": "GRCN", "bm3": "BM3", "freedom": "FREEDOM", "mgcn": "MGCN", "mhcr": "MHCR",
+    "crossan-moda": "CROSSAN-MoDA",
 }
+ALIGN_LABELS: dict[str, str] = {"cmsa": "CMSA", "infonce": "InfoNCE"}
 MODALITY_NAMES: dict[str, str] = {"T": "Text", "I": "Image", "V": "Video", "A": "Audio"}
 FUSION_LABELS: dict[str, str] = {
     "momef": "MOMEF", "dynamic": "D-Gated Fusion", "static": "S-Gated Fusion", "concat": "Concat Fusion",
@@ -123,6 +146,18 @@ CAPTION_TEMPLATES: dict[str, str] = {
                "tower, zeros before layer 0 unless training.layer0_previous is frozen).",
     "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
                "test HR and NDCG at 10 and 20.",
+    "tableB1": "Beyond the paper: CROSSAN with and without an auxiliary loss aligning its modality towers' "
+               "outputs (CMSA, SDA's cross-modal structural alignment, or InfoNCE), and the mutual "
+               "information between each run's first two tower outputs ({pair} for T+I).",
+    "tableB2": "Beyond the paper: CROSSAN's cross-modal gates over one shared adapter tower with "
+               "modality-gated low-rank experts (CROSSAN-MoDA, after SDA's MoDA) vs CROSSAN's tower per "
+               "modality: TP trainable parameters (here and at the paper's configuration), TT training "
+               "time (s per epoch) and test metrics.",
+    "tableB3": "Beyond the paper: the long tail. Test HR@10 and NDCG@10 of the users whose target item "
+               "is a head, torso or tail item by its number of training interactions (terciles over "
+               "items).",
+    "figureB1": "Beyond the paper: test HR@10 by the popularity of the target item (head, torso, tail "
+                "by training interactions), one bar per method of Table B3.",
 }
 # Targets whose caption names the modalities itself; the others get a sentence naming the
 # dataset's when it has fewer than four.
@@ -159,7 +194,9 @@ E2E_LETTERS = "TI"
 NOT_RUN_NOTE = "not run: left out of experiments.{target}.end_to_end"
 NEEDS_TI_NOTE = "not run: {method} needs text and image, and dataset '{dataset}' declares {words}"
 # MOMEF's top-k: only CROSSAN and INDSAN have one expert per modality.
-TOPK_METHODS: tuple[str, ...] = ("crossan", "indsan")
+TOPK_METHODS: tuple[str, ...] = ("crossan", "indsan", "crossan-moda")
+# A target whose rows are another's (its block holds its seeds at most).
+ROWS_OF: dict[str, str] = {"figureB1": "tableB3"}
 
 
 @dataclass(frozen=True)
@@ -279,6 +316,9 @@ class _Planner:
         self.clamped: dict[int, int] = {}  # the current target's MOMEF top-k -> the one used
 
     def seeds(self, target: str) -> list[int]:
+        """The target's own seeds, else (a target drawn from another's rows) that one's, else the global ones."""
+        if "seeds" not in self.plan[target] and target in ROWS_OF:
+            return self.seeds(ROWS_OF[target])
         return list(self.plan[target].get("seeds", self.plan["seeds"]))
 
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
@@ -301,6 +341,7 @@ class _Planner:
                     data_dir="", features_dir="", out_dir="", dataset=self.dataset, method=method,
                     modalities=modalities or "TIVA", fusion=setting.get("fusion"), topk=topk,
                     hidden=int(setting["hidden"]), lr=float(setting["lr"]), seed=seed,
+                    align=setting["align"], align_weight=float(setting["align_weight"]),
                     **run_fields(self.training, method),
                 )
             except ConfigError as error:
@@ -326,6 +367,22 @@ class _Planner:
 
         return self.restrict(target, modality_letters(self.plan[target]["modalities"]))
 
+    def planned_sets(self, target: str) -> list[str]:
+        """The sets of the target's list ``modalities``, as canonical letters."""
+        from crossan.train.data import modality_letters
+
+        return [modality_letters(s) for s in self.plan[target]["modalities"]]
+
+    def modality_sets(self, target: str) -> list[str]:
+        """Each set of the target's list ``modalities``, restricted, once each in order."""
+        return list(dict.fromkeys(self.restrict(target, letters) for letters in self.planned_sets(target)))
+
+    def tower_pairs(self, target: str) -> list[str]:
+        """The sets of ``target`` that keep two or more of the dataset's modalities (towers to
+        compare), restricted, once each; never a ``ConfigError`` (:meth:`dropped` asks)."""
+        kept = ("".join(letter for letter in letters if letter in self.available) for letters in self.planned_sets(target))
+        return list(dict.fromkeys(letters for letters in kept if len(letters) >= 2))
+
     def has_text_and_image(self) -> bool:
         return all(letter in self.available for letter in E2E_LETTERS)
 
@@ -347,6 +404,10 @@ class _Planner:
                     reason += (f"; set catalog.{self.dataset}.experiments.table1.modalities to two of "
                                f"{self.available} to build it")
                 return reason
+        if target == "tableB1" and not self.tower_pairs("tableB1"):
+            planned = ", ".join(modality_label(letters) for letters in self.planned_sets("tableB1"))
+            return (f"Table B1 aligns two or more towers' outputs, and of the planned {planned} dataset "
+                    f"{self.dataset!r} declares at most one per set ({modality_words(self.available)})")
         return ""
 
     def target(self, target: str) -> TargetPlan:
@@ -374,9 +435,9 @@ class _Planner:
 
     def end_to_end_rows(self, target: str) -> list[PlanRow]:
         """Full fine-tuning, Adapter and LoRA on T+I, in the paper's order; one left out of
-        ``experiments.{target}.end_to_end``, or any on a dataset without text and image, is a
-        row without runs, marked "not run"."""
-        chosen = set(self.plan[target].get("end_to_end", E2E_ROWS))
+        ``experiments.{target}.end_to_end`` (of the target it takes its rows from, :data:`ROWS_OF`),
+        or any on a dataset without text and image, is a row without runs, marked "not run"."""
+        chosen = set(self.plan[ROWS_OF.get(target, target)].get("end_to_end", E2E_ROWS))
         label = modality_label(E2E_LETTERS)
         rows = []
         for m in E2E_ROWS:
@@ -385,8 +446,14 @@ class _Planner:
             elif m in chosen:
                 rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})", self.runs(target, m, E2E_LETTERS), m))
             else:
-                rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})", note=NOT_RUN_NOTE.format(target=target)))
+                rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})",
+                                    note=NOT_RUN_NOTE.format(target=ROWS_OF.get(target, target))))
         return rows
+
+    def iisan_row(self, target: str, letters: str) -> PlanRow:
+        """IISAN on T+I, IISAN-E on any other set (at its best setting)."""
+        method = "iisan" if letters == "TI" else "iisan-e"
+        return PlanRow(f"{METHOD_LABELS[method]} ({modality_label(letters)})", self.runs(target, method, letters), method)
 
     # ------------------------------------------------------------------ tables
 
@@ -396,22 +463,17 @@ class _Planner:
                 PlanRow("CROSSAN", self.runs("table1", "crossan", m), "crossan")], []
 
     def table3(self):
-        from crossan.train.data import modality_letters
-
         block = self.plan["table3"]
-        sets = list(dict.fromkeys(self.restrict("table3", modality_letters(s)) for s in block["modalities"]))
+        sets = self.modality_sets("table3")
         rows = [PlanRow(METHOD_LABELS[b], self.runs("table3", b), b) for b in block.get("baselines", [])]
         rows += self.end_to_end_rows("table3")
         comparisons = []
         for letters in sets:
-            method = "iisan" if letters == "TI" else "iisan-e"
-            rows.append(PlanRow(f"{METHOD_LABELS[method]} ({modality_label(letters)})",
-                                self.runs("table3", method, letters), method))
+            rows.append(self.iisan_row("table3", letters))
         for letters in sets:
             label = f"CROSSAN ({modality_label(letters)}) (ours)"
             rows.append(PlanRow(label, self.runs("table3", "crossan", letters), "crossan"))
-            baseline = f"{'IISAN' if letters == 'TI' else 'IISAN-E'} ({modality_label(letters)})"
-            comparisons.append(Comparison(modality_names(letters), label, baseline))
+            comparisons.append(Comparison(modality_names(letters), label, self.iisan_row("table3", letters).label))
         return rows, comparisons
 
     def table4(self):
@@ -489,6 +551,52 @@ class _Planner:
         rows += [PlanRow(f"lr={lr:g}", self.runs("figure5", "crossan", m, lr=lr), "crossan", series="lr", x=float(lr))
                  for lr in block["lr"]]
         return rows, []
+
+
+    # ------------------------------------------------------------------ beyond the paper
+
+    def tableB1(self):
+        block = self.plan["tableB1"]
+        align, weight = block["align"], float(block["align_weight"])
+        pairs = self.tower_pairs("tableB1")  # one at least: dropped() stops the target otherwise
+        for letters in self.modality_sets("tableB1"):
+            if letters not in pairs:
+                self.notes.append(f"CROSSAN ({modality_label(letters)}) left out: one tower, nothing to align.")
+        rows, comparisons = [], []
+        for letters in pairs:
+            label = modality_label(letters)
+            plain = PlanRow(f"CROSSAN ({label})", self.runs("tableB1", "crossan", letters), "crossan")
+            aligned = PlanRow(f"CROSSAN+{ALIGN_LABELS[align]} ({label})",
+                              self.runs("tableB1", "crossan", letters, align=align, align_weight=weight), "crossan")
+            rows += [plain, aligned]
+            comparisons.append(Comparison(modality_names(letters), aligned.label, plain.label))
+        return rows, comparisons
+
+    def tableB2(self):
+        m = self.modalities("tableB2")
+        label = modality_label(m)
+        crossan = self.plan["settings"]["crossan"]  # the shared tower at CROSSAN's setting
+        rows = [PlanRow(f"CROSSAN ({label})", self.runs("tableB2", "crossan", m), "crossan"),
+                PlanRow(f"CROSSAN-MoDA ({label}) (shared tower)",
+                        self.runs("tableB2", "crossan-moda", m, **crossan), "crossan-moda")]
+        return rows, [Comparison("Shared vs CROSSAN", rows[1].label, rows[0].label)]
+
+    def popularity_rows(self, target: str) -> list[PlanRow]:
+        """Table B3's rows (its block), with ``target``'s seeds: CROSSAN and IISAN(-E) on its
+        modalities, the end-to-end baselines (T+I), the graph recommenders."""
+        m = self.modalities("tableB3")
+        rows = [PlanRow(f"CROSSAN ({modality_label(m)})", self.runs(target, "crossan", m), "crossan"),
+                self.iisan_row(target, m)]
+        rows += self.end_to_end_rows(target)
+        rows += [PlanRow(METHOD_LABELS[model], self.runs(target, model, m), model)
+                 for model in self.plan["tableB3"]["models"]]
+        return rows
+
+    def tableB3(self):
+        return self.popularity_rows("tableB3"), []
+
+    def figureB1(self):
+        return [row for row in self.popularity_rows("figureB1") if row.runs], []
 
 
 def target_plan(config: Mapping[str, Any], dataset: str, target: str) -> TargetPlan:

@@ -2,7 +2,11 @@
 
 A run directory (``results/{dataset}/runs/{name}/``, :mod:`crossan.train.trainer`) is
 complete when its ``metrics.json`` exists; tables read that, ``per_user_test.parquet`` (for
-significance), ``item_towers.h5`` (Table 1) and ``gates.json`` (Figure 4), nothing else.
+significance), ``item_towers.h5`` (Tables 1 and B1) and ``gates.json`` (Figure 4), nothing else.
+
+Long tail (Table B3, Figure B1): ``metrics.json``'s ``test_by_popularity`` gives each bucket's
+test users and HR/NDCG@10 (:data:`BUCKETS`, items by training-count terciles) and the two
+thresholds; :func:`popularity_thresholds` checks that the runs of a table share them.
 
 Settings: a run's ``settings.json`` (:mod:`crossan.train.identity`) lists the training settings
 its name's ``-x`` digest stands for; :func:`settings_notes` turns those of a table's runs into
@@ -31,6 +35,9 @@ from crossan.train.identity import SETTINGS_FILE, describe_changed
 from crossan.train.names import parse_run_name
 
 METRICS: tuple[str, ...] = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+# metrics.json's test_by_popularity: the buckets, most popular first, and the metrics of each
+BUCKETS: tuple[str, ...] = ("head", "torso", "tail")
+BUCKET_METRICS: tuple[str, ...] = ("HR@10", "NDCG@10")
 SIGNIFICANCE_LEVEL = 0.05
 
 
@@ -78,6 +85,47 @@ def summarise(runs: Sequence[dict[str, Any]], key: str, split: str = "test") -> 
     (``key`` in :data:`METRICS`) or of a top-level number (``seconds_per_epoch``,
     ``peak_memory_mib``, ...)."""
     return Summary.of([float(run[split][key] if key in METRICS else run[key]) for run in runs])
+
+
+def read_popularity(runs_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
+    """Each run's ``test_by_popularity`` (``metrics.json``): ``head_min_count``,
+    ``tail_max_count`` and per bucket of :data:`BUCKETS` its ``users`` and HR/NDCG@10, so
+    ``summarise(records, "HR@10", split="tail")`` is a bucket's mean over seeds."""
+    records = []
+    for name in names:
+        record = read_metrics(runs_dir, name).get("test_by_popularity")
+        if record is None:
+            raise DataError(f"{run_dir(runs_dir, name) / 'metrics.json'} has no test_by_popularity: run {name} "
+                            "predates the long-tail metrics; delete its folder and rerun it")
+        records.append(record)
+    return records
+
+
+def popularity_thresholds(runs_dir: Path, names: Sequence[str]) -> dict[str, Any]:
+    """The buckets the runs ``names`` (one at least) share: ``{"head_min_count",
+    "tail_max_count", "users": {bucket: test users}}``; a run with others (another split or
+    another definition) is a :class:`DataError` naming it."""
+    shared: dict[str, Any] = {}
+    first = ""
+    for name, record in zip(names, read_popularity(runs_dir, names)):
+        buckets = {"head_min_count": int(record["head_min_count"]), "tail_max_count": int(record["tail_max_count"]),
+                   "users": {bucket: int(record[bucket]["users"]) for bucket in BUCKETS}}
+        if not shared:
+            shared, first = buckets, name
+        elif buckets != shared:
+            raise DataError(f"run {name} has other popularity buckets ({buckets}) than run {first} ({shared}): "
+                            "runs of one table must come from the same dataset split")
+    return shared
+
+
+def read_alignment(runs_dir: Path, name: str) -> dict[str, Any]:
+    """``metrics.json``'s ``alignment`` of run ``name`` (``align``, ``weight``, ``tau``: the
+    learned temperature at the best checkpoint, ``loss_per_epoch``)."""
+    record = read_metrics(runs_dir, name).get("alignment")
+    if record is None:
+        raise DataError(f"{run_dir(runs_dir, name) / 'metrics.json'} has no alignment: run {name} was not "
+                        "trained with the alignment loss (align_weight > 0)")
+    return record
 
 
 def per_user_mean(runs_dir: Path, names: Sequence[str], split: str = "test") -> pl.DataFrame:

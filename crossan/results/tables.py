@@ -1,4 +1,4 @@
-"""The paper's Tables 1 and 3-8, rebuilt from run directories alone.
+"""The paper's Tables 1 and 3-8, and Tables B1-B3 beyond it, rebuilt from run directories alone.
 
 Each builder takes a :class:`~crossan.results.plan.TargetPlan` (rows and their runs) and the
 runs folder and returns a :class:`Table`; :func:`write_table` writes it as CSV (every number,
@@ -19,13 +19,18 @@ Conventions, the same in every table:
   text and image) is shown with ``—`` and a note, never dropped; the plan's own notes (a
   dataset's modalities, a clamped top-k, rows that coincide) follow the table; for MicroLens datasets the paper's published value is
   shown beside ours, in parentheses.
+
+Beyond the paper: Table B1 (CROSSAN with the tower-alignment loss, and Table 1's mutual
+information), Table B2 (CROSSAN's gates over one shared MoDA tower: size, time, metrics and
+its percent change against CROSSAN), Table B3 (test metrics per popularity bucket of the
+target item, the thresholds in a note).
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +41,18 @@ from crossan.errors import DataError
 from crossan.results.paper import TABLE8_COLUMNS, paper_value
 from crossan.results.plan import GRAPH_ROWS, TargetPlan
 from crossan.results.runs import (
+    BUCKET_METRICS,
+    BUCKETS,
     METRICS,
     PairedTest,
     Summary,
     compare_runs,
     paired_t_test,
+    popularity_thresholds,
+    read_alignment,
+    read_popularity,
     read_runs,
+    read_settings,
     settings_notes,
     summarise,
 )
@@ -50,6 +61,14 @@ MISSING = "—"
 MUTUAL_INFORMATION = "Mutual Information"
 EFFICIENCY: dict[str, str] = {"TT": "seconds_per_epoch", "GM": "peak_memory_mib", "TP": "trainable_parameters"}
 EFFICIENCY_KINDS: tuple[str, ...] = ("seconds", "mib", "count")
+# Table B2: column -> metrics.json key, and each one's kind
+SHARED_TOWER: dict[str, str] = {"TP": "trainable_parameters", "TP (paper config)": "paper_configuration_parameters",
+                                "TT": "seconds_per_epoch"}
+SHARED_TOWER_KINDS: tuple[str, ...] = ("count", "count", "seconds")
+# Table B3: "Head HR@10", "Head NDCG@10", ..., "Tail NDCG@10"
+BUCKET_COLUMNS: dict[str, tuple[str, str]] = {f"{bucket.capitalize()} {metric}": (bucket, metric)
+                                              for bucket in BUCKETS for metric in BUCKET_METRICS}
+ALIGN_DESCRIPTIONS: dict[str, str] = {"cmsa": "CMSA (SDA's cross-modal structural alignment)", "infonce": "InfoNCE"}
 MEMORY_KINDS: dict[str, str] = {
     "cuda_max_allocated": "GPU memory (torch.cuda.max_memory_allocated)",
     "cpu_peak_rss": "peak resident memory of the process on the CPU (no GPU; includes the cached states)",
@@ -272,6 +291,22 @@ def efficiency_gain(ours: float, baseline: float) -> float:
     return (baseline - ours) / baseline * 100 if baseline else math.nan
 
 
+def _number_cells(runs: Sequence[dict], columns: Mapping[str, str], kinds: Sequence[str]) -> dict[str, Cell]:
+    """Per column (-> its top-level ``metrics.json`` key, with its kind of ``kinds``) the mean
+    ± std over ``runs``; a key some run lacks (written by a later version) leaves it empty."""
+    return {column: Cell.of(summarise(runs, key), kind) if all(key in run for run in runs) else Cell(kind=kind)
+            for (column, key), kind in zip(columns.items(), kinds)}
+
+
+def _change_row(label: str, ours: Row, baseline: Row, columns: Sequence[str],
+                change: Callable[[float, float], float], section: str = "") -> Row:
+    """A row of percent ``change(ours, baseline)`` of the means per column (empty where either
+    is missing)."""
+    cells = {c: Cell(kind="percent") if ours.cells[c].mean is None or baseline.cells[c].mean is None
+             else Cell(change(ours.cells[c].mean, baseline.cells[c].mean), kind="percent") for c in columns}
+    return Row(label, cells, section=section)
+
+
 def _metric_table(plan: TargetPlan, runs_dir: Path, header: str) -> Table:
     rows = [metric_row(runs_dir, row.label, row.runs, row.note) for row in plan.rows]
     return Table(plan.target, plan.dataset, plan.title, header, METRICS, rows,
@@ -307,6 +342,27 @@ def tower_mutual_information(run_folder: Path) -> tuple[float, tuple[str, str]]:
     return value, (towers.towers[0], towers.towers[1])
 
 
+MUTUAL_INFORMATION_NOTE = (
+    "Mutual information (nats) between the {towers} tower outputs at the best checkpoint, over every item "
+    "with both media: KSG estimator (Kraskov, Stögbauer & Grassberger 2004, k=3, z-scored dimensions, a "
+    "fixed random subset of at most 5,000 items: its bias depends on N, so compare {compare}, not values "
+    "across datasets); its * is a paired t-test over seeds (two or more seeds).")
+
+
+def mutual_information(runs_dir: Path, runs: Sequence[str]) -> tuple[Cell, list[float], tuple[str, str]]:
+    """The mutual information of each run's first two towers (:func:`tower_mutual_information`):
+    its cell (mean ± std over the runs), the values, and the towers' names (the first run's)."""
+    estimates = [tower_mutual_information(runs_dir / name) for name in runs]
+    values = [value for value, _ in estimates]
+    return Cell.of(Summary.of(values)), values, estimates[0][1]
+
+
+def _mark_mutual_information(ours: Cell, values: Sequence[float], baseline: Sequence[float]) -> None:
+    """``*`` and p on ``ours``: paired t-test over seeds, with two or more."""
+    if len(values) > 1:
+        _mark(ours, paired_t_test(values, baseline))
+
+
 def table1(plan: TargetPlan, runs_dir: Path) -> Table:
     """INDSAN vs CROSSAN (paper Table 1; metrics as rows) and the mutual information between
     the first two towers' outputs (text and image) over all items with both media."""
@@ -317,24 +373,17 @@ def table1(plan: TargetPlan, runs_dir: Path) -> Table:
     rows = [Row(metric, {method: row.cells[metric] for method, row in by_method.items()})
             for metric in ("HR@10", "HR@20", "NDCG@10", "NDCG@20")]
 
-    estimates = {method: [tower_mutual_information(runs_dir / name) for name in row.runs]
-                 for method, row in (("INDSAN", indsan), ("CROSSAN", crossan))}
-    mi = {method: [value for value, _ in values] for method, values in estimates.items()}
-    towers_named = estimates["CROSSAN"][0][1]
-    mi_cells = {method: Cell.of(Summary.of(values)) for method, values in mi.items()}
-    if len(mi["CROSSAN"]) > 1:
-        _mark(mi_cells["CROSSAN"], paired_t_test(mi["CROSSAN"], mi["INDSAN"]))
+    mi_cells, mi = {}, {}
+    for method, row in (("INDSAN", indsan), ("CROSSAN", crossan)):
+        mi_cells[method], mi[method], towers_named = mutual_information(runs_dir, row.runs)
+    _mark_mutual_information(mi_cells["CROSSAN"], mi["CROSSAN"], mi["INDSAN"])
     rows.append(Row(MUTUAL_INFORMATION, mi_cells))
     for row in rows:
         row.runs = indsan.runs + crossan.runs
     table = Table(
         "table1", plan.dataset, plan.title, "Metric", ("INDSAN", "CROSSAN"), rows,
         notes=[SIGNIFICANCE_NOTE.format(baseline="INDSAN"),
-               f"Mutual information (nats) between the {towers_named[0]} and {towers_named[1]} tower "
-               "outputs at the best checkpoint, over every item with both media: KSG estimator "
-               "(Kraskov, Stögbauer & Grassberger 2004, k=3, z-scored dimensions, a fixed random "
-               "subset of at most 5,000 items: its bias depends on N, so compare the two columns, "
-               "not values across datasets); its * is a paired t-test over seeds (two or more seeds)."],
+               MUTUAL_INFORMATION_NOTE.format(towers=" and ".join(towers_named), compare="the two columns")],
         paper_dataset=plan.paper_dataset,
     )
     return table
@@ -347,9 +396,8 @@ def table3(plan: TargetPlan, runs_dir: Path) -> Table:
     for comparison in plan.comparisons:
         ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
         mark_against(runs_dir, ours, baseline)
-        cells = {m: Cell(relative_improvement(ours.cells[m].mean, baseline.cells[m].mean), kind="percent")
-                 for m in METRICS}
-        table.rows.append(Row(comparison.label, cells, section="Relative Improvement"))
+        table.rows.append(_change_row(comparison.label, ours, baseline, METRICS, relative_improvement,
+                                      section="Relative Improvement"))
     table.notes += [SIGNIFICANCE_NOTE.format(baseline="the IISAN / IISAN-E row of the same modalities"),
                     "Relative improvement: (CROSSAN - IISAN(-E)) / IISAN(-E) of the means."]
     return table
@@ -364,17 +412,14 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
                             note=plan_row.note))
             continue
         metrics = read_runs(runs_dir, plan_row.runs)
-        cells = {column: Cell.of(summarise(metrics, key), kind)
-                 for (column, key), kind in zip(EFFICIENCY.items(), EFFICIENCY_KINDS)}
+        cells = _number_cells(metrics, EFFICIENCY, EFFICIENCY_KINDS)
         kinds |= {run["peak_memory_kind"] for run in metrics}
         rows.append(Row(plan_row.label, cells, plan_row.runs))
     table = Table("table4", plan.dataset, plan.title, "Method", tuple(EFFICIENCY), rows,
                   paper_dataset=plan.paper_dataset)
     for comparison in plan.comparisons:
         ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
-        cells = {c: Cell(efficiency_gain(ours.cells[c].mean, baseline.cells[c].mean), kind="percent")
-                 for c in EFFICIENCY}
-        table.rows.append(Row(comparison.label, cells))
+        table.rows.append(_change_row(comparison.label, ours, baseline, tuple(EFFICIENCY), efficiency_gain))
     table.notes.append("Improvement: (IISAN-E - CROSSAN) / IISAN-E. _best: IISAN-E at its own setting; "
                        "_same: IISAN-E at CROSSAN's adapter hidden size.")
     table.notes += [f"GM here: {MEMORY_KINDS.get(kind, kind)}." for kind in sorted(kinds)]
@@ -410,9 +455,119 @@ def table8(plan: TargetPlan, runs_dir: Path) -> Table:
     return table
 
 
+# ====================================================================== beyond the paper
+
+
+def tableB1(plan: TargetPlan, runs_dir: Path) -> Table:
+    """CROSSAN without and with the tower-alignment loss on each modality set (rows): test
+    metrics and the mutual information between each run's first two towers (as Table 1);
+    ``*``: the aligned row against the plain one of the same modalities (metrics: paired t-test
+    over users; mutual information: over seeds, two or more). A note gives each aligned row's
+    loss, its weight lambda and the learned temperature tau (mean over seeds)."""
+    table = _metric_table(plan, runs_dir, "Method")
+    table.columns = (*METRICS, MUTUAL_INFORMATION)
+    mi, towers = {}, {}
+    for row in table.rows:
+        row.cells[MUTUAL_INFORMATION], mi[row.label], pair = mutual_information(runs_dir, row.runs)
+        towers[" and ".join(pair)] = None
+    aligned = []
+    for comparison in plan.comparisons:
+        ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
+        mark_against(runs_dir, ours, baseline)
+        _mark_mutual_information(ours.cells[MUTUAL_INFORMATION], mi[ours.label], mi[baseline.label])
+        records = [read_alignment(runs_dir, name) for name in ours.runs]
+        kinds = ", ".join(dict.fromkeys(ALIGN_DESCRIPTIONS.get(r["align"], r["align"]) for r in records))
+        weights = ", ".join(dict.fromkeys(f"{float(r['weight']):g}" for r in records))
+        tau = Summary.of([float(r["tau"]) for r in records])
+        aligned.append(f"{ours.label}: {kinds}, lambda = {weights}, learned tau = {tau.mean:.4f}"
+                       + (f" ± {tau.std:.4f}" if tau.n > 1 else ""))
+    table.notes += [
+        SIGNIFICANCE_NOTE.format(baseline="CROSSAN without the alignment loss, same modalities"),
+        "Alignment loss: the training loss adds lambda x the loss between every pair of modality towers' "
+        "outputs (experiments.tableB1.align, align_weight); tau is its learned temperature at the best "
+        "checkpoint (metrics.json alignment.tau, mean over seeds). " + "; ".join(aligned) + ".",
+        MUTUAL_INFORMATION_NOTE.format(towers=", ".join(towers), compare="rows of the same modalities"),
+    ]
+    return table
+
+
+def _moda_note(runs_dir: Path, names: Sequence[str]) -> str:
+    """The shared tower's experts, from its runs' ``settings.json`` (training.moda_rank,
+    training.moda_experts)."""
+    records = [read_settings(runs_dir, name) or {} for name in names]
+    settings = dict.fromkeys((r.get("settings", {}).get("moda_rank"), r.get("settings", {}).get("moda_experts"))
+                             for r in records)
+    given = ", ".join(f"rank r = {rank} split over E = {experts} experts" for rank, experts in settings
+                      if rank is not None and experts is not None)
+    return ("CROSSAN: one adapter tower per modality (the paper's). CROSSAN-MoDA (shared tower): CROSSAN's "
+            "cross-modal gates over one adapter tower and head shared by every modality, each adapter "
+            "projection with low-rank experts gated per modality (SDA's MoDA)"
+            + (f"; {given}" if given else "") + " (training.moda_rank, training.moda_experts; the runs' "
+            "settings.json).")
+
+
+def tableB2(plan: TargetPlan, runs_dir: Path) -> Table:
+    """CROSSAN vs CROSSAN-MoDA (one shared tower): TP, TP at the paper's configuration, TT and
+    the test metrics, then the shared tower's percent change against CROSSAN; ``*`` on its
+    metrics from the paired t-test against CROSSAN."""
+    rows, lacking = [], []
+    for plan_row in plan.rows:
+        row = metric_row(runs_dir, plan_row.label, plan_row.runs, plan_row.note)
+        metrics = read_runs(runs_dir, plan_row.runs)
+        row.cells = {**_number_cells(metrics, SHARED_TOWER, SHARED_TOWER_KINDS), **row.cells}
+        lacking += [name for name, run in zip(plan_row.runs, metrics) if SHARED_TOWER["TP (paper config)"] not in run]
+        rows.append(row)
+    table = Table(plan.target, plan.dataset, plan.title, "Method", (*SHARED_TOWER, *METRICS), rows,
+                  paper_dataset=plan.paper_dataset)
+    for comparison in plan.comparisons:
+        ours, baseline = table.row(comparison.ours), table.row(comparison.baseline)
+        mark_against(runs_dir, ours, baseline)
+        table.rows.append(_change_row(comparison.label, ours, baseline, table.columns, relative_improvement))
+        table.notes += [
+            SIGNIFICANCE_NOTE.format(baseline=baseline.label),
+            f"{comparison.label}: ({ours.label} - {baseline.label}) / {baseline.label} of the means, in percent "
+            "(below 0 on TP and TT: the shared tower is smaller, faster).",
+        ]
+    table.notes += [
+        _moda_note(runs_dir, [name for row in plan.rows if row.method == "crossan-moda" for name in row.runs]),
+        "TP (paper config): the same model's trainable parameters at the paper's configuration (768-d states, "
+        "7 kept layers, item dim 64), whatever the encoders' size here.",
+    ]
+    if lacking:
+        table.notes.append(f"TP (paper config) missing for runs {', '.join(lacking)}: their metrics.json predates "
+                           "paper_configuration_parameters; rerun them to fill it.")
+    return table
+
+
+def tableB3(plan: TargetPlan, runs_dir: Path) -> Table:
+    """Test HR/NDCG@10 per popularity bucket of the target item (head, torso, tail), mean ±
+    std over seeds, from each run's ``test_by_popularity``; a note gives the thresholds and the
+    test users per bucket, which every run must share."""
+    rows = []
+    for plan_row in plan.rows:
+        if not plan_row.runs:
+            rows.append(Row(plan_row.label, {c: Cell() for c in BUCKET_COLUMNS}, note=plan_row.note))
+            continue
+        records = read_popularity(runs_dir, plan_row.runs)
+        rows.append(Row(plan_row.label, {c: Cell.of(summarise(records, metric, split=bucket))
+                                         for c, (bucket, metric) in BUCKET_COLUMNS.items()}, plan_row.runs))
+    table = Table(plan.target, plan.dataset, plan.title, "Method", tuple(BUCKET_COLUMNS), rows,
+                  paper_dataset=plan.paper_dataset)
+    table.notes.append(popularity_note(popularity_thresholds(runs_dir, plan.runs())))
+    return table
+
+
+def popularity_note(buckets: Mapping[str, object]) -> str:
+    """The buckets' definition (:func:`~crossan.results.runs.popularity_thresholds`) in words."""
+    users = buckets["users"]
+    return (f"Buckets: items by their training interactions (terciles over items), head >= "
+            f"{buckets['head_min_count']}, tail <= {buckets['tail_max_count']}, torso between; a test user counts "
+            f"in the bucket of the target item: {', '.join(f'{b} {users[b]:,}' for b in BUCKETS)} users.")
+
+
 BUILDERS: dict[str, Callable[[TargetPlan, Path], Table]] = {
     "table1": table1, "table3": table3, "table4": table4, "table5": table5, "table6": table6, "table7": table7,
-    "table8": table8,
+    "table8": table8, "tableB1": tableB1, "tableB2": tableB2, "tableB3": tableB3,
 }
 
 

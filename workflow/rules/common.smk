@@ -7,6 +7,8 @@ from crossan.data.raw_state import write_raw_state
 from crossan.encoders.tiny import built_model_root
 from crossan.models.adapters import MODALITY_LETTERS
 from crossan.results.plan import (
+    BEYOND_FIGURES,
+    BEYOND_TABLES,
     FIGURES,
     TABLES,
     check_run_modalities,
@@ -229,11 +231,14 @@ def run_files(dataset, names, files):
 
 
 def table_inputs(wildcards):
-    """What a table reads of each run of its plan: metrics, per-user test metrics (t-tests)
-    and, for Table 1, the tower outputs (mutual information)."""
+    """What a table reads of each run of its plan: metrics, per-user test metrics (t-tests),
+    for Tables 1 and B1 the tower outputs (mutual information), for Table B2 the settings
+    (MoDA's rank and experts)."""
     files = ["metrics.json", "per_user_test.parquet"]
-    if wildcards.table == "table1":
+    if wildcards.table in ("table1", "tableB1"):
         files.append("item_towers.h5")
+    if wildcards.table == "tableB2":
+        files.append("settings.json")
     return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.table).runs(), files)
 
 
@@ -242,11 +247,22 @@ def figure_inputs(wildcards):
     return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.figure).runs(), files)
 
 
+def plan_param(key, caption=False):
+    """A table or figure rule's param: the plan (as JSON) of the target in wildcard ``key``, or
+    its caption."""
+
+    def param(wildcards):
+        plan = target_plan(config, wildcards.dataset, wildcards[key])
+        return plan.title if caption else plan.to_json()
+
+    return param
+
+
 def target_files(dataset, target):
-    """The files of one table or figure of one dataset."""
-    if target in TABLES:
-        return [f"results/{dataset}/tables/{target}.{ext}" for ext in ("csv", "md", "html")]
-    return [f"results/{dataset}/figures/{target}.{ext}" for ext in ("png", "svg", "csv")]
+    """The files of one table or figure of one dataset; those beyond the paper under beyond/."""
+    folder = "beyond" if target in BEYOND_TABLES + BEYOND_FIGURES else "tables" if target in TABLES else "figures"
+    extensions = ("csv", "md", "html") if target in TABLES + BEYOND_TABLES else ("png", "svg", "csv")
+    return [f"results/{dataset}/{folder}/{target}.{ext}" for ext in extensions]
 
 
 def target_outputs(target):

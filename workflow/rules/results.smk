@@ -1,5 +1,17 @@
 # Stage 3: the paper's tables and figures, rebuilt from finished runs only (never training).
 # Each rule gets its plan (rows and run names, from config.yaml's `experiments`) as JSON.
+# Tables B1-B3 and Figure B1 go beyond the paper: same commands, written under
+# results/{dataset}/beyond/ and shown in the report under their own category.
+
+TABLE_COMMAND = (
+    "crossan table --plan {params.plan:q} --runs {params.runs}"
+    " --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+)
+FIGURE_COMMAND = (
+    "crossan figure --plan {params.plan:q} --runs {params.runs}"
+    " --png {output.png} --svg {output.svg} --csv {output.csv} > {log} 2>&1"
+)
+BEYOND = "Beyond the paper"
 
 
 rule table:
@@ -26,9 +38,9 @@ rule table:
     wildcard_constraints:
         table="table[1345678]",
     params:
-        plan=lambda wc: target_plan(config, wc.dataset, wc.table).to_json(),
+        plan=plan_param("table"),
         runs=lambda wc: f"results/{wc.dataset}/runs",
-        caption=lambda wc: target_plan(config, wc.dataset, wc.table).title,
+        caption=plan_param("table", caption=True),
     log:
         "results/{dataset}/logs/tables/{table}.log",
     benchmark:
@@ -40,8 +52,7 @@ rule table:
     conda:
         "../../envs/report.yaml"
     shell:
-        "crossan table --plan {params.plan:q} --runs {params.runs}"
-        " --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+        TABLE_COMMAND
 
 
 rule figure:
@@ -61,9 +72,9 @@ rule figure:
     wildcard_constraints:
         figure="figure[345]",
     params:
-        plan=lambda wc: target_plan(config, wc.dataset, wc.figure).to_json(),
+        plan=plan_param("figure"),
         runs=lambda wc: f"results/{wc.dataset}/runs",
-        caption=lambda wc: target_plan(config, wc.dataset, wc.figure).title,
+        caption=plan_param("figure", caption=True),
     log:
         "results/{dataset}/logs/figures/{figure}.log",
     threads: 1
@@ -73,13 +84,85 @@ rule figure:
     conda:
         "../../envs/report.yaml"
     shell:
-        "crossan figure --plan {params.plan:q} --runs {params.runs}"
-        " --png {output.png} --svg {output.svg} --csv {output.csv} > {log} 2>&1"
+        FIGURE_COMMAND
+
+
+rule beyond_table:
+    """Tables B1-B3 (beyond the paper) for one dataset: CSV, Markdown and HTML."""
+    input:
+        unpack(table_inputs),
+    output:
+        csv=report(
+            "results/{dataset}/beyond/{table}.csv",
+            caption="../report/table_data.rst",
+            category=BEYOND,
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "target": "{table} data"},
+        ),
+        md="results/{dataset}/beyond/{table}.md",
+        html=report(
+            "results/{dataset}/beyond/{table}.html",
+            caption="../report/beyond_table.rst",
+            category=BEYOND,
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "target": "{table}"},
+        ),
+    wildcard_constraints:
+        table="tableB[123]",
+    params:
+        plan=plan_param("table"),
+        runs=lambda wc: f"results/{wc.dataset}/runs",
+        caption=plan_param("table", caption=True),
+    log:
+        "results/{dataset}/logs/beyond/{table}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/beyond/{table}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        TABLE_COMMAND
+
+
+rule beyond_figure:
+    """Figure B1 (beyond the paper) for one dataset: PNG, SVG and the plotted bars (CSV)."""
+    input:
+        unpack(figure_inputs),
+    output:
+        png=report(
+            "results/{dataset}/beyond/{figure}.png",
+            caption="../report/beyond_figure.rst",
+            category=BEYOND,
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "target": "{figure}"},
+        ),
+        svg="results/{dataset}/beyond/{figure}.svg",
+        csv="results/{dataset}/beyond/{figure}.csv",
+    wildcard_constraints:
+        figure="figureB1",
+    params:
+        plan=plan_param("figure"),
+        runs=lambda wc: f"results/{wc.dataset}/runs",
+        caption=plan_param("figure", caption=True),
+    log:
+        "results/{dataset}/logs/beyond/{figure}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        FIGURE_COMMAND
 
 
 # Named targets: `snakemake --cores 8 table5` builds Table 5 (and the runs it reads) for every
-# configured dataset; `figures` builds all three figures.
-for _target in TABLES:
+# configured dataset, `tableB1` Table B1 beyond the paper; `figures` builds the paper's three
+# figures, `beyond` every table and figure beyond the paper.
+for _target in (*TABLES, *BEYOND_TABLES, *BEYOND_FIGURES):
 
     rule:
         name:
@@ -91,3 +174,8 @@ for _target in TABLES:
 rule figures:
     input:
         [path for figure in FIGURES for path in target_outputs(figure)],
+
+
+rule beyond:
+    input:
+        [path for target in (*BEYOND_TABLES, *BEYOND_FIGURES) for path in target_outputs(target)],
