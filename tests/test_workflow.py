@@ -45,7 +45,8 @@ def small_demo_config(workdir: Path, **demo: object) -> None:
 
 
 SMALL_RUNS = [{"method": "crossan", "modalities": "TIV", "hidden": 8, "lr": 1.0e-3}]  # an extra run
-# Every table and figure, from 18 tiny runs (two seeds for Table 1: mean ± std).
+# Every table and figure, from 24 tiny runs (two seeds for Table 1: mean ± std; 3 for the tables
+# beyond the paper: CROSSAN+CMSA on T+I and T+I+V+A, CROSSAN-MoDA).
 SMALL_EXPERIMENTS = {
     "settings": {method: {"hidden": 8, "lr": 1.0e-3} for method in ("crossan", "indsan", "iisan", "id-sasrec")}
     | {"iisan-e": {"hidden": 16, "lr": 1.0e-3}} | {m: {"hidden": 8, "lr": 1.0e-2} for m in ("bm3", "freedom", "mgcn")},
@@ -56,6 +57,7 @@ SMALL_EXPERIMENTS = {
     "figure3": {"hidden": [8, 16]},
     "figure5": {"hidden": [8], "lr": [1.0e-3, 3.0e-3]},
     "table8": {"models": ["bm3", "freedom", "mgcn"]},
+    "tableB3": {"models": ["bm3", "freedom", "mgcn"]},
 }
 # The digest in the names of the small demo's runs: the settings of its training block that the
 # sequential models use and that are not the defaults; popularity uses none of them.
@@ -64,6 +66,7 @@ CROSSAN_RUN = f"demo__crossan-TIVA-momef-k2-h8-lr1e-03-s0{SEQUENTIAL}"
 POPULARITY_RUN = "demo__popularity"
 TABLES = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES = ("figure3", "figure4", "figure5")
+BEYOND_TABLES = ("tableB1", "tableB2", "tableB3")
 
 
 def test_lint_is_clean() -> None:
@@ -262,12 +265,21 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     for figure in FIGURES:
         png = tmp_path / f"results/demo/figures/{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (png.with_suffix(".svg")).is_file()
+    # beyond the paper: their own folder, read from the runs named in their CSVs
+    for table in BEYOND_TABLES:
+        for run in filter(None, ";".join(pl.read_csv(tmp_path / f"results/demo/beyond/{table}.csv")["runs"]
+                                         .drop_nulls()).split(";")):
+            assert (tmp_path / f"results/demo/runs/{run}/metrics.json").is_file(), (table, run)
+        assert (tmp_path / f"results/demo/beyond/{table}.md").read_text(encoding="utf-8").startswith(
+            f"**Table {table[5:]}** (demo): Beyond the paper:")
+    assert (tmp_path / "results/demo/beyond/figureB1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     report = snakemake(tmp_path, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "results/report.html").read_text(encoding="utf-8")
-    for name in [*TABLES, *FIGURES]:
+    for name in [*TABLES, *FIGURES, *BEYOND_TABLES, "figureB1"]:
         assert name in html
+    assert "Beyond the paper" in html
     assert "Top-K experts of CROSSAN" in html and "learned gates per tower" in html  # captions
 
     again = snakemake(tmp_path, "--cores", "2", "-n", "all")
@@ -289,7 +301,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     planned = re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: ([^\s,]+)", changed.stdout, flags=re.M)
     retrained = {out.split("/")[3] for rule, out in planned if rule == "train_run"}
     assert {parse_run_name(run)["method"] for run in retrained} == {"iisan", "iisan-e"}
-    assert {rule for rule, _ in planned} == {"train_run", "table", "figure"}
+    assert {rule for rule, _ in planned} == {"train_run", "table", "figure", "beyond_table", "beyond_figure"}
     del config["catalog"]["demo"]["training"]["inter_tower"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -310,7 +322,7 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
     # the graph file reads every modality's states, so the graph recommenders rerun too
     assert ("build_graph", "results/demo/graph/graph.h5") in planned
     assert {rule for rule, _ in planned} == {"extract_features", "merge_features", "build_graph", "train_run",
-                                             "table", "figure"}
+                                             "table", "figure", "beyond_table", "beyond_figure"}
 
 
 # A user's own dataset (kind local), made by the demo generator: 3 runs that read different

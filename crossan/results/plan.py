@@ -614,7 +614,7 @@ def planned_targets(config: Mapping[str, Any], dataset: str) -> list[str]:
 
 def dropped_targets(config: Mapping[str, Any], dataset: str) -> dict[str, str]:
     """The targets of ``experiments.targets`` the dataset's modalities cannot make, and why
-    (Table 1 with fewer than two modalities)."""
+    (Table 1 with fewer than two modalities, Table B1 without a set that keeps two)."""
     planner = _Planner(config, dataset)
     reasons = {target: planner.dropped(target) for target in planner.plan["targets"]}
     return {target: reason for target, reason in reasons.items() if reason}
