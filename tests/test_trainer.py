@@ -508,7 +508,7 @@ def test_a_setting_renames_only_the_runs_that_use_it() -> None:
                                                                      "mgcn", "mhcr"}
     renamed = set(old) - kept
     assert {parse_run_name(old[key])["method"] for key in renamed} == {
-        "crossan", "indsan", "iisan", "iisan-e", "id-sasrec", "fft", "adapter", "lora"}
+        "crossan", "indsan", "iisan", "iisan-e", "crossan-moda", "id-sasrec", "fft", "adapter", "lora"}
     suffix = "-x" + settings_digest({"max_epochs": 100})
     assert all(new[key] == old[key] + suffix for key in renamed if not name_digest(old[key]))
     for method in ("popularity", "freedom"):  # their commands stay the same too: no params rerun
