@@ -526,12 +526,15 @@ def tableB2(plan: TargetPlan, runs_dir: Path) -> Table:
         table.notes += [
             SIGNIFICANCE_NOTE.format(baseline=baseline.label),
             f"{comparison.label}: ({ours.label} - {baseline.label}) / {baseline.label} of the means, in percent "
-            "(below 0 on TP and TT: the shared tower is smaller, faster).",
+            "(on TP and TT, below 0 means the shared tower is smaller, faster).",
         ]
     table.notes += [
         _moda_note(runs_dir, [name for row in plan.rows if row.method == "crossan-moda" for name in row.runs]),
         "TP (paper config): the same model's trainable parameters at the paper's configuration (768-d states, "
         "7 kept layers, item dim 64), whatever the encoders' size here.",
+        "TT: each run's own mean seconds per training epoch, measured in separate jobs (on small states "
+        "the experts' extra operations weigh more than at the paper's shape); bench/train.py times the "
+        "shared tower and CROSSAN side by side at the paper's state shape.",
     ]
     if lacking:
         table.notes.append(f"TP (paper config) missing for runs {', '.join(lacking)}: their metrics.json predates "
