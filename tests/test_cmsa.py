@@ -67,7 +67,7 @@ def test_tau_starts_at_three_and_is_learnable() -> None:
 def test_symmetric_in_x_and_y() -> None:
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
-    for kind in ("structural", "infonce"):
+    for kind in ("cmsa", "infonce"):
         loss_fn = StructuralAlignmentLoss(kind=kind)
         assert torch.allclose(loss_fn(x, y), loss_fn(y, x), atol=1e-6)
 
@@ -99,7 +99,7 @@ def test_masked_rows_do_not_change_loss_and_get_zero_gradient() -> None:
 
 
 @pytest.mark.parametrize("n_valid", [0, 1])
-@pytest.mark.parametrize("kind", ["structural", "infonce"])
+@pytest.mark.parametrize("kind", ["cmsa", "infonce"])
 def test_fewer_than_two_valid_rows_give_exact_zero_with_zero_grads(n_valid: int, kind: str) -> None:
     x = torch.zeros(3, 4, requires_grad=True)  # all-zero states, as invalid media
     y = torch.zeros(3, 4, requires_grad=True)

@@ -149,7 +149,34 @@ def mix_sources(weights: Tensor, hidden: Tensor, prev: Tensor, cross: bool) -> T
     return x + weights[:, 1, None] * prev
 
 
-class CrossModalSideAdapters(nn.Module):
+class CrossModalGating:
+    """The gates of CROSSAN's towers, shared by :class:`CrossModalSideAdapters` and the
+    shared MoDA tower (:class:`crossan.models.moda.SharedMoDASideAdapters`): logits
+    ``gate_logits [M, L, S]`` (tower, layer, source), a softmax over the sources of
+    ``logits / temperature``. Sources: ``"H"`` (the tower's own frozen state), then every
+    tower's previous output (``cross``, ``S = M + 1``) or its own (``S = 2``)."""
+
+    modalities: tuple[str, ...]
+    cross: bool
+    temperature: float
+    gate_logits: nn.Parameter
+
+    @property
+    def gate_sources(self) -> tuple[str, ...]:
+        """Column names of :meth:`gate_values`: ``"H"`` then the source towers' letters."""
+        return ("H",) + (tuple(m[0].upper() for m in self.modalities) if self.cross else ("self",))
+
+    def gate_weights(self) -> Tensor:
+        """Convex gate weights ``[M, L, S]``; every ``[t, k, :]`` sums to 1."""
+        return torch.softmax(self.gate_logits / self.temperature, dim=-1)
+
+    def gate_values(self) -> dict[str, Tensor]:
+        """Figure 4's heatmap data: ``{tower: [L, S]}`` with columns :attr:`gate_sources`."""
+        weights = self.gate_weights().detach()
+        return {m: weights[t] for t, m in enumerate(self.modalities)}
+
+
+class CrossModalSideAdapters(CrossModalGating, nn.Module):
     """CROSSAN's towers (``cross=True``) or INDSAN's (``cross=False``).
 
     Gate logits ``[M, L, S]`` (tower, layer, source), softmax over sources divided by
@@ -185,20 +212,6 @@ class CrossModalSideAdapters(nn.Module):
         self.towers = nn.ModuleDict({m: AdapterTower(dim, hidden, n_layers, item_dim) for m in modalities})
         n_sources = len(modalities) + 1 if cross else 2
         self.gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers, n_sources))
-
-    @property
-    def gate_sources(self) -> tuple[str, ...]:
-        """Column names of :meth:`gate_values`: ``"H"`` then the source towers' letters."""
-        return ("H",) + (tuple(m[0].upper() for m in self.modalities) if self.cross else ("self",))
-
-    def gate_weights(self) -> Tensor:
-        """Convex gate weights ``[M, L, S]``; every ``[t, k, :]`` sums to 1."""
-        return torch.softmax(self.gate_logits / self.temperature, dim=-1)
-
-    def gate_values(self) -> dict[str, Tensor]:
-        """Figure 4's heatmap data: ``{tower: [L, S]}`` with columns :attr:`gate_sources`."""
-        weights = self.gate_weights().detach()
-        return {m: weights[t] for t, m in enumerate(self.modalities)}
 
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(

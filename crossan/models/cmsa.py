@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ALIGNMENT_KINDS: tuple[str, ...] = ("structural", "infonce")
+ALIGNMENT_KINDS: tuple[str, ...] = ("cmsa", "infonce")
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -50,13 +50,13 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 class StructuralAlignmentLoss(nn.Module):
-    """CMSA loss (``kind="structural"``) or symmetric InfoNCE (``kind="infonce"``), module docstring.
+    """CMSA loss (``kind="cmsa"``) or symmetric InfoNCE (``kind="infonce"``), module docstring.
 
     ``forward(x [B, D], y [B, D], mask bool [B] | None) -> scalar``. InfoNCE uses the same
     learnable ``tau`` and logits, with the identity as hard targets.
     """
 
-    def __init__(self, tau_init: float = 3.0, kind: str = "structural", detach_targets: bool = False) -> None:
+    def __init__(self, tau_init: float = 3.0, kind: str = "cmsa", detach_targets: bool = False) -> None:
         super().__init__()
         if kind not in ALIGNMENT_KINDS:
             raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {kind!r}")

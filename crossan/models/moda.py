@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from crossan.models.adapters import (
     Adapter,
+    CrossModalGating,
     TowerHead,
     check_layer0_previous,
     initial_previous,
@@ -66,10 +67,7 @@ class LowRankExperts(nn.Module):
         super().__init__()
         if n_experts < 1 or rank < n_experts or rank % n_experts:
             raise ValueError(f"rank must be a positive multiple of n_experts, got rank={rank}, n_experts={n_experts}")
-        self.in_dim, self.out_dim = in_dim, out_dim
-        self.rank, self.n_experts, self.n_modalities = rank, n_experts, n_modalities
-        self.alpha = float(rank if alpha is None else alpha)
-        self.scale = self.alpha / rank
+        self.scale = (rank if alpha is None else alpha) / rank
         per_expert = rank // n_experts
         self.A = nn.Parameter(torch.empty(n_experts, per_expert, in_dim))
         self.B = nn.Parameter(torch.zeros(n_experts, out_dim, per_expert))
@@ -133,12 +131,12 @@ class SharedMoDAAdapter(nn.Module):
         return x + (self.bottleneck.up(h) + self.up_experts(h, modality))
 
 
-class SharedMoDASideAdapters(nn.Module):
+class SharedMoDASideAdapters(CrossModalGating, nn.Module):
     """CROSSAN's cross-modal gating over one shared tower of MoDA adapters (module docstring).
 
     Input ``states[m]: [N, L, D]``; output ``[N, M, item_dim]``, as
     :class:`~crossan.models.adapters.CrossModalSideAdapters`. Gate logits ``[M, L, M + 1]``
-    start at 0 and are divided by ``temperature``. Parameters (``h`` hidden, ``d`` item_dim):
+    (:class:`~crossan.models.adapters.CrossModalGating`, always cross-modal) start at 0. Parameters (``h`` hidden, ``d`` item_dim):
 
         count = L * SharedMoDAAdapter.count(D, h, r, E, M, g) + (D*D + D + D*d + d) + M*L*(M + 1)
 
@@ -161,6 +159,7 @@ class SharedMoDASideAdapters(nn.Module):
         super().__init__()
         self.modalities = modalities
         self.tower_names = modalities
+        self.cross = True
         self.n_layers, self.dim = n_layers, dim
         self.temperature = temperature
         self.layer0_previous = check_layer0_previous(layer0_previous)
@@ -180,20 +179,6 @@ class SharedMoDASideAdapters(nn.Module):
         head = dim * dim + dim + dim * item_dim + item_dim
         return n_layers * adapter + head + n_modalities * n_layers * (n_modalities + 1)
 
-    @property
-    def gate_sources(self) -> tuple[str, ...]:
-        """Column names of :meth:`gate_values`: ``"H"`` then every tower's letter (as CROSSAN)."""
-        return ("H",) + tuple(m[0].upper() for m in self.modalities)
-
-    def gate_weights(self) -> Tensor:
-        """Convex gate weights ``[M, L, M + 1]``; every ``[t, k, :]`` sums to 1."""
-        return torch.softmax(self.gate_logits / self.temperature, dim=-1)
-
-    def gate_values(self) -> dict[str, Tensor]:
-        """``{tower: [L, M + 1]}`` with columns :attr:`gate_sources` (Figure 4's layout)."""
-        weights = self.gate_weights().detach()
-        return {m: weights[t] for t, m in enumerate(self.modalities)}
-
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(states, self.modalities, self.n_layers, self.dim, self.gate_logits.dtype)
         n, m = hidden.shape[:2]
@@ -201,6 +186,6 @@ class SharedMoDASideAdapters(nn.Module):
         weights = self.gate_weights()  # [M, L, M + 1]
         prev = initial_previous(hidden, self.layer0_previous)  # [N, M, D]
         for k, adapter in enumerate(self.adapters):
-            x = mix_sources(weights[:, k], hidden[:, :, k], prev, cross=True)  # [N, M, D]
+            x = mix_sources(weights[:, k], hidden[:, :, k], prev, self.cross)  # [N, M, D]
             prev = adapter(x.reshape(n * m, self.dim), ids).reshape(n, m, self.dim)
         return self.head(prev)

@@ -28,14 +28,14 @@ from crossan.models.adapters import (
     letters_of,
     parse_modalities,
 )
-from crossan.models.cmsa import StructuralAlignmentLoss, pairwise_alignment
+from crossan.models.cmsa import ALIGNMENT_KINDS, StructuralAlignmentLoss, pairwise_alignment
 from crossan.models.fusion import FUSIONS, build_fusion
 from crossan.models.moda import SharedMoDASideAdapters
 from crossan.models.sasrec import SEQUENCE_LAYOUTS, IDItemEncoder, SASRec
 
 METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e", "crossan-moda", "id-sasrec")
-# the auxiliary alignment losses (ModelConfig.align) -> StructuralAlignmentLoss's kind
-ALIGNMENTS: dict[str, str] = {"cmsa": "structural", "infonce": "infonce"}
+# the auxiliary alignment losses (ModelConfig.align), StructuralAlignmentLoss's kinds
+ALIGNMENTS: tuple[str, ...] = ALIGNMENT_KINDS
 # IISAN/IISAN-E inter tower: "residual" = previous output at weight 1 plus a gated sum (IISAN's
 # code; IISAN-E a softmax over the modalities), "convex" = our earlier convex combination.
 INTER_TOWERS: tuple[str, ...] = ("residual", "convex")
@@ -263,6 +263,6 @@ def build_model(config: ModelConfig) -> SequentialRecommender:
         raise ValueError(f"align must be one of {', '.join(ALIGNMENTS)}, got {config.align!r}")
     if not (math.isfinite(config.align_weight) and config.align_weight >= 0):
         raise ValueError(f"align_weight must be a number >= 0, got {config.align_weight!r}")
-    alignment = StructuralAlignmentLoss(kind=ALIGNMENTS[config.align]) if config.align_weight > 0 else None
+    alignment = StructuralAlignmentLoss(kind=config.align) if config.align_weight > 0 else None
     item_encoder = ContentItemEncoder(towers, fusion, alignment, config.align_weight)
     return SequentialRecommender(config, item_encoder, sequence_encoder)

@@ -261,7 +261,7 @@ class RunConfig:
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         for name in ("topk", "hidden", "batch_size", "max_epochs", "patience", "max_len",
-                     "text_max_length", "eval_batch_size", "graph_k"):
+                     "text_max_length", "eval_batch_size", "graph_k", "moda_rank", "moda_experts"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -292,10 +292,6 @@ class RunConfig:
         elif self.method not in ALIGNED_METHODS:
             raise ConfigError(f"align_weight applies to the side-adapter methods ({', '.join(ALIGNED_METHODS)}), "
                               f"whose modality towers it aligns; {self.method} has none")
-        for name in ("moda_rank", "moda_experts"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.moda_rank % self.moda_experts:
             raise ConfigError(f"moda_rank {self.moda_rank} must be a multiple of moda_experts {self.moda_experts} "
                               "(the rank is split evenly over the experts)")
