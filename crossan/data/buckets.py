@@ -36,13 +36,11 @@ BUCKET_RULE = ("item training count (occurrences in train.parquet sequences); te
 def item_training_counts(train_items: Iterable[Iterable[int]], n_items: int) -> np.ndarray:
     """``[n_items + 1]`` int64: occurrences of each dense id in the training sequences
     (index 0, padding, is 0)."""
-    counts = np.zeros(n_items + 1, dtype=np.int64)
-    for items in train_items:
-        ids = np.asarray(list(items), dtype=np.int64)
-        if ids.size and (ids.min() < 1 or ids.max() > n_items):
-            raise ValueError(f"item ids must be in 1..{n_items}")
-        np.add.at(counts, ids, 1)
-    return counts
+    ids = np.concatenate([np.asarray(list(items), dtype=np.int64) for items in train_items]
+                         or [np.empty(0, dtype=np.int64)])
+    if ids.size and (ids.min() < 1 or ids.max() > n_items):
+        raise ValueError(f"item ids must be in 1..{n_items}")
+    return np.bincount(ids, minlength=n_items + 1)
 
 
 def bucket_thresholds(counts: np.ndarray) -> tuple[int, int]:

@@ -147,9 +147,9 @@ def fetch_file(
     while True:
         try:
             result = _attempt(url, part, policy)
-            if result.size_stated or not probed:
-                if result.size_stated:
-                    return _finish(url, part, dest, result.size, CHECKED_BY_SIZE)
+            if result.size_stated:
+                return _finish(url, part, dest, result.size, CHECKED_BY_SIZE)
+            if not probed:
                 probed = True  # next: ask the server for the bytes after what we have
                 log.info("%s: no size stated (%d bytes so far), asking for the rest", url, result.size)
                 continue

@@ -37,9 +37,6 @@ from typing import Any
 
 from crossan.data.layout import PARTS, locate_part
 
-STATE_PARTS: tuple[str, ...] = ("layout", *PARTS)
-
-
 def _entries(path: Path) -> list[tuple[str, int, int]]:
     """``(name, size, mtime_ns)`` of ``path`` itself (a file) or of each regular file directly
     in it (a folder), in name order; a file that vanishes while listed is left out."""
@@ -59,7 +56,8 @@ def _entries(path: Path) -> list[tuple[str, int, int]]:
 
 
 def part_state(root: str | Path, part: str) -> dict[str, Any]:
-    """The fingerprint of ``part`` (one of :data:`STATE_PARTS`) of the raw tree at ``root``.
+    """The fingerprint of ``part`` (``"layout"`` or one of :data:`crossan.data.layout.PARTS`) of
+    the raw tree at ``root``.
 
     ``layout``: the file or folder name each part resolves to (None when absent). A data
     part: its name, file count, total bytes and the SHA-256 of its sorted

@@ -214,22 +214,32 @@ class ItemTable:
     titles: list[str]
 
 
+def _read_dense_table(path: Path, columns: tuple[str, ...], what: str) -> list[tuple[str, ...]]:
+    """The ``columns`` of every row of a dense-id table (``dense_id`` first, then ``item_id``,
+    ...; dense ids exactly 1..n in order, every ``item_id`` non-empty; a cell a short row lacks
+    is ``None``). Raises ``DataError`` naming the file (``what`` in the missing-file message) and line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not set(columns) <= set(reader.fieldnames):
+                raise DataError(f"{path}: expected a header with {','.join(columns)}, got {reader.fieldnames}")
+            rows = [tuple(row[column] for column in columns) for row in reader]
+    except FileNotFoundError as error:
+        raise DataError(f"{what} {path} does not exist; run the sequences step") from error
+    for line, (dense, item_id, *_) in enumerate(rows, start=2):
+        if dense != str(line - 1) or not item_id:
+            raise DataError(f"{path}:{line}: expected dense_id {line - 1} and an item_id, got {dense!r},{item_id!r}")
+    return rows
+
+
+def read_item_ids(path: Path) -> list[str]:
+    """The item ids of ``item_ids.csv`` (or ``items.csv``), dense ids 1..n in order; raises
+    ``DataError`` naming the file and line otherwise."""
+    return [item_id for _, item_id in _read_dense_table(path, ("dense_id", "item_id"), "item table")]
+
+
 def read_item_table(items_csv: Path) -> ItemTable:
     """Read ``items.csv`` (header ``dense_id,item_id,title``, dense ids exactly 1..n in order;
     empty titles stay ``""``). Raises ``DataError`` naming the file and line otherwise."""
-    try:
-        with open(items_csv, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"dense_id", "item_id", "title"} <= set(reader.fieldnames):
-                raise DataError(
-                    f"{items_csv}: expected a header with dense_id,item_id,title, got {reader.fieldnames}"
-                )
-            rows = [(row["dense_id"], row["item_id"], row["title"] or "") for row in reader]
-    except FileNotFoundError as error:
-        raise DataError(f"items table {items_csv} does not exist; run the sequences step") from error
-    for line, (dense, item_id, _) in enumerate(rows, start=2):
-        if dense != str(line - 1) or not item_id:
-            raise DataError(
-                f"{items_csv}:{line}: expected dense_id {line - 1} and an item_id, got {dense!r},{item_id!r}"
-            )
-    return ItemTable(item_ids=[row[1] for row in rows], titles=[row[2] for row in rows])
+    rows = _read_dense_table(items_csv, ("dense_id", "item_id", "title"), "items table")
+    return ItemTable(item_ids=[row[1] for row in rows], titles=[row[2] or "" for row in rows])

@@ -52,6 +52,7 @@ from crossan.data.readers import (
     MAX_REPORTED_ROWS,
     canonical_integers,
     read_interactions,
+    read_item_ids,
     read_titles,
 )
 from crossan.errors import DataError
@@ -214,23 +215,6 @@ def write_sequences(
     log.info("%s users, %s items, %s interactions (%s kept after truncation to %s)",
              stats.users, stats.items, stats.interactions, stats.interactions_kept, max_items)
     return stats
-
-
-def read_item_ids(path: Path) -> list[str]:
-    """The item ids of ``item_ids.csv`` (or ``items.csv``), dense ids 1..n in order; raises
-    ``DataError`` naming the file and line otherwise."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"dense_id", "item_id"} <= set(reader.fieldnames):
-                raise DataError(f"{path}: expected a header with dense_id,item_id, got {reader.fieldnames}")
-            rows = [(row["dense_id"], row["item_id"]) for row in reader]
-    except FileNotFoundError as error:
-        raise DataError(f"item table {path} does not exist; run the sequences step") from error
-    for line, (dense, item_id) in enumerate(rows, start=2):
-        if dense != str(line - 1) or not item_id:
-            raise DataError(f"{path}:{line}: expected dense_id {line - 1} and an item_id, got {dense!r},{item_id!r}")
-    return [item_id for _, item_id in rows]
 
 
 def write_item_titles(item_ids: Path, titles: Path | None, out: Path, report: Path | None = None) -> TitleStats:

@@ -54,7 +54,7 @@ import crossan
 from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
 from crossan.data.layout import MODALITY_PARTS, DatasetLayout, load_manifest
-from crossan.data.sequences import read_item_ids
+from crossan.data.readers import read_item_ids
 from crossan.errors import DataError
 from crossan.kill_point import pause_after
 from crossan.media import audio, image, store, video

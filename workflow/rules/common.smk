@@ -28,7 +28,6 @@ from crossan.train.plan import (
 )
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
-FEATURE_MODALITIES = ["text", "image", "video", "audio"]
 
 
 def media_modalities(dataset):
@@ -38,7 +37,7 @@ def media_modalities(dataset):
 
 def feature_modalities(dataset):
     """The encoders the dataset's declared modalities run, in canonical order."""
-    return [m for m in FEATURE_MODALITIES if m in dataset_modalities(config, dataset)]
+    return list(dataset_modalities(config, dataset))
 
 
 def dataset_entry(wildcards):
