@@ -60,6 +60,7 @@ from matplotlib.colors import LightSource
 from PIL import Image, features
 
 from crossan.data.layout import DatasetLayout, load_manifest
+from crossan.data.readers import read_item_ids
 from crossan.encoders.inputs import MediaSource, PixelInputs
 from crossan.encoders.load import load_encoder
 from crossan.encoders.pooling import POOLING, pool
@@ -72,7 +73,7 @@ MICROLENS_ITEMS = 19_738
 SIZE = 224
 FPS = 25
 CLIP_FRAMES = 80  # 3.2 s: the sampler takes the first 3 s
-FIELDS = {"video": "frames", "image": "pixels"}
+MODALITIES = ("video", "image")  # the stores compared
 DEMO = Path("resources/demo/dataset.json")
 
 
@@ -191,10 +192,7 @@ def sample(layout: DatasetLayout, items_csv: Path, out: Path, quality: int) -> S
     began = time.perf_counter()
     sample_media(layout, items_csv, out, modalities=("video", "image"), video_size=SIZE,
                  image_size=SIZE, jpeg_quality=quality, workers=0, progress=False)
-    seconds = time.perf_counter() - began
-    with items_csv.open(newline="") as handle:
-        ids = [row["item_id"] for row in csv.DictReader(handle)]
-    return Store(out, seconds, ids)
+    return Store(out, time.perf_counter() - began, read_item_ids(items_csv))
 
 
 def read_all(store: Store, modality: str, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -303,23 +301,24 @@ def report_set(label: str, layout: DatasetLayout, items_csv: Path, work: Path,
     sample(layout, items_csv, work / "warm-up", 0)  # first-call costs out of the timings
     stores = {q: sample(layout, items_csv, work / f"q{q}", q) for q in [0, *qualities]}
     n = len(stores[0].ids)
-    valid = {m: int(read_all(stores[0], m)[1].sum()) for m in FIELDS}
+    raw = {m: read_all(stores[0], m) for m in MODALITIES}  # (pixels of the valid items, valid mask)
+    valid = {m: int(raw[m][1].sum()) for m in MODALITIES}
     print(f"\n== {label}: {n} items ({valid['video']} valid videos, {valid['image']} valid covers), "
           f"{SIZE} px, 16 frames; read = MediaSource, batches of 8, best of {repeats}")
     print(f"{'store':<10}{'video kB/item':>14}{'x raw':>7}{'image kB/item':>14}{'x raw':>7}"
           f"{'sample ms/item':>15}{'read video ms':>14}{'read image ms':>14}"
           f"{'MicroLens video':>16}{'+ image':>9}")
-    base = {m: stores[0].path(m).stat().st_size / n for m in FIELDS}
+    base = {m: stores[0].path(m).stat().st_size / n for m in MODALITIES}
     for quality, store in stores.items():
-        size = {m: store.path(m).stat().st_size / n for m in FIELDS}
-        read_ms = {m: 1000 * read_seconds(store, m, repeats) / n for m in FIELDS}
+        size = {m: store.path(m).stat().st_size / n for m in MODALITIES}
+        read_ms = {m: 1000 * read_seconds(store, m, repeats) / n for m in MODALITIES}
         name = "raw" if quality == 0 else f"jpeg q{quality}"
         print(f"{name:<10}{size['video'] / 1e3:>14.1f}{size['video'] / base['video']:>7.3f}"
               f"{size['image'] / 1e3:>14.1f}{size['image'] / base['image']:>7.3f}"
               f"{1000 * store.sample_s / n:>15.1f}{read_ms['video']:>14.2f}{read_ms['image']:>14.2f}"
               f"{size['video'] * MICROLENS_ITEMS / 1e9:>13.2f} GB"
               f"{size['image'] * MICROLENS_ITEMS / 1e9:>6.2f} GB")
-    frames, _ = read_all(stores[0], "video")
+    frames = raw["video"][0]
     print("HDF5 chunk compression of the raw frames instead (one item per chunk):")
     for name, compression, level in (("gzip-1", "gzip", 1), ("gzip-6", "gzip", 6), ("lzf", "lzf", None)):
         size, write_s, read_s = chunk_compression(frames, work / f"{name}.h5", compression, level,
@@ -329,27 +328,27 @@ def report_set(label: str, layout: DatasetLayout, items_csv: Path, work: Path,
               f"{size * MICROLENS_ITEMS / 1e9:.2f} GB")
     print("feature difference against raw (tiny encoders at 224 px, random init; per hidden "
           "state 0..6):")
-    for modality in FIELDS:
-        raw_pixels, _ = read_all(stores[0], modality)
-        raw_states = pooled_states(encoders[modality], modality, raw_pixels)
-        half = feature_difference(raw_states, raw_states.astype(np.float16).astype(np.float32))
+    raw_states = {}
+    for modality in MODALITIES:
+        raw_pixels = raw[modality][0]
+        raw_states[modality] = pooled_states(encoders[modality], modality, raw_pixels)
+        half = feature_difference(raw_states[modality], raw_states[modality].astype(np.float16).astype(np.float32))
         print(f"  {modality} ({POOLING[modality]} pooling), float16 rounding of the feature "
               f"cache for scale: relative L2 {np.nanmean(half['relative']):.5f}, / item spread "
               f"{np.nanmean(half['spread']):.5f}")
         for quality in qualities:
             pixels, _ = read_all(stores[quality], modality)
-            diff = feature_difference(raw_states, pooled_states(encoders[modality], modality, pixels))
+            diff = feature_difference(raw_states[modality], pooled_states(encoders[modality], modality, pixels))
             print(f"  {modality} q{quality}: PSNR {psnr(raw_pixels, pixels):.1f} dB; cosine "
                   f"{layers_text(diff['cosine'], 6)}; relative L2 {layers_text(diff['relative'], 4)}"
                   f"; / item spread {layers_text(diff['spread'], 4)}")
     # Why the store keeps full chroma: the same frames at PIL's default 4:2:0 instead.
-    raw_pixels, _ = read_all(stores[0], "video")
-    raw_states = pooled_states(encoders["video"], "video", raw_pixels)
+    raw_pixels = raw["video"][0]
     print(f"chroma subsampling (video, PIL directly; the store uses {JPEG_SUBSAMPLING}):")
     for quality in qualities:
         for name, code in (("4:4:4", 0), ("4:2:0", 2)):
             pixels, per_image = jpeg_round_trip(raw_pixels, quality, code)
-            diff = feature_difference(raw_states, pooled_states(encoders["video"], "video", pixels))
+            diff = feature_difference(raw_states["video"], pooled_states(encoders["video"], "video", pixels))
             print(f"  q{quality} {name}: {per_image * 16 / 1e3:.1f} kB/item, PSNR "
                   f"{psnr(raw_pixels, pixels):.1f} dB, / item spread (mean over layers) "
                   f"{np.nanmean(diff['spread']):.4f}")

@@ -33,7 +33,7 @@ from crossan.encoders.load import load_encoder, truncate_ast_positions
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError, DataError
 from crossan.media.sample import MediaSpec
-from crossan.media.store import PartialStore, read_valid
+from crossan.media.store import PartialStore, read_valid, stack_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
 
@@ -104,9 +104,11 @@ def make_media(out_dir: Path, item_ids: list[str], seed: int = 0) -> dict[str, P
                 for name, field in fields.items():
                     data[name][index] = field.fill
         rows = list(range(1, len(item_ids) + 1))
+        data = {name: stack_rows(field, list(data[name]), [reason == "" for reason in reasons])
+                for name, field in fields.items()}
         store.write(rows, data, reasons)
         store.commit(rows)
-        store.finalize()
+        store.finalize(digest=True)
         paths[modality] = final
     return paths
 
@@ -277,11 +279,13 @@ def test_layer_indices_are_validated(world: dict, tmp_path: Path) -> None:
 def test_image_size_mismatch_names_the_config_key(world: dict, tmp_path: Path) -> None:
     spec = MediaSpec(video_size=32, image_size=32, num_frames=16)
     final = tmp_path / "image.h5"
-    store, _ = PartialStore.open(final, spec.fields("image"), spec.attrs("image"), world["ids"])
+    fields = spec.fields("image")
+    store, _ = PartialStore.open(final, fields, spec.attrs("image"), world["ids"])
     rows = list(range(1, NUM_ITEMS + 1))
-    store.write(rows, {"pixels": np.zeros((NUM_ITEMS, 32, 32, 3), np.uint8)}, [""] * NUM_ITEMS)
+    pixels = stack_rows(fields["pixels"], list(np.zeros((NUM_ITEMS, 32, 32, 3), np.uint8)), [True] * NUM_ITEMS)
+    store.write(rows, {"pixels": pixels}, [""] * NUM_ITEMS)
     store.commit(rows)
-    store.finalize()
+    store.finalize(digest=True)
     with pytest.raises(ConfigError, match=r"32x32.*takes 64x64: set media\.image_size to 64"):
         extract("image", str(world["models"]["image"]), items_csv=world["items"], media=final,
                 out=tmp_path / "f.h5", layers=LAYERS, device="cpu", progress=False)

@@ -828,9 +828,11 @@ def test_a_row_rewritten_as_invalid_reads_as_fill(tmp_path: Path) -> None:
         "image": media_store.Field((16, 16, 3), "uint8", jpeg_quality=80),
     }
     store, _ = media_store.PartialStore.open(tmp_path / "x.h5", fields, {"spec": 1}, ["a", "b"])
-    wave, image = np.ones((2, 8), np.float32), np.stack([smooth_image(0, 16)] * 2)
-    store.write([1, 2], {"wave": wave, "image": image}, ["", ""])
-    store.write([1], {"wave": np.zeros((1, 8), np.float32), "image": image[:1]}, ["corrupt: x"])
+    wave, image = np.ones((2, 8), np.float32), [smooth_image(0, 16)] * 2
+    store.write([1, 2], {"wave": wave, "image": media_store.stack_rows(fields["image"], image, [True, True])},
+                ["", ""])
+    store.write([1], {"wave": np.zeros((1, 8), np.float32),
+                      "image": media_store.stack_rows(fields["image"], image[:1], [False])}, ["corrupt: x"])
     store.commit([1, 2])
     store.finalize()
     with h5py.File(tmp_path / "x.h5", "r") as file:

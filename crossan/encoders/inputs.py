@@ -44,7 +44,7 @@ from crossan.media.store import (
     content_digest,
     item_shape,
     read_valid,
-    unreadable_media,
+    unreadable_file,
 )
 
 if TYPE_CHECKING:
@@ -136,12 +136,12 @@ class MediaSource:
         try:
             self._file = h5py.File(self.path, "r")
         except UNREADABLE as error:
-            raise unreadable_media(self.path, error) from error
+            raise unreadable_file(self.path, error) from error
         try:
             self._check()
         except UNREADABLE as error:
             self._file.close()
-            raise unreadable_media(self.path, error) from error
+            raise unreadable_file(self.path, error) from error
         except BaseException:
             self._file.close()
             raise
@@ -174,7 +174,7 @@ class MediaSource:
         try:
             return self._read(start, stop)
         except UNREADABLE as error:
-            raise unreadable_media(self.path, error) from error
+            raise unreadable_file(self.path, error) from error
 
     def _read(self, start: int, stop: int) -> RawBatch:
         valid = self._file["valid"][start:stop].astype(bool)

@@ -9,8 +9,7 @@ its local row ``r`` holds item ``first_row + r - 1``; row 0 is padding):
   valid, "padding" in row 0), ``item_id`` str ``[m + 1]``;
 * attributes: ``config_hash`` (SHA-256 of ``config_json``, everything that decides the
   numbers), ``model``, ``layers``, ``pooling``, ``input_spec``, ``media_spec``, package
-  versions, device, ``created``/``completed``, ``content_sha256`` (see
-  :func:`crossan.media.store.content_digest`) and, for a shard, ``shard``/``num_shards``.
+  versions, device, ``created``/``completed`` and, for a shard, ``shard``/``num_shards``.
 
 A whole-dataset file has ``first_row = 1`` and ``m = total_items``; a shard file covers one
 contiguous range. Files are written by :class:`crossan.media.store.PartialStore` (resumable
@@ -33,7 +32,7 @@ import numpy as np
 
 from crossan.atomic import partial_path
 from crossan.errors import DataError
-from crossan.media.store import UNREADABLE, Field, PartialStore
+from crossan.media.store import UNREADABLE, Field, PartialStore, unreadable_file
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +135,8 @@ def inspect(path: Path) -> FeatureFile:
                 raise DataError(f"{path} is unfinished (it still has a done mask)")
             rows = file[FEATURES].shape[0] - 1
     except UNREADABLE as error:
-        raise _unreadable(path, error) from error
+        raise unreadable_file(path, error, "feature", "extracts") from error
     return FeatureFile(path, attrs, int(attrs["first_row"]), rows, int(attrs["total_items"]))
-
-
-def _unreadable(path: Path, error: BaseException) -> DataError:
-    return DataError(
-        f"feature file {path} is unreadable (cut short or damaged: {error}); delete it and "
-        "rerun snakemake, which extracts it again"
-    )
 
 
 @dataclass(frozen=True)
@@ -172,7 +164,7 @@ def load_features(path: Path) -> LoadedFeatures:
             valid = file["valid"][:].astype(bool)
             item_ids = list(file["item_id"].asstr()[1:]) if "item_id" in file else None
     except UNREADABLE as error:
-        raise _unreadable(path, error) from error
+        raise unreadable_file(path, error, "feature", "extracts") from error
     if features.ndim != 3:
         raise DataError(f"{path}: features must be [n + 1, n_layers, hidden], got {features.shape}")
     if item_ids is None:
@@ -244,8 +236,7 @@ def merge_shards(shard_paths: list[Path], out_path: Path) -> Path:
     for shard in ordered:
         with h5py.File(shard.path, "r") as file:
             item_ids += list(file["item_id"].asstr()[1:])
-    skip = set(spec) | set(SHARD_KEYS) | {"created", "completed", "content_sha256", "spec_json",
-                                          "empty_titles"}
+    skip = set(spec) | set(SHARD_KEYS) | {"created", "completed", "spec_json", "empty_titles"}
     info = {key: value for key, value in attrs.items() if key not in skip}
     info["merged_from"] = json.dumps([s.path.name for s in shards])
     if "empty_titles" in attrs:

@@ -609,7 +609,7 @@ def sample_media(
     try:
         _fill(stores, notes, items, spec, workers, chunk_items, progress)
         for partial in stores.values():
-            partial.finalize()
+            partial.finalize(digest=True)
     finally:
         for partial in stores.values():
             partial.close()  # a no-op once finalised; else the partial file stays resumable

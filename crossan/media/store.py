@@ -451,8 +451,8 @@ class PartialStore:
         self, rows: list[int], data: dict[str, np.ndarray], reasons: list[str]
     ) -> None:
         """Write ``rows`` (sorted dense ids): ``data[field]`` is ``[len(rows), *stored_shape]``
-        (:func:`stack_rows`; a JPEG field also takes uint8 ``[len(rows), *shape]``, encoded
-        here, in the writing process), ``reasons[i]`` is "" for a valid row. Not durable until
+        (:func:`stack_rows`: a JPEG field's blobs are encoded by the caller, in the decoding
+        workers), ``reasons[i]`` is "" for a valid row. Not durable until
         :meth:`commit`. A raw one-item-per-chunk field is written for the valid rows only."""
         valid = np.array([reason == "" for reason in reasons], dtype=bool)
         reason_array = np.array(reasons, dtype=object)
@@ -460,10 +460,7 @@ class PartialStore:
             take = slice(offset, offset + stop - first)
             for name, field in self.fields.items():
                 if field.jpeg:
-                    values = data[name][take]
-                    if values.dtype != object:
-                        values = stack_rows(field, list(values), list(valid[take]))
-                    _write_bytes(self._file[name], first, values)
+                    _write_bytes(self._file[name], first, data[name][take])
                 elif field.one_per_chunk:
                     self._write_valid(name, field, rows[take], data[name][take], valid[take])
                 else:
@@ -493,12 +490,15 @@ class PartialStore:
         self._file.flush()
         self.done[rows] = True
 
-    def finalize(self) -> Path:
-        """Drop the done mask, close and rename to the final name. All rows must be done."""
+    def finalize(self, digest: bool = False) -> Path:
+        """Drop the done mask, close and rename to the final name. All rows must be done.
+        ``digest``: record ``content_sha256`` first (media files, whose digest later stages'
+        provenance reads; it re-reads the whole file)."""
         if not self.done.all():
             raise RuntimeError(f"{self.path}: {int((~self.done).sum())} rows not written")
         del self._file[DONE]
-        self._file.attrs[CONTENT_DIGEST] = content_digest(self._file)
+        if digest:
+            self._file.attrs[CONTENT_DIGEST] = content_digest(self._file)
         self._file.attrs["completed"] = _now()
         self._file.close()
         os.replace(self.path, self.final)
@@ -510,11 +510,12 @@ class PartialStore:
             self._file.close()
 
 
-def unreadable_media(path: Path, error: BaseException) -> DataError:
-    """The error for a finished media file h5py cannot read (cut short, overwritten)."""
+def unreadable_file(path: Path, error: BaseException, kind: str = "media", step: str = "samples") -> DataError:
+    """The error for a finished ``kind`` file h5py cannot read (cut short, overwritten), which
+    the workflow's ``step`` writes again."""
     return DataError(
-        f"media file {path} is unreadable (cut short or damaged: {error}); delete it and rerun "
-        "snakemake, which samples it again"
+        f"{kind} file {path} is unreadable (cut short or damaged: {error}); delete it and rerun "
+        f"snakemake, which {step} it again"
     )
 
 
@@ -524,4 +525,4 @@ def read_status(path: Path) -> tuple[np.ndarray, list[str], list[str]]:
         with h5py.File(path, "r") as file:
             return file["valid"][:], list(file["reason"].asstr()[:]), list(file["item_id"].asstr()[:])
     except UNREADABLE as error:
-        raise unreadable_media(path, error) from error
+        raise unreadable_file(path, error) from error
