@@ -273,13 +273,20 @@ def test_demo_end_to_end_then_nothing_to_do(tmp_path: Path) -> None:
         assert (tmp_path / f"results/demo/beyond/{table}.md").read_text(encoding="utf-8").startswith(
             f"**Table {table[5:]}** (demo): Beyond the paper:")
     assert (tmp_path / "results/demo/beyond/figureB1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tableB3 = pl.read_csv(tmp_path / "results/demo/beyond/tableB3.csv")  # one seed: the run's own numbers
+    crossan_row = tableB3.filter(pl.col("row").str.starts_with("CROSSAN"))
+    crossan_run = json.loads((tmp_path / f"results/demo/runs/{crossan_row['runs'].item()}/metrics.json")
+                             .read_text(encoding="utf-8"))
+    for bucket in ("head", "torso", "tail"):
+        assert crossan_row[f"{bucket.capitalize()} HR@10"].item() == crossan_run["test_by_popularity"][bucket]["HR@10"]
 
     report = snakemake(tmp_path, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "results/report.html").read_text(encoding="utf-8")
     for name in [*TABLES, *FIGURES, *BEYOND_TABLES, "figureB1"]:
         assert name in html
-    assert "Beyond the paper" in html
+    # the report's category (the captions say "Beyond the paper:" too, so look at the category index)
+    assert '"Beyond the paper": {"demo": ["results/demo/beyond/figureB1.png", "results/demo/beyond/tableB1.csv"' in html
     assert "Top-K experts of CROSSAN" in html and "learned gates per tower" in html  # captions
 
     again = snakemake(tmp_path, "--cores", "2", "-n", "all")

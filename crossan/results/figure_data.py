@@ -54,10 +54,11 @@ def bucket_labels(buckets: dict[str, object]) -> dict[str, str]:
 def _popularity_points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
     """One row per plotted bar: ``series`` (the method row), ``bucket``, ``x`` (its label),
     the bucket's test users, HR/NDCG@10 mean and std over seeds, runs."""
-    labels = bucket_labels(popularity_thresholds(runs_dir, plan.runs()))
+    by_run = read_popularity(runs_dir, plan.runs())
+    labels = bucket_labels(popularity_thresholds(by_run))
     records = []
     for row in plan.rows:
-        runs = read_popularity(runs_dir, row.runs)
+        runs = [by_run[name] for name in row.runs]
         for bucket in BUCKETS:
             record: dict[str, object] = {"series": row.label, "bucket": bucket, "x": labels[bucket],
                                          "users": int(runs[0][bucket]["users"])}

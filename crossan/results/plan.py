@@ -56,9 +56,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from crossan.config import dataset_letters
+from crossan.config import MODALITIES, dataset_letters
 from crossan.errors import ConfigError
-from crossan.train.identity import run_fields, training_settings
 
 TABLES: tuple[str, ...] = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES: tuple[str, ...] = ("figure3", "figure4", "figure5")
@@ -118,11 +117,10 @@ METHOD_LABELS: dict[str, str] = {
     "crossan-moda": "CROSSAN-MoDA",
 }
 ALIGN_LABELS: dict[str, str] = {"cmsa": "CMSA", "infonce": "InfoNCE"}
-MODALITY_NAMES: dict[str, str] = {"T": "Text", "I": "Image", "V": "Video", "A": "Audio"}
 FUSION_LABELS: dict[str, str] = {
     "momef": "MOMEF", "dynamic": "D-Gated Fusion", "static": "S-Gated Fusion", "concat": "Concat Fusion",
 }
-MODALITY_WORDS: dict[str, str] = {"T": "text", "I": "image", "V": "video", "A": "audio"}
+MODALITY_WORDS: dict[str, str] = {modality[0].upper(): modality for modality in MODALITIES}  # "T" -> "text"
 ALL_LETTERS = "TIVA"
 # Each target's caption, with the modalities as placeholders: {legend} "T, I, V, A: text, image,
 # video, audio", {pair} "text and image", {sources} "T, I, V, A" (see target_caption).
@@ -166,7 +164,7 @@ _CAPTIONS_NAMING_MODALITIES = ("table3",)
 
 def modality_legend(letters: str) -> str:
     """``"TI" -> "T, I: text, image"``."""
-    return f"{', '.join(letters)}: {', '.join(MODALITY_WORDS[letter] for letter in letters)}"
+    return f"{', '.join(letters)}: {modality_words(letters)}"
 
 
 def modality_words(letters: str) -> str:
@@ -299,7 +297,7 @@ def modality_label(letters: str) -> str:
 
 def modality_names(letters: str) -> str:
     """``"TIA" -> "Text+Image+Audio"``."""
-    return "+".join(MODALITY_NAMES[letter] for letter in letters)
+    return "+".join(MODALITY_WORDS[letter].capitalize() for letter in letters)
 
 
 class _Planner:
@@ -309,7 +307,7 @@ class _Planner:
         self.dataset = dataset
         self.plan = experiment_config(config, dataset)
         self.paper_dataset = paper_dataset(config, dataset)
-        self.training = training_settings(config, dataset)  # digested into the names (crossan.train.identity)
+        self.config = config  # its training settings are digested into the names (crossan.train.identity)
         self.available = dataset_letters(config, dataset)
         self.notes: list[str] = []  # the current target's
         self.restricted: dict[str, str] = {}  # the current target's planned set -> the one used
@@ -325,8 +323,7 @@ class _Planner:
         """The run names (one per seed) of ``method`` at its setting, with ``override``; MOMEF's
         top-k clamped to the number of modalities (one expert each)."""
         from crossan.train.names import run_name
-        from crossan.train.plan import SPEC_DEFAULTS
-        from crossan.train.trainer import RunConfig
+        from crossan.train.plan import SPEC_DEFAULTS, configured_run
 
         setting = {**SPEC_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
         topk = int(setting["topk"])
@@ -337,12 +334,10 @@ class _Planner:
         names = []
         for seed in self.seeds(target):
             try:
-                run = RunConfig(
-                    data_dir="", features_dir="", out_dir="", dataset=self.dataset, method=method,
-                    modalities=modalities or "TIVA", fusion=setting.get("fusion"), topk=topk,
-                    hidden=int(setting["hidden"]), lr=float(setting["lr"]), seed=seed,
+                run = configured_run(
+                    self.config, self.dataset, method, modalities=modalities or "TIVA", fusion=setting.get("fusion"),
+                    topk=topk, hidden=int(setting["hidden"]), lr=float(setting["lr"]), seed=seed,
                     align=setting["align"], align_weight=float(setting["align_weight"]),
-                    **run_fields(self.training, method),
                 )
             except ConfigError as error:
                 raise ConfigError(f"experiments.{target} of dataset {self.dataset!r}: {error}") from error
@@ -468,12 +463,12 @@ class _Planner:
         rows = [PlanRow(METHOD_LABELS[b], self.runs("table3", b), b) for b in block.get("baselines", [])]
         rows += self.end_to_end_rows("table3")
         comparisons = []
-        for letters in sets:
-            rows.append(self.iisan_row("table3", letters))
-        for letters in sets:
+        iisan = [self.iisan_row("table3", letters) for letters in sets]
+        rows += iisan
+        for letters, baseline in zip(sets, iisan):
             label = f"CROSSAN ({modality_label(letters)}) (ours)"
             rows.append(PlanRow(label, self.runs("table3", "crossan", letters), "crossan"))
-            comparisons.append(Comparison(modality_names(letters), label, self.iisan_row("table3", letters).label))
+            comparisons.append(Comparison(modality_names(letters), label, baseline.label))
         return rows, comparisons
 
     def table4(self):

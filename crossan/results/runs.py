@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,27 +87,28 @@ def summarise(runs: Sequence[dict[str, Any]], key: str, split: str = "test") -> 
     return Summary.of([float(run[split][key] if key in METRICS else run[key]) for run in runs])
 
 
-def read_popularity(runs_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
-    """Each run's ``test_by_popularity`` (``metrics.json``): ``head_min_count``,
+def read_popularity(runs_dir: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each run's ``test_by_popularity`` (``metrics.json``), by run name: ``head_min_count``,
     ``tail_max_count`` and per bucket of :data:`BUCKETS` its ``users`` and HR/NDCG@10, so
-    ``summarise(records, "HR@10", split="tail")`` is a bucket's mean over seeds."""
-    records = []
+    ``summarise([records[n] for n in seeds], "HR@10", split="tail")`` is a bucket's mean over
+    seeds."""
+    records = {}
     for name in names:
         record = read_metrics(runs_dir, name).get("test_by_popularity")
         if record is None:
             raise DataError(f"{run_dir(runs_dir, name) / 'metrics.json'} has no test_by_popularity: run {name} "
                             "predates the long-tail metrics; delete its folder and rerun it")
-        records.append(record)
+        records[name] = record
     return records
 
 
-def popularity_thresholds(runs_dir: Path, names: Sequence[str]) -> dict[str, Any]:
-    """The buckets the runs ``names`` (one at least) share: ``{"head_min_count",
-    "tail_max_count", "users": {bucket: test users}}``; a run with others (another split or
-    another definition) is a :class:`DataError` naming it."""
+def popularity_thresholds(records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The buckets the runs of ``records`` (:func:`read_popularity`, one run at least) share:
+    ``{"head_min_count", "tail_max_count", "users": {bucket: test users}}``; a run with others
+    (another split or another definition) is a :class:`DataError` naming it."""
     shared: dict[str, Any] = {}
     first = ""
-    for name, record in zip(names, read_popularity(runs_dir, names)):
+    for name, record in records.items():
         buckets = {"head_min_count": int(record["head_min_count"]), "tail_max_count": int(record["tail_max_count"]),
                    "users": {bucket: int(record[bucket]["users"]) for bucket in BUCKETS}}
         if not shared:

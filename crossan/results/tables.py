@@ -263,12 +263,16 @@ def _with_paper(table: Table) -> Table:
     return table
 
 
+def metric_cells(metrics: Sequence[dict]) -> dict[str, Cell]:
+    """Test HR/NDCG@10/20 of the runs' ``metrics.json`` records (mean ± std)."""
+    return {m: Cell.of(summarise(metrics, m)) for m in METRICS}
+
+
 def metric_row(runs_dir: Path, label: str, runs: tuple[str, ...], note: str = "") -> Row:
     """Test HR/NDCG@10/20 of ``runs`` (mean ± std), or an all-missing row without runs."""
     if not runs:
         return Row(label, {m: Cell() for m in METRICS}, note=note)
-    metrics = read_runs(runs_dir, runs)
-    return Row(label, {m: Cell.of(summarise(metrics, m)) for m in METRICS}, runs, note)
+    return Row(label, metric_cells(read_runs(runs_dir, runs)), runs, note)
 
 
 def _mark(cell: Cell, test: PairedTest) -> None:
@@ -512,9 +516,9 @@ def tableB2(plan: TargetPlan, runs_dir: Path) -> Table:
     metrics from the paired t-test against CROSSAN."""
     rows, lacking = [], []
     for plan_row in plan.rows:
-        row = metric_row(runs_dir, plan_row.label, plan_row.runs, plan_row.note)
         metrics = read_runs(runs_dir, plan_row.runs)
-        row.cells = {**_number_cells(metrics, SHARED_TOWER, SHARED_TOWER_KINDS), **row.cells}
+        row = Row(plan_row.label, {**_number_cells(metrics, SHARED_TOWER, SHARED_TOWER_KINDS), **metric_cells(metrics)},
+                  plan_row.runs, plan_row.note)
         lacking += [name for name, run in zip(plan_row.runs, metrics) if SHARED_TOWER["TP (paper config)"] not in run]
         rows.append(row)
     table = Table(plan.target, plan.dataset, plan.title, "Method", (*SHARED_TOWER, *METRICS), rows,
@@ -546,17 +550,18 @@ def tableB3(plan: TargetPlan, runs_dir: Path) -> Table:
     """Test HR/NDCG@10 per popularity bucket of the target item (head, torso, tail), mean ±
     std over seeds, from each run's ``test_by_popularity``; a note gives the thresholds and the
     test users per bucket, which every run must share."""
+    records = read_popularity(runs_dir, plan.runs())
     rows = []
     for plan_row in plan.rows:
         if not plan_row.runs:
             rows.append(Row(plan_row.label, {c: Cell() for c in BUCKET_COLUMNS}, note=plan_row.note))
             continue
-        records = read_popularity(runs_dir, plan_row.runs)
-        rows.append(Row(plan_row.label, {c: Cell.of(summarise(records, metric, split=bucket))
+        seeds = [records[name] for name in plan_row.runs]
+        rows.append(Row(plan_row.label, {c: Cell.of(summarise(seeds, metric, split=bucket))
                                          for c, (bucket, metric) in BUCKET_COLUMNS.items()}, plan_row.runs))
     table = Table(plan.target, plan.dataset, plan.title, "Method", tuple(BUCKET_COLUMNS), rows,
                   paper_dataset=plan.paper_dataset)
-    table.notes.append(popularity_note(popularity_thresholds(runs_dir, plan.runs())))
+    table.notes.append(popularity_note(popularity_thresholds(records)))
     return table
 
 

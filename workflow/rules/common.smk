@@ -220,8 +220,9 @@ def run_item_flags(wildcards):
 def run_outputs(dataset):
     """The metrics.json of every run the dataset's tables and figures read, and of its extra runs
     (which may read only the dataset's declared modalities)."""
-    check_run_modalities(config, dataset, planned_run_names(config, dataset))
-    names = dict.fromkeys(experiment_runs(config, dataset) + planned_run_names(config, dataset))
+    extra = planned_run_names(config, dataset)
+    check_run_modalities(config, dataset, extra)
+    names = dict.fromkeys(experiment_runs(config, dataset) + extra)
     return [f"results/{dataset}/runs/{name}/metrics.json" for name in names]
 
 
@@ -229,21 +230,26 @@ def run_files(dataset, names, files):
     return [f"results/{dataset}/runs/{name}/{file}" for name in names for file in files]
 
 
+@functools.cache
+def cached_plan(dataset, target):
+    """target_plan of the workflow's config, built once per target: a table or figure job asks
+    for it for its inputs, its plan and its caption (TargetPlan is frozen)."""
+    return target_plan(config, dataset, target)
+
+
 def table_inputs(wildcards):
     """What a table reads of each run of its plan: metrics, per-user test metrics (t-tests),
-    for Tables 1 and B1 the tower outputs (mutual information), for Table B2 the settings
-    (MoDA's rank and experts)."""
-    files = ["metrics.json", "per_user_test.parquet"]
+    settings.json (the notes on non-default settings, Table B2's experts) and, for Tables 1
+    and B1, the tower outputs (mutual information)."""
+    files = ["metrics.json", "per_user_test.parquet", "settings.json"]
     if wildcards.table in ("table1", "tableB1"):
         files.append("item_towers.h5")
-    if wildcards.table == "tableB2":
-        files.append("settings.json")
-    return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.table).runs(), files)
+    return run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.table).runs(), files)
 
 
 def figure_inputs(wildcards):
     files = ["gates.json"] if wildcards.figure == "figure4" else ["metrics.json"]
-    return run_files(wildcards.dataset, target_plan(config, wildcards.dataset, wildcards.figure).runs(), files)
+    return run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.figure).runs(), files)
 
 
 def plan_param(key, caption=False):
@@ -251,7 +257,7 @@ def plan_param(key, caption=False):
     its caption."""
 
     def param(wildcards):
-        plan = target_plan(config, wildcards.dataset, wildcards[key])
+        plan = cached_plan(wildcards.dataset, wildcards[key])
         return plan.title if caption else plan.to_json()
 
     return param
