@@ -161,6 +161,16 @@ class CrossModalGating:
     temperature: float
     gate_logits: nn.Parameter
 
+    def init_gates(self, modalities: tuple[str, ...], n_layers: int, cross: bool, temperature: float) -> None:
+        """Set the towers (one per modality) and their logits, 0 = uniform weights (call after
+        ``nn.Module.__init__``)."""
+        self.modalities = modalities
+        self.tower_names = modalities
+        self.cross = cross
+        self.temperature = temperature
+        n_sources = len(modalities) + 1 if cross else 2
+        self.gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers, n_sources))
+
     @property
     def gate_sources(self) -> tuple[str, ...]:
         """Column names of :meth:`gate_values`: ``"H"`` then the source towers' letters."""
@@ -203,15 +213,10 @@ class CrossModalSideAdapters(CrossModalGating, nn.Module):
         layer0_previous: str = "zeros",
     ) -> None:
         super().__init__()
-        self.modalities = modalities
-        self.tower_names = modalities
-        self.cross = cross
+        self.init_gates(modalities, n_layers, cross, temperature)
         self.n_layers, self.dim = n_layers, dim
-        self.temperature = temperature
         self.layer0_previous = check_layer0_previous(layer0_previous)
         self.towers = nn.ModuleDict({m: AdapterTower(dim, hidden, n_layers, item_dim) for m in modalities})
-        n_sources = len(modalities) + 1 if cross else 2
-        self.gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers, n_sources))
 
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(

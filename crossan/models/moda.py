@@ -157,18 +157,14 @@ class SharedMoDASideAdapters(CrossModalGating, nn.Module):
         layer0_previous: str = "zeros",
     ) -> None:
         super().__init__()
-        self.modalities = modalities
-        self.tower_names = modalities
-        self.cross = True
+        self.init_gates(modalities, n_layers, cross=True, temperature=temperature)
         self.n_layers, self.dim = n_layers, dim
-        self.temperature = temperature
         self.layer0_previous = check_layer0_previous(layer0_previous)
         n = len(modalities)
         self.adapters = nn.ModuleList(
             SharedMoDAAdapter(dim, hidden, rank, n_experts, n, gate_dim=gate_dim) for _ in range(n_layers)
         )
         self.head = TowerHead(dim, item_dim)
-        self.gate_logits = nn.Parameter(torch.zeros(n, n_layers, n + 1))
         self.register_buffer("modality_ids", torch.arange(n), persistent=False)
 
     @staticmethod
