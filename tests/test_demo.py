@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crossan.data import demo
+from crossan.data import demo, demo_media, demo_structure
 from crossan.data.layout import find_layout
 from crossan.errors import ConfigError
 from crossan.media.audio import NoAudioTrack, sample_audio
@@ -244,13 +244,15 @@ def _oracle_and_popularity(
 def test_topic_oracle_beats_popularity_at_default_size() -> None:
     rng = np.random.default_rng(0)
     item_topic = rng.permutation(np.arange(400) % 8)
-    inter = demo.simulate_interactions(rng, item_topic, n_users=1000, n_topics=8)
+    inter = demo_structure.simulate_interactions(rng, item_topic, n_users=1000, n_topics=8)
     lengths = np.bincount(inter.user)
     assert lengths.min() >= 5 and lengths.max() <= 20 and 7.0 <= lengths.mean() <= 9.0
     assert np.bincount(inter.item, minlength=400).min() >= 1
     pairs = np.stack([inter.user, inter.item, inter.timestamp], axis=1)
     oracle, popular = _oracle_and_popularity(pairs, dict(enumerate(item_topic.tolist())))
-    measured = demo.oracle_vs_popularity(inter.user, inter.item, inter.timestamp, item_topic)
+    measured = demo_structure.oracle_vs_popularity(
+        inter.user, inter.item, inter.timestamp, item_topic
+    )
     assert (oracle, popular) == measured
     assert oracle >= 0.25 and oracle >= 3 * popular, (oracle, popular)
 
@@ -266,7 +268,7 @@ def test_summary_hit_rates_match_the_files(first: Generated) -> None:
 def test_popularity_is_skewed_within_topics() -> None:
     rng = np.random.default_rng(3)
     item_topic = rng.permutation(np.arange(400) % 8)
-    weights = demo.item_popularity(rng, item_topic, 8)
+    weights = demo_structure.item_popularity(rng, item_topic, 8)
     for t in range(8):
         w = np.sort(weights[item_topic == t])[::-1]
         assert w.sum() == pytest.approx(1.0) and w[0] / w[-1] == pytest.approx(50**0.6)
@@ -276,20 +278,21 @@ def _decode_accuracy(
     observed: dict[str, np.ndarray], topics: np.ndarray, names: list[str]
 ) -> float:
     """Share of items whose maximum-likelihood topic (from the attributes ``names``) is right."""
-    clean = demo.planted_attributes(np.arange(N_TOPICS), N_TOPICS)
+    clean = demo_structure.planted_attributes(np.arange(N_TOPICS), N_TOPICS)
     log_p = np.zeros((len(topics), N_TOPICS))
+    p_flip = demo_structure.P_FLIP
     for name in names:
         n_bits = 3 if name == "title_group" else 1
         for bit in range(n_bits):
             agree = ((observed[name][:, None] ^ clean[name][None, :]) >> bit & 1) == 0
-            log_p += np.where(agree, np.log(1 - demo.P_FLIP), np.log(demo.P_FLIP))
+            log_p += np.where(agree, np.log(1 - p_flip), np.log(p_flip))
     return float(np.mean(np.argmax(log_p, axis=1) == topics))
 
 
 def test_no_single_modality_determines_the_topic_but_all_nearly_do() -> None:
     rng = np.random.default_rng(0)
     topics = rng.integers(0, N_TOPICS, 4000)
-    observed = demo.observe_attributes(rng, topics, N_TOPICS)
+    observed = demo_structure.observe_attributes(rng, topics, N_TOPICS)
     modalities = {
         "title": ["title_group"],
         "cover": ["cover_cool", "cover_angular"],
@@ -311,7 +314,7 @@ def test_title_words_follow_the_title_group(first: Generated) -> None:
         if item == first.summary.empty_title_item:
             continue
         words = {w.strip('",').lower() for w in title.split()}
-        vocabulary = set(demo.TOPIC_WORDS[_attributes(first, item)["title_group"]])
+        vocabulary = set(demo_media.TOPIC_WORDS[_attributes(first, item)["title_group"]])
         assert 1 <= len(words & vocabulary) <= 3, title
 
 

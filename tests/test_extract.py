@@ -32,7 +32,7 @@ from crossan.encoders.inputs import PixelInputs, TextInputs
 from crossan.encoders.load import load_encoder, truncate_ast_positions
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError, DataError
-from crossan.media.sample import MediaSpec
+from crossan.media.spec import MediaSpec
 from crossan.media.store import PartialStore, read_valid, stack_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")

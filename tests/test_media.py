@@ -26,6 +26,7 @@ from crossan.errors import DataError
 from crossan.media import sample as media
 from crossan.media import store as media_store
 from crossan.media import video as video_module
+from crossan.media import workers as media_workers
 from crossan.media.audio import NoAudioTrack, sample_audio
 from crossan.media.encode import write_mp4
 from crossan.media.image import (
@@ -34,6 +35,7 @@ from crossan.media.image import (
     resize_square,
     shorter_side_size,
 )
+from crossan.media.spec import DECODER_CODES, DEFAULT_JPEG_QUALITY, MediaSpec
 from crossan.media.video import frame_indices, frame_timestamps, sample_video
 
 SR = 16000
@@ -408,8 +410,8 @@ def test_video_without_audio_raises_no_audio_track(tmp_path: Path) -> None:
     write_mp4(path, flat_frames([0] * 10), 10, None, SR)
     with pytest.raises(NoAudioTrack):
         sample_audio(path)
-    item = media.Item(1, "x", str(path), "")
-    fields, reason = media.sample_item("audio", item, media.MediaSpec())
+    item = media_workers.Item(1, "x", str(path), "")
+    fields, reason = media_workers.sample_item("audio", item, MediaSpec())
     assert reason == "no audio track"
     assert fields["waveform"].shape == (48000,) and not fields["waveform"].any()
     assert fields["num_samples"] == 0
@@ -471,7 +473,7 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
     # which decoder read each valid video depends on the CPU (see the fallback tests)
     assert sum(video_report.decoders.values()) == 3
     assert v["decoder"][[0, 2, 3, 5]].tolist() == [0, 0, 0, 0]
-    assert set(v["decoder"][[1, 4, 6]].tolist()) <= set(media.DECODER_CODES.values())
+    assert set(v["decoder"][[1, 4, 6]].tolist()) <= set(DECODER_CODES.values())
     assert video_report.reasons == {"missing file": 1, "corrupt": 2}
     audio_reasons = report.modalities["audio"].reasons
     assert audio_reasons == {"missing file": 1, "corrupt": 2, "no audio track": 1}
@@ -489,7 +491,7 @@ def test_run_masks_bad_media_and_counts_it(tmp_path: Path) -> None:
         assert file.attrs["seconds"] == 3.0 and "(k + 0.5)" in file.attrs["timestamps"]
         assert file.attrs["dataset"] == "toy" and file.attrs["dataset_json"] == str(dataset_json)
         assert "crossan_version" in file.attrs and "created" in file.attrs
-        assert file.attrs["jpeg_quality"] == media.DEFAULT_JPEG_QUALITY
+        assert file.attrs["jpeg_quality"] == DEFAULT_JPEG_QUALITY
         assert file.attrs["media_format"] == media_store.FORMAT_VERSION
         assert file["frames"].attrs["item_shape"].tolist() == [16, 16, 16, 3]
     with h5py.File(out / "audio.h5", "r") as file:
@@ -519,7 +521,9 @@ def test_fast_path_failure_keeps_every_item_valid_and_is_counted(
     break_fast_path(monkeypatch)
     for workers in (0, 1):  # in this process, and in a forked worker
         out = tmp_path / f"fallback{workers}"
-        with caplog.at_level("INFO", logger="crossan.media.sample"):
+        with caplog.at_level("INFO", logger="crossan.media.sample"), caplog.at_level(
+            "INFO", logger="crossan.media.workers"
+        ):
             report = media.sample_media(
                 layout, items_csv, out, workers=workers, progress=False, **SMALL
             )
@@ -567,7 +571,7 @@ def test_decoder_crash_masks_only_that_item(
     )
     v, a = read_all(tmp_path / "m" / "video.h5"), read_all(tmp_path / "m" / "audio.h5")
     assert v["valid"].tolist() == [False, True, False, True, True, False, True]
-    assert v["reason"][2] == v["reason"][5] == media.CRASH_REASON
+    assert v["reason"][2] == v["reason"][5] == media_workers.CRASH_REASON
     assert a["valid"][1:].all()
     assert report.modalities["video"].reasons == {"corrupt": 2}
 
@@ -578,7 +582,7 @@ def interrupt_at_second_block(
     """Sample in blocks of 2 items (``options`` added to :data:`SMALL`) and stop (as Ctrl-C
     would) when the second block starts: every modality's partial file then holds the first
     block only."""
-    real = media.sample_block
+    real = media_workers.sample_block
 
     def stop_at_second_block(block, spec):  # type: ignore[no-untyped-def]
         if block.index == 1:
@@ -586,7 +590,7 @@ def interrupt_at_second_block(
         return real(block, spec)
 
     with monkeypatch.context() as patch:
-        patch.setattr(media, "sample_block", stop_at_second_block)
+        patch.setattr(media_workers, "sample_block", stop_at_second_block)
         with pytest.raises(KeyboardInterrupt):
             media.sample_media(layout, items_csv, out, workers=0, chunk_items=2, **(SMALL | options))
 
@@ -922,7 +926,7 @@ def test_register_cli_parses_every_option() -> None:
     )
     assert (args.video_size, args.image_size, args.frames, args.seconds) == (224, 224, 16, 3.0)
     assert (args.sample_rate, args.workers, args.chunk_items) == (16000, 2, 16)
-    assert args.jpeg_quality == media.DEFAULT_JPEG_QUALITY == 85
+    assert args.jpeg_quality == DEFAULT_JPEG_QUALITY == 85
     assert args.modalities == ["video", "audio", "image"] and args.func is media._run
     args = parser.parse_args(
         ["sample-media", "--dataset-json", "d.json", "--items", "i.csv", "--out", "o",

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -136,6 +137,7 @@ def batch_ranges(first: int, stop: int, batch_size: int) -> list[tuple[int, int]
 
 def autocast_context(device: torch.device, autocast: str) -> Any:
     """Mixed precision on CUDA only; CPU runs in float32."""
+    # deferred: torch takes ~2 s to import; merge-features (this module too) never needs it
     import torch
 
     if device.type != "cuda" or autocast == "off":
@@ -151,6 +153,7 @@ def forward_pooled(
     autocast: str,
 ) -> np.ndarray:
     """float16 ``[B, len(layers), hidden]``: the pooled kept hidden states of one batch."""
+    # deferred: torch takes ~2 s to import; merge-features (this module too) never needs it
     import torch
 
     with torch.inference_mode(), autocast_context(device, autocast):
@@ -187,6 +190,7 @@ def _prefetched(
 
 
 def _versions() -> dict[str, str]:
+    # deferred: torch, transformers take ~3 s to import; merge-features never needs them
     import torch
     import transformers
 
@@ -198,6 +202,7 @@ def _versions() -> dict[str, str]:
 
 
 def _use_threads(threads: int) -> None:
+    # deferred: torch takes ~2 s to import; merge-features (this module too) never needs it
     import torch
 
     if threads < 1:
@@ -206,6 +211,7 @@ def _use_threads(threads: int) -> None:
 
 
 def _device_name(device: torch.device) -> str:
+    # deferred: torch takes ~2 s to import; merge-features (this module too) never needs it
     import torch
 
     if device.type == "cuda":
@@ -427,8 +433,6 @@ def _fill(
 
 
 def _finish(report: ExtractReport, out: Path, started: float) -> ExtractReport:
-    import h5py
-
     with h5py.File(out, "r") as file:
         report.valid = int(file["valid"][1:].sum())
     report.seconds = round(time.monotonic() - started, 3)

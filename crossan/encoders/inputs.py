@@ -367,6 +367,7 @@ class PixelInputs:
                 )
         check_pixel_geometry(encoder, side, media_path)
         self.side = side
+        # deferred: torch takes ~2 s to import; merge-features loads this module, never torch
         import torch
 
         table = pixel_lookup_table(self.processor, side, self.video)
@@ -382,6 +383,7 @@ class PixelInputs:
         }
 
     def prepare(self, payload: np.ndarray) -> dict[str, torch.Tensor]:
+        # deferred: torch takes ~2 s to import; merge-features loads this module, never torch
         import torch
 
         if self.table is None:
@@ -391,6 +393,7 @@ class PixelInputs:
     def to_device(
         self, prepared: dict[str, torch.Tensor], device: torch.device
     ) -> dict[str, torch.Tensor]:
+        # deferred: torch takes ~2 s to import; merge-features loads this module, never torch
         import torch
 
         pixels = prepared["pixel_values"].to(device, non_blocking=True)

@@ -124,6 +124,7 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
     """SHA-256 over the tensors of ``model.state_dict()`` (names, dtypes, shapes, bytes) in
     name order, :data:`UNUSED_PREFIXES` left out: identifies the weights that decide the
     hidden states, independently of the file format they came from."""
+    # deferred: torch is not in the workflow env, and the Snakefile imports this module
     import torch
 
     digest = hashlib.sha256()
@@ -147,6 +148,7 @@ def preprocessor_sha256(preprocessor: Any) -> str:
 
 
 def _config_json_sha256(source: str) -> str:
+    # deferred: transformers is not in the workflow env, and the Snakefile imports this module
     from transformers.utils import cached_file
 
     path = cached_file(source, "config.json")
@@ -156,6 +158,7 @@ def _config_json_sha256(source: str) -> str:
 
 
 def _load_preprocessor(modality: str, source: str, audio_max_length: int | None) -> Any:
+    # deferred: transformers is not in the workflow env, and the Snakefile imports this module
     import transformers
 
     cls = getattr(transformers, PREPROCESSOR_CLASSES[modality])
@@ -176,6 +179,7 @@ def truncate_ast_positions(model: ASTModel, max_length: int) -> ASTModel:
     patches of the same audio. Built on the meta device and filled from the sliced state dict
     (no second random initialisation).
     """
+    # deferred: torch, transformers: not in the workflow env; the Snakefile imports this module
     import torch
     from transformers import ASTModel
 
@@ -229,6 +233,7 @@ def load_encoder(
     _check_modality(modality)
     if audio_max_length is not None and modality != "audio":
         raise ConfigError(f"max_length of the feature extractor is an audio option, not {modality}")
+    # deferred: torch, transformers: not in the workflow env; the Snakefile imports this module
     import torch
     import transformers
 
@@ -275,6 +280,7 @@ def load_encoder(
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    # deferred: torch is not in the workflow env, and the Snakefile imports this module
     import torch
 
     if device == "auto":

@@ -50,6 +50,7 @@ def validate_layers(layers: Sequence[int], num_layers: int, *, where: str = "lay
 def pool(hidden_states: Sequence[torch.Tensor], layers: Sequence[int], rule: str) -> torch.Tensor:
     """Pooled vectors ``[B, len(layers), D]`` in float32 from ``hidden_states`` (each
     ``[B, tokens, D]``, any float dtype) by ``rule`` (a key of :data:`POOLING_RULES`)."""
+    # deferred: torch is not in the workflow env; the Snakefile imports this via encoders.load
     import torch
 
     pooled = []

@@ -134,6 +134,7 @@ class TinySpec:
 
 def _bert_splitter() -> tokenizers.Tokenizer:
     """An empty WordPiece tokenizer with the BERT-uncased normaliser and pre-tokenizer."""
+    # deferred: tokenizers is not in the workflow env, and common.smk imports this module
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -174,6 +175,7 @@ def build_vocabulary(titles: Iterable[str], vocab_size: int) -> list[str]:
 def build_wordpiece(titles: Iterable[str], vocab_size: int) -> tokenizers.Tokenizer:
     """A ``tokenizers`` WordPiece tokenizer (BERT-uncased pipeline, ``[CLS] $A [SEP]``) over
     :func:`build_vocabulary`; identical for identical titles."""
+    # deferred: tokenizers is not in the workflow env, and common.smk imports this module
     from tokenizers import decoders, models, processors
 
     vocabulary = build_vocabulary(titles, vocab_size)
@@ -193,6 +195,7 @@ def build_wordpiece(titles: Iterable[str], vocab_size: int) -> tokenizers.Tokeni
 def _save_tokenizer(titles: Sequence[str], spec: TinySpec, directory: Path) -> int:
     """Write the fast BERT tokenizer and ``vocab.txt`` into ``directory``; return the
     vocabulary size."""
+    # deferred: transformers is not in the workflow env, and common.smk imports this module
     from transformers import BertTokenizerFast
 
     raw = build_wordpiece(titles, spec.vocab_size)
@@ -218,6 +221,7 @@ def _save_tokenizer(titles: Sequence[str], spec: TinySpec, directory: Path) -> i
 
 def _save_preprocessor(arch: str, spec: TinySpec, directory: Path) -> None:
     """Write the preprocessor of ``arch`` (not BERT) into ``directory``."""
+    # deferred: transformers is not in the workflow env, and common.smk imports this module
     from transformers import (
         ASTFeatureExtractor,
         VideoMAEImageProcessorPil,
@@ -254,6 +258,7 @@ def _save_preprocessor(arch: str, spec: TinySpec, directory: Path) -> None:
 
 def _model(arch: str, spec: TinySpec, text_vocab_size: int) -> PreTrainedModel:
     """A randomly initialised model of ``arch`` with the spec's sizes (RNG seeded by caller)."""
+    # deferred: transformers is not in the workflow env, and common.smk imports this module
     import transformers as tf
 
     # No dropout: item differences in a random encoder's [CLS] are ~1% of its scale, below the
@@ -309,6 +314,7 @@ def parameter_count(model: PreTrainedModel) -> int:
 
 def _write_all(root: Path, titles: Sequence[str], seed: int, spec: TinySpec) -> dict[str, int]:
     """Every checkpoint under the existing empty directory ``root``; ``{arch: parameters}``."""
+    # deferred: torch is not in the workflow env, and common.smk imports this module
     import torch
 
     counts: dict[str, int] = {}

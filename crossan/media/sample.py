@@ -7,7 +7,8 @@ For the items of ``item_ids.csv`` (or ``items.csv``; dense ids 1..n) this writes
   item (variable-length ``[n+1]``; raw uint8 ``[n+1, F, S, S, 3]`` with ``jpeg_quality`` 0;
   see :mod:`crossan.media.store`), ``frame_index`` int32 ``[n+1, F]`` (-1 when invalid),
   ``source_frames`` int32 ``[n+1]``, ``source_fps`` float32 ``[n+1]``, ``decoder`` uint8
-  ``[n+1]`` (which decoder produced the frames: :data:`DECODER_CODES`, 0 when invalid);
+  ``[n+1]`` (which decoder produced the frames: :data:`crossan.media.spec.DECODER_CODES`,
+  0 when invalid);
 * ``audio.h5``: ``waveform`` float32 ``[n+1, seconds*sample_rate]`` (mono, zero-padded),
   ``num_samples`` int32 ``[n+1]`` (real samples before the padding);
 * ``image.h5``: ``pixels``, the cover (uint8 ``[S, S, 3]`` once decoded, ViT geometry), one
@@ -25,166 +26,44 @@ stops the run, and a decoder that kills its worker process masks just that item.
 Worker processes decode blocks of ``chunk_items`` items; the main process alone writes, in
 item order, and commits each block to the resumable ``*.h5.partial`` files, so a killed run
 continues where it stopped and the result equals an uninterrupted run's.
+
+This module is the job and its command line: it opens (or resumes) the files, plans the
+blocks still to sample, writes and commits their results, and summarises each file into its
+report. What is stored per item is :class:`crossan.media.spec.MediaSpec`; the decoding, in
+worker processes, is :mod:`crossan.media.workers`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
-import multiprocessing
-import os
-import signal
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 from tqdm import tqdm
 
-import crossan
 from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
 from crossan.data.layout import MODALITY_PARTS, DatasetLayout, load_manifest
 from crossan.data.readers import read_item_ids
 from crossan.errors import DataError
 from crossan.kill_point import pause_after
-from crossan.media import audio, image, store, video
+from crossan.media import store, video
+from crossan.media.spec import DECODER_CODES, DEFAULT_JPEG_QUALITY, MODALITIES, MediaSpec
+from crossan.media.workers import Block, Item, sample_blocks
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("video", "audio", "image")
 FILE_NAMES = {"video": "video.h5", "audio": "audio.h5", "image": "image.h5"}
 REPORT_NAME = "{modality}_report.json"
-NO_AUDIO_REASON = "no audio track"
-CRASH_REASON = "corrupt: decoder process died"
 MAX_EXAMPLES = 5
 # Test hook (crossan.kill_point): pause after this many committed blocks.
 PAUSE_ENV = "CROSSAN_MEDIA_TEST_PAUSE_AFTER_BLOCKS"
-# video.h5's per-item ``decoder`` field; stored in the file's attributes too.
-DECODER_CODES = {video.FAST_DECODER: 1, video.FALLBACK_DECODER: 2}
-# Frames and covers as JPEG at this quality: 14 % of the raw bytes on H.264-decoded natural
-# frames at 224 px (6.6 GB for MicroLens-100K's videos, against 47.6 GB raw), pooled states of
-# the tiny encoders 0.5 % (video) and 1.5 % (image) of the item-to-item spread away from raw
-# (bench/media_store.py); 90 would pass 8 GB on that content.
-DEFAULT_JPEG_QUALITY = 85
-
-
-@dataclass(frozen=True)
-class MediaSpec:
-    """What is sampled per item; written to each file's attributes and checked on resume."""
-
-    video_size: int = 224
-    image_size: int = 224
-    num_frames: int = 16
-    seconds: float = 3.0
-    sample_rate: int = 16000
-    jpeg_quality: int = DEFAULT_JPEG_QUALITY  # frames and covers; 0 stores them raw
-
-    def __post_init__(self) -> None:
-        for name in ("video_size", "image_size", "num_frames", "sample_rate"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not self.seconds > 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
-        if not 0 <= int(self.jpeg_quality) <= 100:
-            raise ValueError(f"jpeg_quality must be 0 (raw) to 100, got {self.jpeg_quality}")
-
-    @property
-    def audio_samples(self) -> int:
-        return round(self.seconds * self.sample_rate)
-
-    def fields(self, modality: str) -> dict[str, store.Field]:
-        """The per-item datasets of ``modality``'s file."""
-        if modality == "video":
-            s = self.video_size
-            return {
-                "frames": store.Field(
-                    (self.num_frames, s, s, 3), "uint8", one_per_chunk=True,
-                    jpeg_quality=self.jpeg_quality,
-                ),
-                "frame_index": store.Field((self.num_frames,), "int32", -1),
-                "source_frames": store.Field((), "int32"),
-                "source_fps": store.Field((), "float32"),
-                "decoder": store.Field((), "uint8"),
-            }
-        if modality == "audio":
-            return {
-                "waveform": store.Field((self.audio_samples,), "float32", one_per_chunk=True),
-                "num_samples": store.Field((), "int32"),
-            }
-        if modality == "image":
-            s = self.image_size
-            return {
-                "pixels": store.Field(
-                    (s, s, 3), "uint8", one_per_chunk=True, jpeg_quality=self.jpeg_quality
-                )
-            }
-        raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
-
-    def attrs(self, modality: str) -> dict[str, Any]:
-        """The spec attributes of ``modality``'s file (without the source description)."""
-        common = {"modality": modality, "crossan_version": crossan.__version__}
-        # Only the image files depend on the storage: audio.h5 keeps its spec, so a file
-        # sampled before JPEG storage existed is not resampled for nothing.
-        storage = {
-            "jpeg_quality": self.jpeg_quality,
-            "storage": f"JPEG per image, quality {self.jpeg_quality}, {store.JPEG_SUBSAMPLING}"
-            if self.jpeg_quality
-            else "raw uint8",
-        }
-        if modality == "video":
-            return common | storage | {
-                "video_size": self.video_size,
-                "num_frames": self.num_frames,
-                "seconds": float(self.seconds),
-                "timestamps": video.TIMESTAMP_RULE,
-                "geometry": "shorter side resized to video_size (PIL bilinear), "
-                "center crop video_size x video_size (VideoMAE processor)",
-                "decoder": "decord get_batch on the sampled indices, RGB24; where it fails, "
-                "PyAV seeking to each sampled frame's keyframe (per-item field 'decoder')",
-                "decoder_codes": json.dumps(DECODER_CODES | {"not decoded": 0}),
-            }
-        if modality == "audio":
-            return common | {
-                "sample_rate": self.sample_rate,
-                "seconds": float(self.seconds),
-                "num_samples_per_item": self.audio_samples,
-                "channels": "mono (libswresample down-mix)",
-                "decoder": "PyAV, first audio stream, float32",
-            }
-        return common | storage | {
-            "image_size": self.image_size,
-            "geometry": "converted to RGB, resized to image_size x image_size "
-            "(PIL bilinear, no crop; ViT processor)",
-        }
-
-
-@dataclass(frozen=True)
-class Item:
-    """One row of the items table with its media paths."""
-
-    row: int  # dense id
-    item_id: str
-    video: str
-    cover: str
-
-
-@dataclass(frozen=True)
-class Block:
-    """A unit of work: consecutive items and, per modality, the rows still to sample."""
-
-    index: int
-    items: tuple[Item, ...]
-    pending: dict[str, tuple[int, ...]]  # modality -> rows (subset of the items' rows)
 
 
 @dataclass
@@ -226,193 +105,6 @@ def read_items(items_csv: Path) -> list[tuple[int, str]]:
     """``[(dense_id, item_id)]`` from ``item_ids.csv`` (or ``items.csv``): the ids only, so
     that the workflow can sample media without waiting for, or rerunning on, the titles."""
     return list(enumerate(read_item_ids(items_csv), start=1))
-
-
-# ---------------------------------------------------------------- decoding (worker side)
-
-
-def _invalid(spec: MediaSpec, modality: str) -> dict[str, np.ndarray]:
-    return {
-        name: np.full(f.shape, f.fill, dtype=f.dtype) for name, f in spec.fields(modality).items()
-    }
-
-
-def _sample(modality: str, item: Item, spec: MediaSpec) -> dict[str, np.ndarray]:
-    """One modality of one item, as ``{field: array}``; raises on unreadable media."""
-    if modality == "video":
-        clip = video.sample_video(item.video, spec.video_size, spec.num_frames, spec.seconds)
-        if clip.decoder != video.FAST_DECODER:
-            log.info("video of item %s (%s): decord failed (%s), decoded with %s",
-                     item.item_id, Path(item.video).name, clip.fast_path_error, clip.decoder)
-        return {
-            "frames": clip.frames,
-            "frame_index": clip.indices.astype(np.int32),
-            "source_frames": np.int32(clip.source_frames),
-            "source_fps": np.float32(clip.fps),
-            "decoder": np.uint8(DECODER_CODES[clip.decoder]),
-        }
-    if modality == "audio":
-        waveform, count = audio.sample_audio(item.video, spec.sample_rate, spec.seconds)
-        return {"waveform": waveform, "num_samples": np.int32(count)}
-    return {"pixels": image.load_cover(item.cover, spec.image_size)}
-
-
-_ERRORS = {
-    "video": video.DECODE_ERRORS,
-    "audio": audio.DECODE_ERRORS,
-    "image": image.DECODE_ERRORS,
-}
-
-
-def sample_item(modality: str, item: Item, spec: MediaSpec) -> tuple[dict[str, np.ndarray], str]:
-    """``(fields, reason)`` for one modality of one item; reason is "" when valid, and the
-    fields are the fill values when not."""
-    path = item.cover if modality == "image" else item.video
-    if not os.path.isfile(path):
-        return _invalid(spec, modality), f"missing file: {path}"
-    try:
-        return _sample(modality, item, spec), ""
-    except audio.NoAudioTrack:
-        return _invalid(spec, modality), NO_AUDIO_REASON
-    except FileNotFoundError:
-        return _invalid(spec, modality), f"missing file: {path}"
-    except _ERRORS[modality] as error:
-        return _invalid(spec, modality), f"corrupt: {video.error_message(error)}"
-
-
-BlockResult = dict[str, tuple[list[int], dict[str, np.ndarray], list[str]]]
-
-
-def _stack(
-    spec: MediaSpec,
-    modality: str,
-    rows: Sequence[int],
-    outcomes: list[tuple[dict[str, np.ndarray], str]],
-) -> tuple[list[int], dict[str, np.ndarray], list[str]]:
-    valid = [reason == "" for _, reason in outcomes]
-    stacked = {  # JPEG encoding happens here, in the worker
-        name: store.stack_rows(field, [fields[name] for fields, _ in outcomes], valid)
-        for name, field in spec.fields(modality).items()
-    }
-    return list(rows), stacked, [reason for _, reason in outcomes]
-
-
-def sample_block(block: Block, spec: MediaSpec) -> BlockResult:
-    """Sample a block: modality -> ``(rows, {field: [len(rows), ...]}, reasons)``."""
-    by_row = {item.row: item for item in block.items}
-    result: BlockResult = {}
-    for modality, rows in block.pending.items():
-        outcomes = [sample_item(modality, by_row[row], spec) for row in rows]
-        result[modality] = _stack(spec, modality, rows, outcomes)
-    return result
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _quiet_decoders() -> None:
-    """Silence FFmpeg's log lines; failures are reported through the stored reasons."""
-    import av
-    import decord
-
-    av.logging.set_level(None)
-    decord.logging.set_level(decord.logging.QUIET)
-
-
-def _init_worker(parent_pid: int) -> None:
-    """Quiet the decoders and make the worker die with the main process.
-
-    A worker outliving a SIGKILLed run would sit forever on its task queue, holding the
-    inherited descriptors, and with them HDF5's lock on the partial files, so a rerun could
-    not open them. On Linux the kernel kills it at once (PR_SET_PDEATHSIG); elsewhere a
-    watchdog thread notices the new parent within a second.
-    """
-    _quiet_decoders()
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork: workers start in milliseconds with the decoders already imported. Nothing in a
-    # worker touches the HDF5 files the parent has open, and forked workers leave through
-    # os._exit, so HDF5's exit handlers never run in them.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
-    )
-
-
-def _sample_isolated(block: Block, spec: MediaSpec) -> BlockResult:
-    """Re-sample a block whose worker died, one (item, modality) per task in a single-worker
-    pool, masking exactly the pairs that kill their worker again."""
-    by_row = {item.row: item for item in block.items}
-    result: BlockResult = {}
-    pool = _pool(1)
-    try:
-        for modality, rows in block.pending.items():
-            outcomes = []
-            for row in rows:
-                try:
-                    outcomes.append(pool.submit(sample_item, modality, by_row[row], spec).result())
-                except BrokenProcessPool:
-                    log.warning("%s of item %s killed its decoder", modality, by_row[row].item_id)
-                    outcomes.append((_invalid(spec, modality), CRASH_REASON))
-                    pool.shutdown(wait=True)
-                    pool = _pool(1)
-            result[modality] = _stack(spec, modality, rows, outcomes)
-    finally:
-        pool.shutdown(wait=True)
-    return result
-
-
-def _results(
-    blocks: list[Block], spec: MediaSpec, workers: int
-) -> Iterator[tuple[Block, BlockResult]]:
-    """Sample ``blocks`` and yield their results in order, with at most ``2 * workers`` blocks
-    in flight (bounded memory). ``workers == 0`` samples in this process."""
-    if workers == 0:
-        _quiet_decoders()
-        for block in blocks:
-            yield block, sample_block(block, spec)
-        return
-    todo = deque(blocks)
-    in_flight: deque[tuple[Block, Future[BlockResult]]] = deque()
-    pool = _pool(workers)
-    try:
-        while todo or in_flight:
-            try:
-                while todo and len(in_flight) < 2 * workers:
-                    in_flight.append((todo[0], pool.submit(sample_block, todo[0], spec)))
-                    todo.popleft()
-                block, future = in_flight[0]
-                result = future.result()
-                in_flight.popleft()
-            except BrokenProcessPool:
-                # A worker died. Every block in flight fails with the pool and which one
-                # killed it is unknown, so all of them are redone one item at a time.
-                pool.shutdown(wait=True, cancel_futures=True)
-                retry = [b for b, _ in in_flight]
-                in_flight.clear()
-                if not retry:  # the pool cannot even start (e.g. the initializer fails)
-                    raise
-                log.warning("a decoder process died; re-sampling %d block(s) item by item",
-                            len(retry))
-                for b in retry:
-                    yield b, _sample_isolated(b, spec)
-                pool = _pool(workers)
-                continue
-            yield block, result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- orchestration (main side)
@@ -549,7 +241,7 @@ def _fill(
     with tqdm(
         total=total, unit="item", desc="sample-media", disable=not progress, mininterval=1.0
     ) as bar:
-        for block, result in _results(blocks, spec, workers):
+        for block, result in sample_blocks(blocks, spec, workers):
             for modality, (rows, data, reasons) in result.items():
                 stores[modality].write(rows, data, reasons)
             for modality, (rows, _, _) in result.items():
@@ -638,12 +330,6 @@ def sample_media(
 
 
 # ---------------------------------------------------------------- command line
-
-
-
-
-
-
 
 
 def jpeg_quality(text: str) -> int:
