@@ -9,8 +9,8 @@ CROSSAN T+I on cached states (adapter size ``--hidden``; ``--modalities`` for an
 Each method runs in its own fresh child process (a clean peak-memory reading), alternating
 FFT, Adapter, LoRA, CROSSAN, then the reverse, ... over ``--repeats`` rounds so machine load
 drifts hit every method alike. One step is the real training step
-(:func:`crossan.train.trainer.batch_loss`, then backward and Adam, as in
-:func:`crossan.train.trainer.fit`): the batch's distinct items through the item encoder, SASRec,
+(:func:`crossan.train.loop.batch_loss`, then backward and Adam, as in
+:func:`crossan.train.loop.fit`): the batch's distinct items through the item encoder, SASRec,
 the debiased in-batch loss, backward, Adam. The batch is synthetic and the same for every
 method: ``--users`` users' 11-item windows over ``--items-per-step`` distinct items ``N`` (what
 drives the encoders' cost; a MicroLens batch of 64 users has several hundred). Per item the
@@ -53,27 +53,21 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from crossan.models import MODALITY_LETTERS, ModelConfig, build_model, count_trainable
+from crossan.models import ModelConfig, build_model, count_trainable
 from crossan.results.paper import PAPER
-from crossan.train.data import (
+from crossan.runs.vocabulary import MODALITY_LETTERS, modality_letters
+from crossan.train.cached import item_encoder
+from crossan.train.devices import deterministic_on_cpu, peak_memory, resolve_device
+from crossan.train.inputs import (
     ItemStates,
     TrainBatch,
     TrainSplit,
     default_storage_dtype,
     item_popularity_counts,
     make_batch,
-    modality_letters,
 )
+from crossan.train.loop import ItemEncoder, batch_loss, optimizer_step
 from crossan.train.loss import log_popularity_from_counts
-from crossan.train.trainer import (
-    batch_loss,
-    deterministic_on_cpu,
-    make_item_encoder,
-    optimizer_step,
-    peak_memory,
-    resolve_device,
-    without_auxiliary,
-)
 
 METHODS: tuple[str, ...] = ("fft", "adapter", "lora", "crossan")
 END_TO_END: tuple[str, ...] = METHODS[:3]
@@ -189,7 +183,7 @@ def build_end_to_end(method: str, args: argparse.Namespace, device: torch.device
     )
     baseline = take_baseline(device)
     torch.manual_seed(0)
-    model = build_e2e_model(EndToEndConfig(method=method, hidden=args.hidden), *paper_backbones()).to(device)
+    model = build_e2e_model(EndToEndConfig.of(method, args.hidden), *paper_backbones()).to(device)
     if args.gradient_checkpointing:
         for tower in (model.item_encoder.text, model.item_encoder.image):
             tower.backbone.activation_checkpointing_enable({"use_reentrant": False})
@@ -204,7 +198,7 @@ def build_crossan(args: argparse.Namespace, device: torch.device, generator: tor
     torch.manual_seed(0)
     model = build_model(ModelConfig(method="crossan", modalities=args.modalities, encoder_dim=STATE_DIM,
                                     n_layers=STATE_LAYERS, adapter_dim=args.hidden)).to(device)
-    return model, make_item_encoder(model, states, device), None, baseline
+    return model, item_encoder(model, states, device).embed, None, baseline
 
 
 def take_baseline(device: torch.device) -> float:
@@ -228,7 +222,7 @@ def time_steps(model: nn.Module, encode: Callable[[Tensor], Tensor], batch: Trai
     seconds = []
     for step in range(args.warmup + args.steps):
         started = time.perf_counter()
-        loss, _ = batch_loss(model, without_auxiliary(encode), batch, log_popularity)
+        loss, _ = batch_loss(model, ItemEncoder(encode).for_training(), batch, log_popularity)
         optimizer_step(loss, optimizer, scaler)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

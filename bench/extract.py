@@ -40,8 +40,8 @@ from crossan.encoders.inputs import open_inputs
 from crossan.encoders.load import load_encoder
 from crossan.encoders.tiny import TinySpec, build_tiny_encoders
 from crossan.media.sample import sample_media
+from crossan.runs.vocabulary import MODALITIES
 
-MODALITIES = ("text", "image", "video", "audio")
 ARCH = {"text": "bert", "image": "vit", "video": "videomae", "audio": "ast"}
 BASE_SPEC = TinySpec(
     hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,

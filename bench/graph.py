@@ -19,17 +19,17 @@ import time
 
 import torch
 
-from crossan.graph.build import knn_neighbours, normalized_adjacency
-from crossan.models.graph import GRAPH_METHODS
+from crossan.graph_file.build import knn_neighbours, normalized_adjacency
 from crossan.models.graph.base import GraphData
 from crossan.models.graph.registry import graph_model
+from crossan.runs.vocabulary import GRAPH_METHODS
 from crossan.train.graph import NegativeSampler
+from crossan.runs.vocabulary import MODALITIES
 
 SHAPES: dict[str, dict[str, int]] = {
     "demo": {"users": 1000, "items": 400, "pairs": 5500, "dim": 32},
     "microlens-100k": {"users": 100_000, "items": 19_738, "pairs": 600_000, "dim": 768},
 }
-MODALITIES = ("text", "image", "video", "audio")
 BATCH = 2048
 
 

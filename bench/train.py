@@ -5,7 +5,7 @@ The methods train the same epochs in one invocation, each in its own fresh child
 (so each gets a clean peak-memory reading), in rotating order (CROSSAN, IISAN-E, CROSSAN-MoDA,
 then IISAN-E, CROSSAN-MoDA, CROSSAN, ...) for ``--repeats`` rounds so machine load drifts
 hit them alike. One epoch is the real training
-loop of :mod:`crossan.train.trainer` (shuffled batches, the batch's distinct items through the
+loop of :mod:`crossan.train.loop` (shuffled batches, the batch's distinct items through the
 adapters, SASRec, the debiased in-batch loss, backward, Adam) over the demo's training users,
 with item states of the paper's shape (768-d, 7 kept layers; random values, the cost does not
 depend on them) held in memory as in a real run.
@@ -34,25 +34,18 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     """One child process: load data and states, build ``method``, time ``args.epochs`` epochs."""
     import torch
 
-    from crossan.models import (
-        MODALITY_LETTERS,
-        ModelConfig,
-        build_model,
-        count_trainable,
-    )
-    from crossan.train.data import (
+    from crossan.models import ModelConfig, build_model, count_trainable
+    from crossan.runs.vocabulary import MODALITY_LETTERS
+    from crossan.train.cached import item_encoder
+    from crossan.train.devices import peak_memory, resolve_device
+    from crossan.train.inputs import (
         ItemStates,
         item_popularity_counts,
         load_sequences,
         train_batches,
     )
+    from crossan.train.loop import batch_loss
     from crossan.train.loss import log_popularity_from_counts
-    from crossan.train.trainer import (
-        batch_loss,
-        make_training_encoder,
-        peak_memory,
-        resolve_device,
-    )
 
     torch.manual_seed(0)
     device = resolve_device(args.device)
@@ -69,7 +62,7 @@ def measure(method: str, args: argparse.Namespace) -> dict[str, float]:
     model = build_model(ModelConfig(method=method, modalities=args.modalities, encoder_dim=args.dim,
                                     n_layers=args.layers, adapter_dim=args.hidden)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    encode = make_training_encoder(model, states, device)
+    encode = item_encoder(model, states, device).for_training()
     generator = torch.Generator().manual_seed(0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -16,10 +16,9 @@ import jsonschema
 import yaml
 
 from crossan.errors import ConfigError
+from crossan.runs.vocabulary import MODALITIES
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-# A dataset's modalities (``catalog.{name}.modalities``), in canonical order; default all four.
-MODALITIES: tuple[str, ...] = ("text", "image", "video", "audio")
 
 
 def _with_defaults(validator_class: type[jsonschema.protocols.Validator]) -> type:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from crossan.graph.build import knn_neighbours, normalized_adjacency
+from crossan.graph_file.build import knn_neighbours, normalized_adjacency
 from crossan.models.graph.base import GraphData
 
 DIMS = {"text": 12, "image": 10, "video": 8, "audio": 6}

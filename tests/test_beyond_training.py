@@ -16,11 +16,11 @@ from crossan.models import ModelConfig, build_model, count_trainable
 from crossan.models.cmsa import StructuralAlignmentLoss, pairwise_alignment
 from crossan.models.moda import SharedMoDASideAdapters
 from crossan.models.params import paper_configuration_count
-from crossan.train.data import load_item_states, load_sequences
+from crossan.runs.identity import changed_settings, parse_run_name, run_name
+from crossan.runs.run_config import RunConfig
+from crossan.train.cached import item_encoder
 from crossan.train.entry import train
-from crossan.train.identity import changed_settings
-from crossan.train.names import parse_run_name, run_name
-from crossan.train.trainer import RunConfig, make_training_encoder
+from crossan.train.inputs import load_item_states, load_sequences
 
 LAYERS, DIM = 3, 16
 
@@ -192,11 +192,11 @@ def test_a_cmsa_run_trains_records_tau_and_is_deterministic(dataset, tmp_path: P
     assert len(alignment["loss_per_epoch"]) == metrics["epochs_run"]
     assert all(value > 0 for value in alignment["loss_per_epoch"])
     assert alignment["tau"] != pytest.approx(3.0, abs=1e-6)  # learned
-    assert metrics["trainable_parameters"] == plain.metrics["trainable_parameters"] + 1
+    assert metrics["trainable_parameters"] == plain.metrics.trainable_parameters + 1
     assert [r["train_loss"] for r in first.log] == [r["train_loss"] for r in again.log]
-    assert first.metrics["test"] == again.metrics["test"]
+    assert first.metrics.test == again.metrics.test
     assert [r["train_loss"] for r in first.log] != [r["train_loss"] for r in plain.log]
-    assert "alignment" not in plain.metrics
+    assert "alignment" not in plain.metrics.extra
     assert "-lr1e-03-cmsa5e-01-s0-x" in metrics["run_name"]  # the test settings give a digest
 
 
@@ -206,7 +206,7 @@ def test_training_encoder_marks_padding_as_not_real(dataset) -> None:  # noqa: F
     item_states = load_item_states(features, "TI", torch.device("cpu"), item_ids=data.item_ids)
     model = build_model(ModelConfig(method="crossan", modalities="TI", encoder_dim=item_states.hidden,
                                     n_layers=item_states.n_layers, adapter_dim=8, item_dim=8, align_weight=1.0))
-    encode = make_training_encoder(model, item_states, torch.device("cpu"))
+    encode = item_encoder(model, item_states, torch.device("cpu")).train
     seen = {}
     real_method = model.item_encoder.encode_for_training
 
@@ -223,8 +223,8 @@ def test_training_encoder_marks_padding_as_not_real(dataset) -> None:  # noqa: F
 def test_a_shared_tower_run_trains_with_gates_and_paper_size(dataset, tmp_path: Path) -> None:  # noqa: F811
     result = train(config(dataset, tmp_path / "moda", method="crossan-moda", modalities="TIV"))
     metrics = result.metrics
-    assert metrics["method"] == "crossan-moda"
-    assert metrics["paper_configuration_parameters"] == paper_configuration_count("crossan-moda", "TIV", 8)
+    assert metrics.method == "crossan-moda"
+    assert metrics.extra["paper_configuration_parameters"] == paper_configuration_count("crossan-moda", "TIV", 8)
     gates = json.loads((tmp_path / "moda" / "gates.json").read_text(encoding="utf-8"))["towers"]
     assert list(gates) == ["text", "image", "video"]
     for tower in gates.values():
@@ -232,5 +232,5 @@ def test_a_shared_tower_run_trains_with_gates_and_paper_size(dataset, tmp_path: 
         for row in tower["values"]:
             assert sum(row) == pytest.approx(1.0, abs=1e-6)
     crossan = train(config(dataset, tmp_path / "crossan", modalities="TIV"))
-    assert metrics["trainable_parameters"] < crossan.metrics["trainable_parameters"]
-    assert metrics["n_items"] == N_ITEMS
+    assert metrics.trainable_parameters < crossan.metrics.trainable_parameters
+    assert metrics.n_items == N_ITEMS

@@ -48,7 +48,7 @@ def item_batch(n: int, has_image: list[bool] | None = None, seed: int = 1) -> It
 def build(method: str, hidden: int = 4, seed: int = 0):
     bert, vit = tiny_backbones(seed)
     torch.manual_seed(seed)
-    return build_e2e_model(EndToEndConfig(method=method, hidden=hidden, lora_alpha=2.0), bert, vit).eval()
+    return build_e2e_model(EndToEndConfig.of(method, hidden, lora_alpha=2.0), bert, vit).eval()
 
 
 # ---------------------------------------------------------------- counts

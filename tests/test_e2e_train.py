@@ -20,15 +20,17 @@ from crossan.encoders import inputs as inputs_module
 from crossan.encoders.load import load_encoder
 from crossan.encoders.tiny import build_tiny_encoders
 from crossan.errors import ConfigError
-from crossan.media.sample import MediaSpec
+from crossan.media.spec import MediaSpec
 from crossan.media.store import PartialStore
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
 from crossan.models.trainable import count_trainable
+from crossan.runs.identity import settings_digest
+from crossan.runs.run_config import RunConfig
 from crossan.train import e2e_inputs
 from crossan.train.e2e import autocast_dtype, fit_cls_standardization, make_e2e_encoder
 from crossan.train.entry import train
-from crossan.train.identity import settings_digest
-from crossan.train.trainer import RunConfig, all_item_embeddings, optimizer_step
+from crossan.train.evaluation import all_item_embeddings
+from crossan.train.loop import optimizer_step
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")
 N_USERS, N_ITEMS = 30, 24
@@ -129,7 +131,7 @@ def test_lora_item_embeddings_start_at_the_frozen_encoders(world, tmp_path: Path
     text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
     inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
     torch.manual_seed(0)
-    lora = build_e2e_model(EndToEndConfig(method="lora", hidden=4), text.model, image.model).eval()
+    lora = build_e2e_model(EndToEndConfig.of("lora", 4), text.model, image.model).eval()
     frozen_text, frozen_image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
     frozen = build_e2e_model(EndToEndConfig(method="fft"), frozen_text.model, frozen_image.model).eval()
     frozen.load_state_dict({k: v for k, v in lora.state_dict().items() if ".lora_" not in k and "base_layer" not in k},
@@ -150,7 +152,7 @@ def test_cls_standardization_uses_the_step0_states_of_usable_items(world) -> Non
     text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
     inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
     torch.manual_seed(0)
-    model = build_e2e_model(EndToEndConfig(method="adapter", hidden=4), text.model, image.model).train()
+    model = build_e2e_model(EndToEndConfig.of("adapter", 4), text.model, image.model).train()
     trainable = count_trainable(model)
     counts = fit_cls_standardization(model, inputs, chunk=7, dtype=None)
     assert counts == {"text": N_ITEMS, "image": N_ITEMS - len(BAD["image"])}
@@ -194,7 +196,7 @@ def test_bfloat16_autocast_encodes_in_float32_close_to_full_precision(world) -> 
     text, image = load_encoder("text", str(world["text"])), load_encoder("image", str(world["image"]))
     inputs = e2e_inputs.load_item_inputs(world["data"], world["media"], text, image, 30)
     torch.manual_seed(0)
-    model = build_e2e_model(EndToEndConfig(method="adapter", hidden=4), text.model, image.model).eval()
+    model = build_e2e_model(EndToEndConfig.of("adapter", 4), text.model, image.model).eval()
     ids = torch.tensor([0, 1, 3, 5])  # padding, an item, a masked cover, another item
     with torch.inference_mode():
         full = make_e2e_encoder(model, inputs, None)(ids)

@@ -16,22 +16,21 @@ from test_train_data import random_sequences, write_dataset, write_features
 from torch import Tensor, nn
 
 from crossan.errors import ConfigError, DataError
-from crossan.graph.build import (
+from crossan.graph_file.build import (
     build_graph,
     knn_neighbours,
     normalized_adjacency,
     read_graph,
     training_interactions,
 )
-from crossan.graph.sparse import edge_propagate, normalize_sparse, sparse_dropout
+from crossan.graph_file.sparse import edge_propagate, normalize_sparse, sparse_dropout
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
+from crossan.runs.identity import parse_run_name, run_name, settings_digest
+from crossan.runs.run_config import RunConfig
 from crossan.train import graph as graph_training
-from crossan.train.data import load_sequences
 from crossan.train.entry import train
 from crossan.train.graph import NegativeSampler, grid_points
-from crossan.train.identity import settings_digest
-from crossan.train.names import parse_run_name, run_name
-from crossan.train.trainer import RunConfig
+from crossan.train.inputs import load_sequences
 
 N_USERS, N_ITEMS = 40, 30
 

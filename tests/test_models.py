@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from crossan.models import FUSIONS, METHODS, ModelConfig, build_model, parse_modalities
+from crossan.models import ModelConfig, build_model, parse_modalities
 from crossan.models.adapters import Adapter, CrossModalSideAdapters, IISANSideAdapters
 from crossan.models.fusion import (
     MOMEF,
@@ -16,6 +16,7 @@ from crossan.models.fusion import (
     StaticGatedFusion,
 )
 from crossan.models.sasrec import SASRec
+from crossan.runs.vocabulary import CACHED_STATE_METHODS, FUSIONS
 
 HIDDEN = 32  # the demo's tiny encoders
 LAYERS = 7
@@ -72,7 +73,7 @@ def test_crossan_gates_are_softmax_over_all_sources() -> None:
     torch.testing.assert_close(weights.sum(-1), torch.ones(4, LAYERS))
     values = towers.gate_values()
     assert list(values) == ["text", "image", "video", "audio"]
-    assert towers.gate_sources == ("H", "T", "I", "V", "A")
+    assert towers.gate_sources() == {m: ("H", "T", "I", "V", "A") for m in ("text", "image", "video", "audio")}
     for v in values.values():
         assert v.shape == (LAYERS, 5)
         torch.testing.assert_close(v.sum(-1), torch.ones(LAYERS))
@@ -430,7 +431,7 @@ def _forward(model: torch.nn.Module, modalities: str, n: int = 6) -> tuple[torch
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "id-sasrec"])
+@pytest.mark.parametrize("method", [m for m in CACHED_STATE_METHODS if m != "id-sasrec"])
 @pytest.mark.parametrize("modalities", SUBSETS)
 def test_forward_shapes(method: str, fusion: str, modalities: str) -> None:
     config = tiny_config(method, modalities, fusion=fusion)

@@ -295,8 +295,8 @@ def test_runs_bucket_with_the_thresholds_of_stats_json(outputs: tuple[dict, Path
     """The training code recomputes the buckets from its loaded training split: same thresholds."""
     import numpy as np
 
-    from crossan.train.data import load_sequences
-    from crossan.train.trainer import test_by_popularity
+    from crossan.train.inputs import load_sequences
+    from crossan.train.outputs import test_by_popularity
 
     stats, out = outputs
     data = load_sequences(out)

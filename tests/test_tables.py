@@ -26,10 +26,10 @@ from crossan.results.plan import (
     target_plan,
 )
 from crossan.results.tables import build_table, to_markdown, write_table
-from crossan.train.identity import settings_digest, settings_record
+from crossan.runs.folder import RunMetrics
+from crossan.runs.identity import parse_run_name, settings_digest, settings_record
+from crossan.runs.specs import run_by_name
 from crossan.train.metrics import save_per_user
-from crossan.train.names import parse_run_name
-from crossan.train.plan import run_by_name
 from crossan.train.towers import ItemTowers, write_item_towers
 
 METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
@@ -55,9 +55,12 @@ def make_run(runs_dir: Path, name: str, ranks: list[int], *, seconds: float = 1.
     values = per_user(ranks)
     save_per_user(folder / "per_user_test.parquet", np.arange(len(ranks)), values)
     test = {m: float(values[m].mean()) for m in METRICS}
-    metrics = {"run_name": name, "test": test, "valid": test, "seconds_per_epoch": seconds,
-               "peak_memory_mib": memory, "peak_memory_kind": "cpu_peak_rss", "trainable_parameters": params}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    fields = parse_run_name(name)
+    RunMetrics(run_name=name, dataset=fields["dataset"], method=fields["method"], fusion=fields["fusion"],
+               device="cpu", n_items=100, n_users={"valid": len(ranks), "test": len(ranks)}, valid=test, test=test,
+               best_epoch=1, epochs_run=1, stopped_early=False, trainable_parameters=params,
+               seconds_per_epoch=seconds, eval_seconds=0.0, peak_memory_mib=memory,
+               peak_memory_kind="cpu_peak_rss").write(folder)
     (folder / "gates.json").write_text(json.dumps({"towers": gates} if gates else {}))
     if towers is not None:
         write_item_towers(folder / "item_towers.h5", towers)

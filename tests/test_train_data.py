@@ -12,14 +12,14 @@ import torch
 
 from crossan.data.sequences import leave_one_out
 from crossan.errors import DataError
-from crossan.train.data import (
+from crossan.runs.vocabulary import modality_letters
+from crossan.train.inputs import (
     default_storage_dtype,
     eval_batches,
     item_popularity_counts,
     load_item_states,
     load_sequences,
     make_batch,
-    modality_letters,
     standardize_states,
     train_batches,
 )

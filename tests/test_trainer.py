@@ -3,6 +3,7 @@ deduplicated item encoding, the popularity baseline and run names."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import hashlib
@@ -23,23 +24,53 @@ from test_train_data import (
     write_features,
 )
 
+from crossan.cli import main
+from crossan.config import load_schema
 from crossan.errors import ConfigError
-from crossan.models import SequentialRecommender
 from crossan.models.adapters import IISANSideAdapters
-from crossan.train import trainer
-from crossan.train.data import load_item_states, load_sequences
-from crossan.train.entry import train
-from crossan.train.identity import changed_settings, settings_digest
-from crossan.train.loss import NonFiniteLossError
-from crossan.train.names import format_lr, name_digest, parse_run_name, run_name
-from crossan.train.popularity import evaluate_popularity
-from crossan.train.towers import read_item_towers
-from crossan.train.trainer import (
-    METRIC_NAMES,
-    EarlyStopping,
-    RunConfig,
-    make_item_encoder,
+from crossan.models.graph.base import GraphRecommender
+from crossan.models.graph.registry import graph_model
+from crossan.results.plan import experiment_runs
+from crossan.runs.identity import (
+    changed_settings,
+    format_lr,
+    name_digest,
+    parse_run_name,
+    run_name,
+    settings_digest,
 )
+from crossan.runs.run_config import RunConfig
+from crossan.runs.settings import CONVENTIONS, SETTING_FIELDS, default_training, training_settings
+from crossan.runs.specs import (
+    configured_run,
+    method_training,
+    planned_run_names,
+    run_by_name,
+    run_from_name,
+)
+from crossan.runs.vocabulary import (
+    ALIGNMENTS,
+    CACHED_STATE_METHODS,
+    END_TO_END_METHODS,
+    FAMILIES,
+    FUSIONS,
+    GRAPH_METHODS,
+    METHODS,
+    METRIC_NAMES,
+    NAME_FIELDS,
+    NO_FUSION,
+    POPULARITY,
+    RUN_METHODS,
+)
+from crossan.train import loop
+from crossan.train.cached import item_encoder
+from crossan.train.entry import train
+from crossan.train.inputs import load_item_states, load_sequences
+from crossan.train.loop import EarlyStopping
+from crossan.train.loss import NonFiniteLossError
+from crossan.train.popularity import evaluate_popularity
+from crossan.train.run import register_cli
+from crossan.train.towers import read_item_towers
 
 N_USERS, N_ITEMS, LAYERS, HIDDEN = 40, 30, 3, 16
 
@@ -140,7 +171,7 @@ def test_early_stopping_restores_the_best_epoch(dataset, tmp_path: Path, monkeyp
     # Validation HR@10 is scripted, so when to stop does not hang on how training went on
     # this CPU; everything else about the evaluation is real.
     scripted = [0.2, 0.5, 0.4, 0.45, 0.9]  # best epoch 2; patience 2 stops after epoch 4
-    real_evaluate, epochs = trainer.evaluate_model, []
+    real_evaluate, epochs = loop.evaluate_model, []
 
     def evaluate(model, *args, **kwargs):  # type: ignore[no-untyped-def]
         result = real_evaluate(model, *args, **kwargs)
@@ -151,9 +182,10 @@ def test_early_stopping_restores_the_best_epoch(dataset, tmp_path: Path, monkeyp
             result["valid"] = ({**metrics, "HR@10": scripted[len(epochs) - 1]}, per_user)
         return result
 
-    monkeypatch.setattr(trainer, "evaluate_model", evaluate)
+    monkeypatch.setattr(loop, "evaluate_model", evaluate)
     out = tmp_path / "run"
-    result = train(config(dataset, out, method="indsan", modalities="TI", max_epochs=25, patience=2))
+    run = config(dataset, out, method="indsan", modalities="TI", max_epochs=25, patience=2)
+    result = train(run)
     rows = read_log(out)
     assert [float(r["valid_HR@10"]) for r in rows] == scripted[:4]
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -167,15 +199,15 @@ def test_early_stopping_restores_the_best_epoch(dataset, tmp_path: Path, monkeyp
     # and the test metrics are those of the restored model
     data = load_sequences(Path(dataset[0]), 10)
     states = load_item_states(dataset[1], "TI", "cpu")
-    again = real_evaluate(result.model, make_item_encoder(result.model, states, torch.device("cpu")),
-                          data, torch.device("cpu"), splits=("test",))["test"][0]
+    again = real_evaluate(result.model, item_encoder(result.model, states, torch.device("cpu")).embed,
+                          data, torch.device("cpu"), run.repeat_targets, splits=("test",))["test"][0]
     assert again == metrics["test"]
 
 
 def test_only_unique_batch_items_are_encoded(dataset, tmp_path: Path, monkeypatch) -> None:
     batches, calls = [], []
     # the towers run once per encoding, in training (with the alignment loss or not) and evaluation
-    real_batches, real_encode = trainer.train_batches, IISANSideAdapters.forward
+    real_batches, real_encode = loop.train_batches, IISANSideAdapters.forward
 
     def spy_batches(*args, **kw):
         for batch in real_batches(*args, **kw):
@@ -186,7 +218,7 @@ def test_only_unique_batch_items_are_encoded(dataset, tmp_path: Path, monkeypatc
         calls.append((self.training, next(iter(states.values())).shape[0]))
         return real_encode(self, states, *args, **kw)
 
-    monkeypatch.setattr(trainer, "train_batches", spy_batches)
+    monkeypatch.setattr(loop, "train_batches", spy_batches)
     monkeypatch.setattr(IISANSideAdapters, "forward", spy_encode)
     train(config(dataset, tmp_path / "run", method="iisan-e", modalities="TA", max_epochs=1))
     training = [n for is_training, n in calls if is_training]
@@ -206,14 +238,14 @@ def test_id_sasrec_runs_without_features(dataset, tmp_path: Path) -> None:
     result = train(run)
     assert json.loads((tmp_path / "id" / "gates.json").read_text(encoding="utf-8")) == {}
     assert read_item_towers(tmp_path / "id" / "item_towers.h5").towers == ()
-    assert result.metrics["trainable_parameters"] == (N_ITEMS + 1) * 64 + sum(
+    assert result.metrics.trainable_parameters == (N_ITEMS + 1) * 64 + sum(
         p.numel() for p in result.model.sequence_encoder.parameters())
     assert parse_run_name(run_name(run))["modalities"] == ""
 
 
 def test_non_finite_loss_stops_with_a_clear_error(dataset, tmp_path: Path, monkeypatch) -> None:
-    real = trainer.debiased_in_batch_loss
-    monkeypatch.setattr(trainer, "debiased_in_batch_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = loop.debiased_in_batch_loss
+    monkeypatch.setattr(loop, "debiased_in_batch_loss", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(NonFiniteLossError, match="non-finite loss .* epoch 1 step 0"):
         train(config(dataset, tmp_path / "run"))
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -255,7 +287,7 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     assert metrics["run_name"] == "hand__popularity"  # deterministic: no seed, no fields it ignores
     assert json.loads((out / "settings.json").read_text(encoding="utf-8")) == {
         "run_name": "hand__popularity", "digest": "", "changed": {}, "settings": {"repeat_targets": "miss"}}
-    assert ranked.metrics["run_name"] == "hand__popularity-x" + settings_digest({"repeat_targets": "ranked"})
+    assert ranked.metrics.run_name == "hand__popularity-x" + settings_digest({"repeat_targets": "ranked"})
     assert read_log(out) == []
     data = load_sequences(data_dir)
     summary, _ = evaluate_popularity(data, data.valid)
@@ -333,7 +365,6 @@ def test_run_name_examples(tmp_path: Path) -> None:
         {"e2e_batch_size": 64, "e2e_text_lr": 1e-4})  # RunConfig's defaults; the schema's are 32 and 5e-5
     assert run_name(RunConfig(**name, method="bm3", hidden=64, lr=1e-3, batch_size=2048, max_epochs=1000, patience=20,
                               graph_grid={"n_layers": [1, 2], "dropout": [0.3, 0.5]})) == "demo__bm3-TIVA-h64-lr1e-03-s0"
-    from crossan.errors import ConfigError
     for bad in ("crossan-TIVA-momef-k2-h512-lr1e-04-s0", "demo__popularity-none-none-k2-h512-lr1e-04-s0",
                 "demo__crossan-TIVA-concat-k2-h512-lr1e-04-s0", "demo__crossan-TIVA-momef-h512-lr1e-04-s0",
                 "demo__id-sasrec-h512-lr1e-04-s0", "demo__popularity-x123"):
@@ -343,62 +374,68 @@ def test_run_name_examples(tmp_path: Path) -> None:
         RunConfig(data_dir="d", features_dir="f", out_dir="o", method="iisan", modalities="TIV")
 
 
-def test_method_tables_agree_with_the_models_and_the_schema() -> None:
-    from crossan.config import load_schema
-    from crossan.models import METHODS
-    from crossan.models.e2e import E2E_METHODS
-    from crossan.models.graph import GRAPH_METHODS
-    from crossan.train.identity import METHOD_SETTINGS, SETTING_FIELDS
-    from crossan.train.names import GRAPH_METHODS as NAMED_GRAPH_METHODS
-    from crossan.train.names import NAME_FIELDS
-    from crossan.train.plan import FIELD_FLAGS
-    from crossan.train.trainer import CONVENTIONS, RUN_METHODS
-
-    assert set(NAME_FIELDS) == set(METHOD_SETTINGS) == set(RUN_METHODS)
-    assert set(NAMED_GRAPH_METHODS) == set(GRAPH_METHODS) and {"fft", "adapter", "lora"} == set(E2E_METHODS)
-    assert {m for m in METHODS if m != "id-sasrec"} == {m for m, f in NAME_FIELDS.items() if "fusion" in f}
-    schema = load_schema()["$defs"]["training"]["properties"]
+def test_the_vocabulary_agrees_with_itself_the_schema_and_the_models() -> None:
+    defs = load_schema()["$defs"]
+    training = defs["training"]["properties"]
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    for keys in METHOD_SETTINGS.values():
-        for key in keys:
-            assert key in schema and "default" in schema[key], key
-            assert SETTING_FIELDS.get(key, key) in fields and SETTING_FIELDS.get(key, key) in FIELD_FLAGS, key
-    for convention in CONVENTIONS:
-        assert convention in FIELD_FLAGS and any(convention in keys for keys in METHOD_SETTINGS.values())
+    for name, method in METHODS.items():
+        assert method.name == name and method.family in FAMILIES, name
+        for key in method.settings:  # config.yaml training keys, each with a default and a RunConfig field
+            assert key in training and "default" in training[key], (name, key)
+            assert SETTING_FIELDS.get(key, key) in fields, (name, key)
+        # the fields its name writes: some of NAME_FIELDS, in that order
+        assert set(method.name_fields) <= set(NAME_FIELDS), name
+        assert list(method.name_fields) == [field for field in NAME_FIELDS if field in method.name_fields], name
+        assert set(method.name_fields) <= fields, name
+    assert set(END_TO_END_METHODS) == {"fft", "adapter", "lora"}
+    assert {m for m in CACHED_STATE_METHODS if m != "id-sasrec"} == {
+        m for m, method in METHODS.items() if "fusion" in method.name_fields}
+    for convention in CONVENTIONS:  # every convention changes some method's runs
+        assert any(convention in method.settings for method in METHODS.values()), convention
+    # the schema writes the vocabulary's lists out: they must be the same
+    assert defs["run"]["properties"]["method"]["enum"] == list(RUN_METHODS)
+    assert defs["graph_method"]["enum"] == list(GRAPH_METHODS)
+    assert defs["end_to_end"]["items"]["enum"] == list(END_TO_END_METHODS)
+    assert defs["run"]["properties"]["fusion"]["enum"] == [*FUSIONS, NO_FUSION]
+    assert defs["run"]["properties"]["align"]["enum"] == list(ALIGNMENTS)
+    # the paper's tuned setting of every method but popularity (nothing to tune) and crossan-moda
+    # (Table B2 runs it at CROSSAN's)
+    settings = defs["experiments"]["properties"]["settings"]["properties"]
+    assert list(settings) == [m for m in RUN_METHODS if m not in (POPULARITY, "crossan-moda")]
+    for method in GRAPH_METHODS:  # the graph registry has a model for every graph method
+        config_type, model = graph_model(method)
+        assert issubclass(model, GraphRecommender) and model.config_type is config_type, method
+        assert dataclasses.is_dataclass(config_type), method
 
 
 def test_cli_train(dataset, tmp_path: Path) -> None:
-    import argparse
-
-    from crossan.train.run import register_cli
-
     parser = argparse.ArgumentParser(prog="crossan")  # the lead wires it into crossan.cli
     register_cli(parser.add_subparsers(dest="command", required=True))
     data, features = dataset
-    args = parser.parse_args(["train", "--data", str(data), "--features", str(features), "--out",
-                              str(tmp_path / "cli"), "--method", "crossan", "--modalities", "TI",
-                              "--fusion", "momef", "--topk", "1", "--hidden", "8", "--lr", "1e-3",
-                              "--seed", "0", "--batch-size", "16", "--max-epochs", "1",
-                              "--patience", "1", "--device", "cpu", "--dataset", "demo"])
+    training = {"batch_size": 16, "max_epochs": 1, "patience": 1}  # the rest: the schema's defaults
+    name = f"demo__crossan-TI-momef-k1-h8-lr1e-03-s0-x{settings_digest(training)}"
+    args = parser.parse_args(["train", "--run", name, "--training", json.dumps(training), "--data", str(data),
+                              "--features", str(features), "--out", str(tmp_path / name), "--device", "cpu"])
     assert args.func(args) == 0
-    metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text(encoding="utf-8"))
-    digest = settings_digest({"batch_size": 16, "max_epochs": 1, "patience": 1})
-    assert metrics["run_name"] == f"demo__crossan-TI-momef-k1-h8-lr1e-03-s0-x{digest}"
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["run_name"] == name
+    assert {k: metrics["config"][k] for k in ("method", "modalities", "fusion", "topk", "hidden", "lr", "seed")} == {
+        "method": "crossan", "modalities": "TI", "fusion": "momef", "topk": 1, "hidden": 8, "lr": 1e-3, "seed": 0}
+    assert {k: metrics["config"][k] for k in training} == training
     assert metrics["config"]["topk"] == 1 and metrics["epochs_run"] == 1
 
 
 def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
-    import argparse
-
-    from crossan.errors import ConfigError
-    from crossan.train.run import register_cli
-
     parser = argparse.ArgumentParser(prog="crossan")
     register_cli(parser.add_subparsers(dest="command", required=True))
     data, features = dataset
-    name = "demo__indsan-TI-static-h8-lr1e-03-s3-x" + settings_digest({"batch_size": 16, "max_epochs": 1})
-    common = ["train", "--data", str(data), "--features", str(features), "--batch-size", "16",
-              "--max-epochs", "1", "--device", "cpu"]
+    changed = {"batch_size": 16, "max_epochs": 1}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump({"datasets": ["demo"], "catalog": {"demo": {
+        "kind": "demo", "training": changed}}}), encoding="utf-8")
+    name = "demo__indsan-TI-static-h8-lr1e-03-s3-x" + settings_digest(changed)
+    inputs = ["--data", str(data), "--features", str(features), "--device", "cpu"]
+    common = ["train", *inputs, "--config", str(config_file)]
     args = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name)])
     assert args.func(args) == 0
     metrics = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
@@ -408,9 +445,10 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     assert json.loads((tmp_path / name / "settings.json").read_text(encoding="utf-8"))["changed"] == {
         "batch_size": 16, "max_epochs": 1}
 
-    conflicting = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name), "--seed", "0"])
-    with pytest.raises(ConfigError, match="already fixes --seed"):
-        conflicting.func(conflicting)
+    # the name fixes its fields and the configuration its settings: no flag sets either any more
+    for flag in (["--seed", "0"], ["--batch-size", "16"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name), *flag])
     elsewhere = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / "x")])
     with pytest.raises(ConfigError, match="must be a folder named"):
         elsewhere.func(elsewhere)
@@ -419,15 +457,24 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not canonical"):
         not_canonical.func(not_canonical)
     # the name's digest must be the one of the settings given: other settings, other name
-    other = parser.parse_args([*common, "--patience", "2", "--run", name, "--out", str(tmp_path / name)])
+    other_settings = json.dumps({**changed, "patience": 2})
+    other = parser.parse_args(["train", *inputs, "--training", other_settings, "--run", name,
+                               "--out", str(tmp_path / name)])
     digest = settings_digest({"batch_size": 16, "max_epochs": 1, "patience": 2})
-    with pytest.raises(ConfigError, match=f"settings digest .* patience=2.*named {name[:-8]}{digest}"):
+    with pytest.raises(ConfigError, match=f"does not match the training settings .* patience=2.*named "
+                                          f"{re.escape(name[:-8] + digest)}"):
         other.func(other)
+    # and those of the configuration it is launched under (here: none changed)
+    defaults_file = tmp_path / "defaults.yaml"
+    defaults_file.write_text(yaml.safe_dump({"datasets": ["demo"], "catalog": {"demo": {"kind": "demo"}}}),
+                             encoding="utf-8")
+    under_defaults = parser.parse_args(["train", *inputs, "--config", str(defaults_file), "--run", name,
+                                        "--out", str(tmp_path / name)])
+    with pytest.raises(ConfigError, match=f"defaults: none\\): with them this run is named {re.escape(name[:-10])}\\."):
+        under_defaults.func(under_defaults)
 
 
 def test_run_name_command_prints_the_configured_name(tmp_path: Path, capsys) -> None:
-    from crossan.cli import main
-
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"datasets": ["a"], "catalog": {"a": {
         "kind": "demo", "training": {"standardize_states": True, "graph_patience": 3}}}}))
@@ -454,9 +501,6 @@ SETTINGS_CONFIG = {
 
 
 def test_planned_run_names_from_config() -> None:
-    from crossan.train.identity import default_training
-    from crossan.train.plan import planned_run_names, setting_flags, training_settings
-
     config = SETTINGS_CONFIG
     a = "-x" + settings_digest({"max_epochs": 3, "standardize_states": True})
     assert planned_run_names(config, "a") == [
@@ -467,19 +511,23 @@ def test_planned_run_names_from_config() -> None:
     assert planned_run_names(config, "b") == ["b__crossan-TIVA-momef-k2-h512-lr1e-04-s0"]  # the defaults
     assert training_settings(config, "a") == {**default_training(), "batch_size": 64, "max_epochs": 3,
                                               "standardize_states": True}
-    loop = "--batch-size 64 --max-epochs 3 --patience 5 --max-len 10 --weight-decay 0"
-    rest = "--sequence-encoder microlens --negatives window --popularity-smoothing none --repeat-targets miss"
-    assert setting_flags(training_settings(config, "a"), "crossan") == (
-        f"{loop} --standardize-states --layer0-previous zeros {rest}")
-    assert setting_flags(training_settings(config, "a"), "id-sasrec") == f"{loop} {rest}"  # reads no states
-    assert setting_flags(training_settings(config, "a"), "popularity") == "--repeat-targets miss"
-    assert setting_flags(training_settings(config, "b"), "popularity") == "--repeat-targets miss"
-    assert "--standardize-states" in setting_flags(training_settings(config, "a"), "adapter").split()
+    # what a run's job is given (crossan train --training): the settings its method uses, no others
+    loop_settings = {"batch_size": 64, "max_epochs": 3, "patience": 5, "max_len": 10, "weight_decay": 0}
+    rest = {"sequence_encoder": "microlens", "negatives": "window", "popularity_smoothing": "none",
+            "repeat_targets": "miss"}
+    assert method_training(config, "a", "crossan") == {
+        **loop_settings, "standardize_states": True, "layer0_previous": "zeros", **rest}
+    assert method_training(config, "a", "id-sasrec") == {**loop_settings, **rest}  # reads no states
+    assert method_training(config, "a", "popularity") == {"repeat_targets": "miss"}
+    assert method_training(config, "b", "popularity") == {"repeat_targets": "miss"}
+    assert method_training(config, "a", "adapter")["standardize_states"] is True
+    # and from them and its name, the job rebuilds the configured run
+    for name in planned_run_names(config, "a"):
+        training = method_training(config, "a", parse_run_name(name)["method"])
+        assert run_from_name(name, training) == run_by_name(config, "a", name), name
 
 
 def test_a_spec_without_modalities_reads_the_datasets_own() -> None:
-    from crossan.train.plan import planned_run_names
-
     config = {**SETTINGS_CONFIG, "catalog": {
         "t": {"kind": "demo", "modalities": ["text"]},
         "ia": {"kind": "demo", "modalities": ["audio", "image"]},
@@ -492,8 +540,6 @@ def test_a_setting_renames_only_the_runs_that_use_it() -> None:
     """max_epochs: the sequential and end-to-end runs get new names (and commands), the
     popularity baseline and the graph recommenders (graph_max_epochs) keep theirs; both
     values' runs can then sit side by side."""
-    from crossan.results.plan import experiment_runs
-    from crossan.train.plan import planned_run_names, setting_flags, training_settings
 
     def everything(config: dict) -> dict[str, str]:
         names = experiment_runs(config, "a") + planned_run_names(config, "a")
@@ -511,14 +557,12 @@ def test_a_setting_renames_only_the_runs_that_use_it() -> None:
         "crossan", "indsan", "iisan", "iisan-e", "crossan-moda", "id-sasrec", "fft", "adapter", "lora"}
     suffix = "-x" + settings_digest({"max_epochs": 100})
     assert all(new[key] == old[key] + suffix for key in renamed if not name_digest(old[key]))
-    for method in ("popularity", "freedom"):  # their commands stay the same too: no params rerun
-        assert setting_flags(training_settings(before, "a"), method) == setting_flags(training_settings(after, "a"), method)
-    assert setting_flags(training_settings(before, "a"), "crossan") != setting_flags(training_settings(after, "a"), "crossan")
+    for method in ("popularity", "freedom"):  # what their jobs are given stays the same too: no params rerun
+        assert method_training(before, "a", method) == method_training(after, "a", method)
+    assert method_training(before, "a", "crossan") != method_training(after, "a", "crossan")
 
 
 def test_two_settings_give_two_runs_and_one_setting_one_digest() -> None:
-    from crossan.train.plan import configured_run, run_by_name
-
     raw = {"catalog": {"a": {"kind": "demo"}}}
     z = {"catalog": {"a": {"kind": "demo", "training": {"standardize_states": True}}}}
     fields = {"modalities": "TI", "fusion": None, "topk": 2, "hidden": 8, "lr": 1e-3, "seed": 0}
@@ -537,25 +581,34 @@ def test_two_settings_give_two_runs_and_one_setting_one_digest() -> None:
         run_by_name({"catalog": {"b": {"kind": "demo"}}}, "b", name)
 
 
-def test_convention_flags_reach_only_the_methods_they_change() -> None:
-    from crossan.train.plan import setting_flags
-
+def test_conventions_reach_only_the_methods_they_change() -> None:
     settings = {"batch_size": 64, "inter_tower": "convex", "layer0_previous": "frozen",
                 "sequence_encoder": "gelu", "negatives": "targets", "popularity_smoothing": "add-one",
                 "repeat_targets": "ranked"}
-    loop = "--batch-size 64 --max-epochs 50 --patience 5 --max-len 10 --weight-decay 0"
-    rest = "--sequence-encoder gelu --negatives targets --popularity-smoothing add-one --repeat-targets ranked"
-    assert setting_flags(settings, "iisan") == f"{loop} --inter-tower convex --layer0-previous frozen {rest}"
-    assert setting_flags(settings, "crossan") == f"{loop} --layer0-previous frozen {rest}"
-    assert setting_flags(settings, "id-sasrec") == f"{loop} {rest}"
-    assert setting_flags(settings, "popularity") == "--repeat-targets ranked"
-    grid = """'{"edge_dropout":[0.8,0.9],"modality_loss_weight":[0.0001,0.001]}'"""  # the default search
-    assert setting_flags(settings, "freedom") == ("--batch-size 2048 --max-epochs 1000 --patience 20 --max-len 10 "
-                                                  f"--weight-decay 0 --grid {grid} --graph-layer -1 --graph-k 10 "
-                                                  "--repeat-targets ranked")
-    assert setting_flags(settings, "lora") == (
-        "--batch-size 32 --max-epochs 50 --patience 5 --max-len 10 --weight-decay 0 --text-lr 0.0001 "
-        f"--image-lr 0.0004 --lora-alpha 1.0 --eval-batch-size 256 --mixed-precision on {rest}")
+    config = {"training": settings, "catalog": {"a": {"kind": "demo"}}}
+    loop_settings = {"batch_size": 64, "max_epochs": 50, "patience": 5, "max_len": 10, "weight_decay": 0}
+    rest = {"sequence_encoder": "gelu", "negatives": "targets", "popularity_smoothing": "add-one",
+            "repeat_targets": "ranked"}
+    assert method_training(config, "a", "iisan") == {
+        **loop_settings, "standardize_states": False, "inter_tower": "convex", "layer0_previous": "frozen", **rest}
+    assert method_training(config, "a", "crossan") == {
+        **loop_settings, "standardize_states": False, "layer0_previous": "frozen", **rest}
+    assert method_training(config, "a", "id-sasrec") == {**loop_settings, **rest}
+    assert method_training(config, "a", "popularity") == {"repeat_targets": "ranked"}
+    grid = {"edge_dropout": [0.8, 0.9], "modality_loss_weight": [0.0001, 0.001]}  # the default search
+    assert method_training(config, "a", "freedom") == {
+        "graph_batch_size": 2048, "graph_max_epochs": 1000, "graph_patience": 20, "max_len": 10, "weight_decay": 0,
+        "standardize_states": False, "graph_grid": {"freedom": grid}, "graph_layer": -1, "graph_k": 10,
+        "repeat_targets": "ranked"}
+    assert method_training(config, "a", "lora") == {
+        "e2e_batch_size": 32, "max_epochs": 50, "patience": 5, "max_len": 10, "weight_decay": 0,
+        "standardize_states": False, "e2e_text_lr": {"lora": 0.0001}, "e2e_image_lr": {"lora": 0.0004},
+        "lora_alpha": 1.0, "gradient_checkpointing": False, "mixed_precision": True, "eval_batch_size": 256, **rest}
+    # every method's run, rebuilt from its name and these settings, is the configured one
+    fields = {"modalities": "TI", "hidden": 8, "lr": 1e-3, "seed": 1}
+    for method in RUN_METHODS:
+        name = run_name(configured_run(config, "a", method, **fields))
+        assert run_from_name(name, method_training(config, "a", method)) == run_by_name(config, "a", name), method
 
 
 def test_conventions_reach_the_model_and_metrics(dataset, tmp_path: Path) -> None:
@@ -568,8 +621,8 @@ def test_conventions_reach_the_model_and_metrics(dataset, tmp_path: Path) -> Non
     assert type(reference.model.item_encoder.towers.inter_gate).__name__ == "IISANInterGate"
     assert before.model.sequence_encoder.blocks[0].ln_ffn.eps == 1e-5
     # IISAN T+I: 7 inter gates (one per kept layer) instead of 14
-    assert before.metrics["trainable_parameters"] - reference.metrics["trainable_parameters"] == LAYERS
-    assert {k: before.metrics["config"][k] for k in earlier} == earlier
+    assert before.metrics.trainable_parameters - reference.metrics.trainable_parameters == LAYERS
+    assert {k: before.metrics.config[k] for k in earlier} == earlier
     assert reference.log[0]["train_loss"] != before.log[0]["train_loss"]
     with pytest.raises(ConfigError, match="negatives must be one of window, targets"):
         config(dataset, tmp_path / "bad", negatives="all")

@@ -16,8 +16,7 @@ import polars as pl
 import yaml
 
 from crossan.data.demo import generate_demo
-from crossan.train.identity import settings_digest
-from crossan.train.names import parse_run_name
+from crossan.runs.identity import parse_run_name, settings_digest
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
@@ -352,9 +351,14 @@ def local_dataset_config(workdir: Path) -> Path:
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> set[tuple[str, str]]:
-    """(rule, first output) of every job a dry run plans."""
+    """(rule, main output) of every job a dry run plans: a run's metrics.json (written last,
+    whatever the order the rule lists its outputs in), else the job's first output."""
     assert result.returncode == 0, result.stderr[-3000:]
-    return set(re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: ([^\s,]+)", result.stdout, flags=re.M))
+    jobs = set()
+    for rule, outputs in re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: (.+)$", result.stdout, flags=re.M):
+        files = outputs.split(", ")
+        jobs.add((rule, next((f for f in files if f.endswith("/metrics.json")), files[0])))
+    return jobs
 
 
 def mark_all_done(workdir: Path, create: bool = False) -> None:

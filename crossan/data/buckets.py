@@ -5,7 +5,7 @@ from the same training split for its ``metrics.json``):
 
 * an item's **training count** is how often it occurs in the training split, i.e. in every
   user's whole ``train.parquet`` ``items`` list, exactly the counts the popularity baseline
-  ranks by (:func:`crossan.train.data.item_popularity_counts`); validation and test targets
+  ranks by (:func:`crossan.train.inputs.item_popularity_counts`); validation and test targets
   are not counted, so an item seen only as a held-out target has count 0;
 * buckets are **terciles over items** (every item ``1..n_items``, count-0 items included),
   the usual long-tail split: sort the counts ascending, ``k = max(1, n_items // 3)``;

@@ -35,7 +35,6 @@ the two thresholds, and how many items and validation / test targets fall in eac
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from dataclasses import asdict, dataclass

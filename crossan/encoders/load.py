@@ -50,6 +50,7 @@ from crossan.config import dataset_modalities, encoder_spec
 from crossan.encoders.pooling import validate_layers
 from crossan.encoders.tiny import TinySpec, built_model_root
 from crossan.errors import ConfigError
+from crossan.runs.vocabulary import MODALITIES
 
 if TYPE_CHECKING:  # heavy imports stay lazy so ``crossan --help`` is fast
     import torch
@@ -57,7 +58,6 @@ if TYPE_CHECKING:  # heavy imports stay lazy so ``crossan --help`` is fast
 
 log = logging.getLogger(__name__)
 
-MODALITIES: tuple[str, ...] = ("text", "image", "video", "audio")
 DEFAULT_MODELS: dict[str, str] = {
     "text": "bert-base-uncased",
     "image": "google/vit-base-patch16-224",

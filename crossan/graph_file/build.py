@@ -2,7 +2,7 @@
 
 * **Interactions**: the training part of the leave-one-out split, exactly what the sequential
   models train on: every item of each user's training window (the last ``max_len + 1`` items
-  of ``train.parquet``'s sequence, :class:`~crossan.train.data.TrainSplit`), each
+  of ``train.parquet``'s sequence, :class:`~crossan.train.inputs.TrainSplit`), each
   (user, item) pair once. Validation and test targets are never edges.
 * **User-item adjacency**: ``A = [[0, R], [R^T, 0]]`` over ``n_users + n_items`` nodes (users
   first), normalised ``D^-1/2 A D^-1/2`` (LightGCN; a node without edges keeps an empty row).
@@ -30,19 +30,16 @@ from torch import Tensor
 
 from crossan.atomic import atomic_output
 from crossan.errors import DataError
-from crossan.graph.sparse import coo
-from crossan.train.data import (
-    MODALITY_LETTERS,
-    SequenceData,
-    load_item_states,
-    load_sequences,
-    modality_letters,
-)
+from crossan.graph_file.sparse import coo
+from crossan.runs.settings import training_default
+from crossan.runs.vocabulary import MODALITY_LETTERS, modality_letters
+from crossan.train.inputs import SequenceData, load_item_states, load_sequences
 
 log = logging.getLogger(__name__)
 
 GRAPH_FILE = "graph.h5"
-DEFAULT_K = 10
+DEFAULT_K: int = training_default("graph_k")
+DEFAULT_MAX_LEN: int = training_default("max_len")
 DEFAULT_BLOCK = 2048
 
 
@@ -216,7 +213,7 @@ def read_graph(path: Path, item_ids: list[str] | None = None) -> StoredGraph:
 
 
 def build_graph(data_dir: Path, features_dir: Path, out: Path, modalities: str = "TIVA", layer: int = -1,
-                k: int = DEFAULT_K, max_len: int = 10, block: int = DEFAULT_BLOCK,
+                k: int = DEFAULT_K, max_len: int = DEFAULT_MAX_LEN, block: int = DEFAULT_BLOCK,
                 standardize: bool = False) -> StoredGraph:
     """Build and write ``out`` for the dataset in ``data_dir`` / ``features_dir``."""
     data = load_sequences(Path(data_dir), max_len)
@@ -239,8 +236,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the HDF5 file to write")
     parser.add_argument("--modalities", default="TIVA", help="letters of TIVA (default TIVA)")
     parser.add_argument("--layer", type=int, default=-1, help="kept layer to use (default -1: the last)")
-    parser.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours per item (default 10)")
-    parser.add_argument("--max-len", type=int, default=10, help="the sequential models' max_len (10)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per item (default {DEFAULT_K})")
+    parser.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN,
+                        help=f"the sequential models' max_len (default {DEFAULT_MAX_LEN})")
     parser.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="rows of similarities at once")
     parser.add_argument("--standardize-states", action="store_true",
                         help="kNN on z-scored states (the demo's setting, as its runs see them)")

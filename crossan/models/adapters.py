@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# The paper's four modalities, in its canonical order, with their one-letter names.
-MODALITY_LETTERS: dict[str, str] = {"T": "text", "I": "image", "V": "video", "A": "audio"}
-MODALITIES: tuple[str, ...] = tuple(MODALITY_LETTERS.values())
+from crossan.runs.settings import CONVENTIONS
+from crossan.runs.vocabulary import MODALITIES, MODALITY_LETTERS
+
 # What every tower reads as its "previous output" before layer 0 (module docstring).
-LAYER0_PREVIOUS: tuple[str, ...] = ("zeros", "frozen")
+LAYER0_PREVIOUS: tuple[str, ...] = CONVENTIONS["layer0_previous"]
 
 
 def parse_modalities(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -171,17 +171,18 @@ class CrossModalGating:
         n_sources = len(modalities) + 1 if cross else 2
         self.gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers, n_sources))
 
-    @property
-    def gate_sources(self) -> tuple[str, ...]:
-        """Column names of :meth:`gate_values`: ``"H"`` then the source towers' letters."""
-        return ("H",) + (tuple(m[0].upper() for m in self.modalities) if self.cross else ("self",))
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
+        """Column names of :meth:`gate_values` per tower: ``"H"``, then the source towers'
+        letters (``cross``) or ``"self"``."""
+        sources = ("H",) + (tuple(m[0].upper() for m in self.modalities) if self.cross else ("self",))
+        return {m: sources for m in self.modalities}
 
     def gate_weights(self) -> Tensor:
         """Convex gate weights ``[M, L, S]``; every ``[t, k, :]`` sums to 1."""
         return torch.softmax(self.gate_logits / self.temperature, dim=-1)
 
     def gate_values(self) -> dict[str, Tensor]:
-        """Figure 4's heatmap data: ``{tower: [L, S]}`` with columns :attr:`gate_sources`."""
+        """Figure 4's heatmap data: ``{tower: [L, S]}`` with columns :meth:`gate_sources`."""
         weights = self.gate_weights().detach()
         return {m: weights[t] for t, m in enumerate(self.modalities)}
 
@@ -210,7 +211,7 @@ class CrossModalSideAdapters(CrossModalGating, nn.Module):
         item_dim: int,
         cross: bool = True,
         temperature: float = 0.1,
-        layer0_previous: str = "zeros",
+        layer0_previous: str = LAYER0_PREVIOUS[0],
     ) -> None:
         super().__init__()
         self.init_gates(modalities, n_layers, cross, temperature)
@@ -327,7 +328,7 @@ class IISANSideAdapters(nn.Module):
         item_dim: int,
         inter_gate: str = "softmax",
         temperature: float = 0.1,
-        layer0_previous: str = "zeros",
+        layer0_previous: str = LAYER0_PREVIOUS[0],
     ) -> None:
         super().__init__()
         if inter_gate not in INTER_GATES:
@@ -345,6 +346,13 @@ class IISANSideAdapters(nn.Module):
     def intra_gates(self) -> Tensor:
         """``g`` per intra tower and layer, ``[M, L]``: weight of the frozen state."""
         return torch.sigmoid(self.intra_gate_logits / self.temperature)
+
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
+        """Column names of :meth:`gate_values` per tower: ``("H", "prev")`` for the intra
+        towers, the modalities' letters then ``"prev"`` for the inter tower."""
+        sources: dict[str, tuple[str, ...]] = {m: ("H", "prev") for m in self.modalities}
+        sources["inter"] = (*(m[0].upper() for m in self.modalities), "prev")
+        return sources
 
     def gate_values(self) -> dict[str, Tensor]:
         """``{modality: [L, 2]}`` (columns: frozen state ``g``, previous output ``1-g``) and

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ALIGNMENT_KINDS: tuple[str, ...] = ("cmsa", "infonce")
+from crossan.runs.vocabulary import ALIGNMENTS
+
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -58,8 +59,8 @@ class StructuralAlignmentLoss(nn.Module):
 
     def __init__(self, tau_init: float = 3.0, kind: str = "cmsa", detach_targets: bool = False) -> None:
         super().__init__()
-        if kind not in ALIGNMENT_KINDS:
-            raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {kind!r}")
+        if kind not in ALIGNMENTS:
+            raise ValueError(f"kind must be one of {ALIGNMENTS}, got {kind!r}")
         if not tau_init > 0:
             raise ValueError(f"tau_init must be positive, got {tau_init}")
         self.kind = kind

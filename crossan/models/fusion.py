@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from crossan.runs.vocabulary import FUSIONS
+
 
 def resolve_available(available: Tensor | None, towers: Tensor) -> Tensor:
     """``bool[N, n]``; ``None`` -> all True; rows with nothing available -> all True."""
@@ -108,9 +110,6 @@ class MOMEF(nn.Module):
     def forward(self, towers: Tensor, available: Tensor | None = None) -> Tensor:
         expert_out = torch.stack([expert(towers[:, m]) for m, expert in enumerate(self.experts)], dim=1)
         return torch.einsum("nm,nmd->nd", self.weights(towers, available), expert_out)
-
-
-FUSIONS: tuple[str, ...] = ("momef", "dynamic", "static", "concat")
 
 
 def build_fusion(name: str, n_towers: int, dim: int, topk: int = 2) -> nn.Module:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crossan.models.adapters import (
+    LAYER0_PREVIOUS,
     Adapter,
     CrossModalGating,
     TowerHead,
@@ -154,7 +155,7 @@ class SharedMoDASideAdapters(CrossModalGating, nn.Module):
         n_experts: int = 4,
         gate_dim: int = 16,
         temperature: float = 0.1,
-        layer0_previous: str = "zeros",
+        layer0_previous: str = LAYER0_PREVIOUS[0],
     ) -> None:
         super().__init__()
         self.init_gates(modalities, n_layers, cross=True, temperature=temperature)

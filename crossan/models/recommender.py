@@ -22,75 +22,61 @@ import torch
 from torch import Tensor, nn
 
 from crossan.models.adapters import (
-    LAYER0_PREVIOUS,
     CrossModalSideAdapters,
     IISANSideAdapters,
     letters_of,
     parse_modalities,
 )
-from crossan.models.cmsa import ALIGNMENT_KINDS, StructuralAlignmentLoss, pairwise_alignment
-from crossan.models.fusion import FUSIONS, build_fusion
+from crossan.models.cmsa import StructuralAlignmentLoss, pairwise_alignment
+from crossan.models.fusion import build_fusion
 from crossan.models.moda import SharedMoDASideAdapters
-from crossan.models.sasrec import SEQUENCE_LAYOUTS, IDItemEncoder, SASRec
-
-METHODS: tuple[str, ...] = ("crossan", "indsan", "iisan", "iisan-e", "crossan-moda", "id-sasrec")
-# the auxiliary alignment losses (ModelConfig.align), StructuralAlignmentLoss's kinds
-ALIGNMENTS: tuple[str, ...] = ALIGNMENT_KINDS
-# IISAN/IISAN-E inter tower: "residual" = previous output at weight 1 plus a gated sum (IISAN's
-# code; IISAN-E a softmax over the modalities), "convex" = our earlier convex combination.
-INTER_TOWERS: tuple[str, ...] = ("residual", "convex")
-DEFAULT_FUSION: dict[str, str] = {
-    "crossan": "momef",
-    "indsan": "momef",
-    "iisan": "concat",
-    "iisan-e": "concat",
-    "crossan-moda": "momef",
-}
+from crossan.models.sasrec import IDItemEncoder, SASRec
+from crossan.runs.settings import CONVENTIONS, training_default
+from crossan.runs.vocabulary import ALIGNMENTS, CACHED_STATE_METHODS, FUSIONS, METHODS, NAME_DEFAULTS
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that decides a model's shape. Defaults = the paper's CROSSAN T+I+V+A.
 
-    ``modalities``: letters from ``TIVA``. ``encoder_dim``/``n_layers``: the cached states'
-    hidden size and kept-layer count. ``adapter_dim``: the adapters' bottleneck ``h``.
-    ``fusion``: one of :data:`~crossan.models.fusion.FUSIONS`, ``None`` = the method's
+    ``method``: one of :data:`~crossan.runs.vocabulary.CACHED_STATE_METHODS`. ``modalities``:
+    letters from ``TIVA``. ``encoder_dim``/``n_layers``: the cached states' hidden size and
+    kept-layer count. ``adapter_dim``: the adapters' bottleneck ``h`` (a run's ``hidden``).
+    ``fusion``: one of :data:`~crossan.runs.vocabulary.FUSIONS`, ``None`` = the method's
     default. ``n_items``: only for ``id-sasrec``. Conventions where the paper is silent
-    (defaults = IISAN's and MicroLens' code): ``inter_tower`` (:data:`INTER_TOWERS`),
-    ``layer0_previous`` (:data:`~crossan.models.adapters.LAYER0_PREVIOUS`) and
-    ``sequence_encoder`` (a key of :data:`~crossan.models.sasrec.SEQUENCE_LAYOUTS`).
+    (:data:`~crossan.runs.settings.CONVENTIONS`; defaults = IISAN's and MicroLens' code):
+    ``inter_tower``, ``layer0_previous`` and ``sequence_encoder``. Defaults of what a run
+    sets come from :mod:`crossan.runs` (its name fields and the schema's training defaults).
     ``moda_rank``/``moda_experts``: ``crossan-moda``'s total expert rank ``r`` and expert
     count ``E``. ``align_weight``: the weight ``lambda`` of the auxiliary tower-alignment loss
     ``align`` (:data:`ALIGNMENTS`), off at 0.
     """
 
     method: str = "crossan"
-    modalities: str = "TIVA"
+    modalities: str = NAME_DEFAULTS["modalities"]
     encoder_dim: int = 768
     n_layers: int = 7
-    adapter_dim: int = 512
+    adapter_dim: int = NAME_DEFAULTS["hidden"]
     item_dim: int = 64
-    fusion: str | None = None
-    topk: int = 2
+    fusion: str | None = NAME_DEFAULTS["fusion"]
+    topk: int = NAME_DEFAULTS["topk"]
     gate_temperature: float = 0.1
-    max_len: int = 10
+    max_len: int = training_default("max_len")
     n_blocks: int = 2
     n_heads: int = 2
     dropout: float = 0.1
     n_items: int = 0
-    inter_tower: str = "residual"
-    layer0_previous: str = "zeros"
-    sequence_encoder: str = "microlens"
-    moda_rank: int = 8
-    moda_experts: int = 4
-    align: str = "cmsa"
-    align_weight: float = 0.0
+    inter_tower: str = training_default("inter_tower")
+    layer0_previous: str = training_default("layer0_previous")
+    sequence_encoder: str = training_default("sequence_encoder")
+    moda_rank: int = training_default("moda_rank")
+    moda_experts: int = training_default("moda_experts")
+    align: str = NAME_DEFAULTS["align"]
+    align_weight: float = NAME_DEFAULTS["align_weight"]
 
     def resolved_fusion(self) -> str:
         """The fusion actually used (``"none"`` for ``id-sasrec``)."""
-        if self.method == "id-sasrec":
-            return "none"
-        return self.fusion or DEFAULT_FUSION[self.method]
+        return self.fusion or METHODS[self.method].default_fusion
 
 
 class ContentItemEncoder(nn.Module):
@@ -173,6 +159,10 @@ class ContentItemEncoder(nn.Module):
         """The towers' learned gates (see the towers' ``gate_values``)."""
         return self.towers.gate_values()
 
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
+        """The column names of :meth:`gate_values`, per tower."""
+        return self.towers.gate_sources()
+
 
 class SequentialRecommender(nn.Module):
     """``item_encoder`` (content or ID) + :class:`SASRec`.
@@ -207,17 +197,20 @@ class SequentialRecommender(nn.Module):
         return self.encode_sequences(items[index], valid), items
 
     def gate_values(self) -> dict[str, Tensor]:
-        """Learned gate values for Figure 4, ``{tower: [L, sources]}`` (empty for ID)."""
+        """Learned gate values for Figure 4, ``{tower: [L, sources]}`` (empty without gates)."""
         return self.item_encoder.gate_values()
+
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
+        """The column names of :meth:`gate_values`, ``{tower: (source, ...)}``."""
+        return self.item_encoder.gate_sources()
 
 
 def build_model(config: ModelConfig) -> SequentialRecommender:
     """The model ``config`` describes, freshly initialised (seed with ``torch.manual_seed``)."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
-    for name, allowed in (("inter_tower", INTER_TOWERS), ("layer0_previous", LAYER0_PREVIOUS),
-                          ("sequence_encoder", tuple(SEQUENCE_LAYOUTS))):
-        if getattr(config, name) not in allowed:
+    if config.method not in CACHED_STATE_METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(CACHED_STATE_METHODS)}")
+    for name in ("inter_tower", "layer0_previous", "sequence_encoder"):
+        if getattr(config, name) not in (allowed := CONVENTIONS[name]):
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
     sequence_encoder = SASRec(
         config.item_dim, config.max_len, config.n_blocks, config.n_heads, config.dropout,

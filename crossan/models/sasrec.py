@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crossan.runs.settings import training_default
+
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
 # config name -> (FFN activation, LayerNorm eps inside the blocks); the input LayerNorm is 1e-6
 SEQUENCE_LAYOUTS: dict[str, tuple[str, float]] = {
@@ -106,11 +108,11 @@ class SASRec(nn.Module):
     def __init__(
         self,
         dim: int = 64,
-        max_len: int = 10,
+        max_len: int = training_default("max_len"),
         n_blocks: int = 2,
         n_heads: int = 2,
         dropout: float = 0.1,
-        layout: str = "microlens",
+        layout: str = training_default("sequence_encoder"),
     ) -> None:
         super().__init__()
         if layout not in SEQUENCE_LAYOUTS:
@@ -157,5 +159,9 @@ class IDItemEncoder(nn.Module):
         return self.embedding(item_ids)
 
     def gate_values(self) -> dict[str, Tensor]:
+        """No gates: ``{}``."""
+        return {}
+
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
         """No gates: ``{}``."""
         return {}

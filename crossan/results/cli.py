@@ -11,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from crossan.results.plan import TARGETS, TargetPlan
+from crossan.atomic import write_text_atomic
+from crossan.config import load_config
+from crossan.results.plan import TARGETS, TargetPlan, target_plan
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -54,9 +56,6 @@ def _add_plan_and_runs(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan_cli(args: argparse.Namespace) -> int:
-    from crossan.config import load_config
-    from crossan.results.plan import target_plan
-
     plan = target_plan(load_config(args.config), args.dataset, args.target)
     if args.json:
         print(plan.to_json())
@@ -69,6 +68,7 @@ def _plan_cli(args: argparse.Namespace) -> int:
 
 
 def _table_cli(args: argparse.Namespace) -> int:
+    # deferred: scipy and polars (~1 s), which `crossan plan` and `crossan figure` do not need
     from crossan.results.tables import build_table, to_markdown, write_table
 
     table = build_table(TargetPlan.from_json(args.plan), args.runs)
@@ -78,7 +78,7 @@ def _table_cli(args: argparse.Namespace) -> int:
 
 
 def _figure_cli(args: argparse.Namespace) -> int:
-    from crossan.atomic import write_text_atomic
+    # deferred: matplotlib (~1 s), which `crossan plan` and `crossan table` do not need
     from crossan.results.figure_data import build_figure
     from crossan.results.figures import save_figure
 

@@ -18,6 +18,7 @@ from crossan.results.runs import (
     BUCKET_METRICS,
     BUCKETS,
     METRICS,
+    bucket_summary,
     mean_gates,
     popularity_thresholds,
     read_popularity,
@@ -63,7 +64,7 @@ def _popularity_points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
             record: dict[str, object] = {"series": row.label, "bucket": bucket, "x": labels[bucket],
                                          "users": int(runs[0][bucket]["users"])}
             for metric in BUCKET_METRICS:
-                summary = summarise(runs, metric, split=bucket)
+                summary = bucket_summary(runs, bucket, metric)
                 record[metric], record[f"{metric}_std"] = summary.mean, summary.std
             record["n_seeds"] = len(row.runs)
             record["runs"] = ";".join(row.runs)

@@ -44,7 +44,7 @@ CROSSAN's runs, the two being the same model. Each such change is a note of the
 :class:`TargetPlan`, printed under the table, and captions name the dataset's modalities.
 
 :func:`target_plan` turns this into a :class:`TargetPlan`: rows, each with the run names
-of its seeds (:mod:`crossan.train.names` names), so a table is rebuilt from run directories
+of its seeds (:mod:`crossan.runs.identity` names), so a table is rebuilt from run directories
 alone and every number can be traced to one.
 """
 
@@ -56,8 +56,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from crossan.config import MODALITIES, dataset_letters
+from crossan.config import dataset_letters
 from crossan.errors import ConfigError
+from crossan.results.captions import CAPTIONS, modality_words, target_caption
+from crossan.runs.identity import parse_run_name, run_name
+from crossan.runs.specs import configured_run
+from crossan.runs.vocabulary import (
+    ALIGN_LABELS,
+    ALL_LETTERS,
+    E2E_LETTERS,
+    END_TO_END_METHODS,
+    FUSION_LABELS,
+    GRAPH_METHODS,
+    METHOD_LABELS,
+    MODALITY_WORDS,
+    NAME_DEFAULTS,
+    TOPK_METHODS,
+    modality_letters,
+)
 
 TABLES: tuple[str, ...] = ("table1", "table3", "table4", "table5", "table6", "table7", "table8")
 FIGURES: tuple[str, ...] = ("figure3", "figure4", "figure5")
@@ -67,9 +83,6 @@ BEYOND_FIGURES: tuple[str, ...] = ("figureB1",)
 BEYOND_TARGETS: tuple[str, ...] = BEYOND_TABLES + BEYOND_FIGURES
 TARGETS: tuple[str, ...] = TABLES + FIGURES + BEYOND_TARGETS
 
-# The multimodal graph recommenders of Table 8 (crossan.models.graph.GRAPH_METHODS, named here
-# so that building a table does not import torch).
-GRAPH_ROWS: tuple[str, ...] = ("mmgcn", "grcn", "bm3", "freedom", "mgcn", "mhcr")
 # The paper's plan (section 5 and the tables' captions); config.yaml shows it in full.
 PAPER_PLAN: dict[str, Any] = {
     "targets": list(TARGETS),
@@ -86,7 +99,7 @@ PAPER_PLAN: dict[str, Any] = {
         "adapter": {"hidden": 512, "lr": 2e-4},
         "lora": {"hidden": 512, "lr": 2e-4},
         # the graph recommenders: MMRec's embedding size and learning rate
-        **{method: {"hidden": 64, "lr": 1e-3} for method in GRAPH_ROWS},
+        **{method: {"hidden": 64, "lr": 1e-3} for method in GRAPH_METHODS},
     },
     "table1": {"modalities": "TI"},
     "table3": {"modalities": ["TI", "TIA", "TIV", "TIVA"], "baselines": ["popularity", "id-sasrec"],
@@ -95,7 +108,7 @@ PAPER_PLAN: dict[str, Any] = {
     "table5": {"modalities": "TIVA", "fusions": ["momef", "dynamic", "static", "concat"]},
     "table6": {"modalities": "TIVA"},
     "table7": {"modalities": "TIVA", "topk": [4, 3, 2, 1]},
-    "table8": {"modalities": "TIVA", "models": list(GRAPH_ROWS)},
+    "table8": {"modalities": "TIVA", "models": list(GRAPH_METHODS)},
     "figure3": {"modalities": "TIVA", "hidden": [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]},
     "figure4": {"modalities": "TIVA"},
     "figure5": {
@@ -106,93 +119,11 @@ PAPER_PLAN: dict[str, Any] = {
     # beyond the paper
     "tableB1": {"modalities": ["TI", "TIVA"], "align": "cmsa", "align_weight": 0.1},
     "tableB2": {"modalities": "TIVA"},
-    "tableB3": {"modalities": "TIVA", "end_to_end": ["fft", "adapter", "lora"], "models": list(GRAPH_ROWS)},
+    "tableB3": {"modalities": "TIVA", "end_to_end": ["fft", "adapter", "lora"], "models": list(GRAPH_METHODS)},
     "figureB1": {},  # tableB3's rows
 }
-METHOD_LABELS: dict[str, str] = {
-    "crossan": "CROSSAN", "indsan": "INDSAN", "iisan": "IISAN", "iisan-e": "IISAN-E",
-    "id-sasrec": "SASRec (item IDs)", "popularity": "Popularity",
-    "fft": "Full Finetuning", "adapter": "Adapter", "lora": "LoRA",
-    "mmgcn": "MMGCN", "grcn": "GRCN", "bm3": "BM3", "freedom": "FREEDOM", "mgcn": "MGCN", "mhcr": "MHCR",
-    "crossan-moda": "CROSSAN-MoDA",
-}
-ALIGN_LABELS: dict[str, str] = {"cmsa": "CMSA", "infonce": "InfoNCE"}
-FUSION_LABELS: dict[str, str] = {
-    "momef": "MOMEF", "dynamic": "D-Gated Fusion", "static": "S-Gated Fusion", "concat": "Concat Fusion",
-}
-MODALITY_WORDS: dict[str, str] = {modality[0].upper(): modality for modality in MODALITIES}  # "T" -> "text"
-ALL_LETTERS = "TIVA"
-# Each target's caption, with the modalities as placeholders: {legend} "T, I, V, A: text, image,
-# video, audio", {pair} "text and image", {sources} "T, I, V, A" (see target_caption).
-CAPTION_TEMPLATES: dict[str, str] = {
-    "table1": "Performance comparison between INDSAN (independent side adapters) and CROSSAN "
-              "(cross-modal side adapters), and the mutual information between their {pair} "
-              "tower outputs.",
-    "table3": "Performance comparison of CROSSAN with raw modalities ({legend}) against IISAN "
-              "and its extension IISAN-E.",
-    "table4": "Efficiency: TT training time (s per epoch), GM peak memory (MiB), TP trainable "
-              "parameters; lower is better; improvement over IISAN-E.",
-    "table5": "Ablation on the fusion method: MOMEF, dynamic (D-Gated) and static (S-Gated) "
-              "gated fusion, and concatenation.",
-    "table6": "Ablation: cross-modal (CROSSAN) vs independent (INDSAN) side adapters.",
-    "table7": "Top-K experts of CROSSAN's MOMEF.",
-    "table8": "Comparison with multimodal graph recommenders (MMRecs) on the same splits, item "
-              "content and full-ranking evaluation.",
-    "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN.",
-    "figure4": "CROSSAN's learned gates per tower: layers (bottom 0) x sources (H: the tower's "
-               "own frozen hidden state; {sources}: the previous adapter layer's output of that "
-               "tower, zeros before layer 0 unless training.layer0_previous is frozen).",
-    "figure5": "CROSSAN's sensitivity: adapter hidden size (top) and learning rate (bottom) vs "
-               "test HR and NDCG at 10 and 20.",
-    "tableB1": "Beyond the paper: CROSSAN with and without an auxiliary loss aligning its modality towers' "
-               "outputs (CMSA, SDA's cross-modal structural alignment, or InfoNCE), and the mutual "
-               "information between each run's first two tower outputs ({pair} for T+I).",
-    "tableB2": "Beyond the paper: CROSSAN's cross-modal gates over one shared adapter tower with "
-               "modality-gated low-rank experts (CROSSAN-MoDA, after SDA's MoDA) vs CROSSAN's tower per "
-               "modality: TP trainable parameters (here and at the paper's configuration), TT training "
-               "time (s per epoch) and test metrics.",
-    "tableB3": "Beyond the paper: the long tail. Test HR@10 and NDCG@10 of the users whose target item "
-               "is a head, torso or tail item by its number of training interactions (terciles over "
-               "items).",
-    "figureB1": "Beyond the paper: test HR@10 by the popularity of the target item (head, torso, tail "
-                "by training interactions), one bar per method of Table B3.",
-}
-# Targets whose caption names the modalities itself; the others get a sentence naming the
-# dataset's when it has fewer than four.
-_CAPTIONS_NAMING_MODALITIES = ("table3",)
-
-
-def modality_legend(letters: str) -> str:
-    """``"TI" -> "T, I: text, image"``."""
-    return f"{', '.join(letters)}: {modality_words(letters)}"
-
-
-def modality_words(letters: str) -> str:
-    """``"TV" -> "text, video"``."""
-    return ", ".join(MODALITY_WORDS[letter] for letter in letters)
-
-
-def target_caption(target: str, dataset_letters: str = ALL_LETTERS, target_letters: str = ALL_LETTERS) -> str:
-    """The caption of ``target`` for a dataset with ``dataset_letters`` whose target uses
-    ``target_letters`` (Table 1's pair, Figure 4's towers); the paper's caption for all four."""
-    pair = target_letters[:2] if target == "table1" else "TI"
-    caption = CAPTION_TEMPLATES[target].format(
-        legend=modality_legend(dataset_letters), pair=" and ".join(MODALITY_WORDS[letter] for letter in pair),
-        sources=", ".join(target_letters if target == "figure4" else ALL_LETTERS),
-    )
-    if dataset_letters != ALL_LETTERS and target not in _CAPTIONS_NAMING_MODALITIES:
-        caption += f" Modalities: {modality_legend(dataset_letters)} (the dataset's own)."
-    return caption
-
-
-CAPTIONS: dict[str, str] = {target: target_caption(target) for target in CAPTION_TEMPLATES}
-# The paper's end-to-end baselines (encoders in the training loop), text + image only.
-E2E_ROWS: tuple[str, ...] = ("fft", "adapter", "lora")
-E2E_LETTERS = "TI"
 NOT_RUN_NOTE = "not run: left out of experiments.{target}.end_to_end"
 NEEDS_TI_NOTE = "not run: {method} needs text and image, and dataset '{dataset}' declares {words}"
-# MOMEF's top-k: only CROSSAN and INDSAN have one expert per modality.
-TOPK_METHODS: tuple[str, ...] = ("crossan", "indsan", "crossan-moda")
 # A target whose rows are another's (its block holds its seeds at most).
 ROWS_OF: dict[str, str] = {"figureB1": "tableB3"}
 
@@ -307,7 +238,7 @@ class _Planner:
         self.dataset = dataset
         self.plan = experiment_config(config, dataset)
         self.paper_dataset = paper_dataset(config, dataset)
-        self.config = config  # its training settings are digested into the names (crossan.train.identity)
+        self.config = config  # its training settings are digested into the names (crossan.runs.identity)
         self.available = dataset_letters(config, dataset)
         self.notes: list[str] = []  # the current target's
         self.restricted: dict[str, str] = {}  # the current target's planned set -> the one used
@@ -322,10 +253,7 @@ class _Planner:
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
         """The run names (one per seed) of ``method`` at its setting, with ``override``; MOMEF's
         top-k clamped to the number of modalities (one expert each)."""
-        from crossan.train.names import run_name
-        from crossan.train.plan import SPEC_DEFAULTS, configured_run
-
-        setting = {**SPEC_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
+        setting = {**NAME_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
         topk = int(setting["topk"])
         if method in TOPK_METHODS and modalities and topk > len(modalities):
             if setting.get("fusion") in (None, "momef"):
@@ -335,7 +263,7 @@ class _Planner:
         for seed in self.seeds(target):
             try:
                 run = configured_run(
-                    self.config, self.dataset, method, modalities=modalities or "TIVA", fusion=setting.get("fusion"),
+                    self.config, self.dataset, method, modalities=modalities or ALL_LETTERS, fusion=setting.get("fusion"),
                     topk=topk, hidden=int(setting["hidden"]), lr=float(setting["lr"]), seed=seed,
                     align=setting["align"], align_weight=float(setting["align_weight"]),
                 )
@@ -358,14 +286,10 @@ class _Planner:
         return kept
 
     def modalities(self, target: str) -> str:
-        from crossan.train.data import modality_letters
-
         return self.restrict(target, modality_letters(self.plan[target]["modalities"]))
 
     def planned_sets(self, target: str) -> list[str]:
         """The sets of the target's list ``modalities``, as canonical letters."""
-        from crossan.train.data import modality_letters
-
         return [modality_letters(s) for s in self.plan[target]["modalities"]]
 
     def modality_sets(self, target: str) -> list[str]:
@@ -390,8 +314,6 @@ class _Planner:
         if target == "table1":
             wanted = self.modalities("table1")
             if len(wanted) < 2:
-                from crossan.train.data import modality_letters
-
                 planned = modality_letters(self.plan["table1"]["modalities"])
                 reason = (f"Table 1 compares two towers' outputs (mutual information), and of the planned "
                           f"{modality_label(planned)} dataset {self.dataset!r} declares only {modality_words(wanted)}")
@@ -432,10 +354,10 @@ class _Planner:
         """Full fine-tuning, Adapter and LoRA on T+I, in the paper's order; one left out of
         ``experiments.{target}.end_to_end`` (of the target it takes its rows from, :data:`ROWS_OF`),
         or any on a dataset without text and image, is a row without runs, marked "not run"."""
-        chosen = set(self.plan[ROWS_OF.get(target, target)].get("end_to_end", E2E_ROWS))
+        chosen = set(self.plan[ROWS_OF.get(target, target)].get("end_to_end", END_TO_END_METHODS))
         label = modality_label(E2E_LETTERS)
         rows = []
-        for m in E2E_ROWS:
+        for m in END_TO_END_METHODS:
             if not self.has_text_and_image():
                 rows.append(PlanRow(f"{METHOD_LABELS[m]} ({label})", note=self.needs_ti_note(m)))
             elif m in chosen:
@@ -627,8 +549,6 @@ def experiment_runs(config: Mapping[str, Any], dataset: str) -> list[str]:
 def check_run_modalities(config: Mapping[str, Any], dataset: str, names: list[str]) -> None:
     """Raise :class:`ConfigError` naming each of ``names`` (the dataset's extra runs, key
     ``runs``) that reads a modality the dataset does not declare."""
-    from crossan.train.names import parse_run_name
-
     available = dataset_letters(config, dataset)
     problems = []
     for name in names:

@@ -1,14 +1,14 @@
 """Reading finished runs and aggregating them over seeds, with paired t-tests.
 
-A run directory (``results/{dataset}/runs/{name}/``, :mod:`crossan.train.trainer`) is
-complete when its ``metrics.json`` exists; tables read that, ``per_user_test.parquet`` (for
+A run directory (``results/{dataset}/runs/{name}/``, :mod:`crossan.runs.folder`) is
+complete when its ``metrics.json`` exists (:class:`~crossan.runs.folder.RunMetrics`); tables read that, ``per_user_test.parquet`` (for
 significance), ``item_towers.h5`` (Tables 1 and B1) and ``gates.json`` (Figure 4), nothing else.
 
 Long tail (Table B3, Figure B1): ``metrics.json``'s ``test_by_popularity`` gives each bucket's
 test users and HR/NDCG@10 (:data:`BUCKETS`, items by training-count terciles) and the two
 thresholds; :func:`popularity_thresholds` checks that the runs of a table share them.
 
-Settings: a run's ``settings.json`` (:mod:`crossan.train.identity`) lists the training settings
+Settings: a run's ``settings.json`` (:mod:`crossan.runs.identity`) lists the training settings
 its name's ``-x`` digest stands for; :func:`settings_notes` turns those of a table's runs into
 notes, so a table built from runs with other settings says which.
 
@@ -30,13 +30,14 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from crossan.data.buckets import BUCKETS
 from crossan.errors import DataError
-from crossan.train.identity import SETTINGS_FILE, describe_changed
-from crossan.train.names import parse_run_name
+from crossan.runs.folder import GATES_FILE, PER_USER_FILES, SETTINGS_FILE, RunMetrics
+from crossan.runs.identity import describe_changed, parse_run_name
+from crossan.runs.vocabulary import METRIC_NAMES
 
-METRICS: tuple[str, ...] = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
-# metrics.json's test_by_popularity: the buckets, most popular first, and the metrics of each
-BUCKETS: tuple[str, ...] = ("head", "torso", "tail")
+METRICS: tuple[str, ...] = METRIC_NAMES  # the columns of the metric tables
+# metrics.json's test_by_popularity: the metrics of each bucket (BUCKETS, most popular first)
 BUCKET_METRICS: tuple[str, ...] = ("HR@10", "NDCG@10")
 SIGNIFICANCE_LEVEL = 0.05
 
@@ -62,39 +63,38 @@ def run_dir(runs_dir: Path, name: str) -> Path:
     return Path(runs_dir) / name
 
 
-def read_metrics(runs_dir: Path, name: str) -> dict[str, Any]:
+def read_metrics(runs_dir: Path, name: str) -> RunMetrics:
     """``metrics.json`` of run ``name``; a missing one is a :class:`DataError` that says how
     to produce it."""
-    path = run_dir(runs_dir, name) / "metrics.json"
-    if not path.exists():
-        raise DataError(f"{path} is missing: run {name} has not finished; "
-                        f"build it with `snakemake --cores N {path}`")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error}); delete the run folder and rerun it") from error
+    return RunMetrics.read(run_dir(runs_dir, name))
 
 
-def read_runs(runs_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
+def read_runs(runs_dir: Path, names: Sequence[str]) -> list[RunMetrics]:
     """``metrics.json`` of each run in ``names``, each file read once."""
     return [read_metrics(runs_dir, name) for name in names]
 
 
-def summarise(runs: Sequence[dict[str, Any]], key: str, split: str = "test") -> Summary:
-    """Mean ± std over the runs' ``metrics.json`` contents (:func:`read_runs`) of a test metric
-    (``key`` in :data:`METRICS`) or of a top-level number (``seconds_per_epoch``,
-    ``peak_memory_mib``, ...)."""
-    return Summary.of([float(run[split][key] if key in METRICS else run[key]) for run in runs])
+def summarise(runs: Sequence[RunMetrics], key: str, split: str = "test") -> Summary:
+    """Mean ± std over the runs (:func:`read_runs`) of a ``split`` metric (``key`` in
+    :data:`METRICS`) or of a number every run reports (``seconds_per_epoch``,
+    ``peak_memory_mib``, ``paper_configuration_parameters``, ...)."""
+    return Summary.of([run.number(key, split) for run in runs])
+
+
+def bucket_summary(records: Sequence[Mapping[str, Any]], bucket: str, metric: str) -> Summary:
+    """Mean ± std over runs' ``test_by_popularity`` records (:func:`read_popularity`) of
+    ``metric`` (:data:`BUCKET_METRICS`) in ``bucket`` (:data:`BUCKETS`)."""
+    return Summary.of([float(record[bucket][metric]) for record in records])
 
 
 def read_popularity(runs_dir: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Each run's ``test_by_popularity`` (``metrics.json``), by run name: ``head_min_count``,
     ``tail_max_count`` and per bucket of :data:`BUCKETS` its ``users`` and HR/NDCG@10, so
-    ``summarise([records[n] for n in seeds], "HR@10", split="tail")`` is a bucket's mean over
+    ``bucket_summary([records[n] for n in seeds], "tail", "HR@10")`` is a bucket's mean over
     seeds."""
     records = {}
     for name in names:
-        record = read_metrics(runs_dir, name).get("test_by_popularity")
+        record = read_metrics(runs_dir, name).test_by_popularity
         if record is None:
             raise DataError(f"{run_dir(runs_dir, name) / 'metrics.json'} has no test_by_popularity: run {name} "
                             "predates the long-tail metrics; delete its folder and rerun it")
@@ -122,7 +122,7 @@ def popularity_thresholds(records: Mapping[str, dict[str, Any]]) -> dict[str, An
 def read_alignment(runs_dir: Path, name: str) -> dict[str, Any]:
     """``metrics.json``'s ``alignment`` of run ``name`` (``align``, ``weight``, ``tau``: the
     learned temperature at the best checkpoint, ``loss_per_epoch``)."""
-    record = read_metrics(runs_dir, name).get("alignment")
+    record = read_metrics(runs_dir, name).extra.get("alignment")
     if record is None:
         raise DataError(f"{run_dir(runs_dir, name) / 'metrics.json'} has no alignment: run {name} was not "
                         "trained with the alignment loss (align_weight > 0)")
@@ -134,7 +134,7 @@ def per_user_mean(runs_dir: Path, names: Sequence[str], split: str = "test") -> 
     :data:`METRICS`, sorted by user. Every run must have the same users."""
     frames = []
     for name in names:
-        path = run_dir(runs_dir, name) / f"per_user_{split}.parquet"
+        path = run_dir(runs_dir, name) / PER_USER_FILES[split]
         if not path.exists():
             raise DataError(f"{path} is missing: rerun run {name}")
         frames.append(pl.read_parquet(path).select("user", *METRICS).sort("user"))
@@ -184,7 +184,7 @@ def compare_runs(runs_dir: Path, ours: Sequence[str], baseline: Sequence[str]) -
 
 def read_gates(runs_dir: Path, name: str) -> dict[str, Any]:
     """``gates.json``'s towers of run ``name`` (``{}`` when the method has none)."""
-    path = run_dir(runs_dir, name) / "gates.json"
+    path = run_dir(runs_dir, name) / GATES_FILE
     if not path.exists():
         raise DataError(f"{path} is missing: rerun run {name}")
     return json.loads(path.read_text(encoding="utf-8")).get("towers", {})

@@ -39,13 +39,15 @@ import polars as pl
 from crossan.atomic import write_text_atomic
 from crossan.errors import DataError
 from crossan.results.paper import TABLE8_COLUMNS, paper_value
-from crossan.results.plan import GRAPH_ROWS, TargetPlan
+from crossan.results.mutual_info import ksg_mutual_information
+from crossan.results.plan import TargetPlan
 from crossan.results.runs import (
     BUCKET_METRICS,
     BUCKETS,
     METRICS,
     PairedTest,
     Summary,
+    bucket_summary,
     compare_runs,
     paired_t_test,
     popularity_thresholds,
@@ -56,6 +58,9 @@ from crossan.results.runs import (
     settings_notes,
     summarise,
 )
+from crossan.runs.folder import TOWERS_FILE, RunMetrics
+from crossan.runs.vocabulary import GRAPH_METHODS
+from crossan.train.towers import read_item_towers
 
 MISSING = "—"
 MUTUAL_INFORMATION = "Mutual Information"
@@ -263,7 +268,7 @@ def _with_paper(table: Table) -> Table:
     return table
 
 
-def metric_cells(metrics: Sequence[dict]) -> dict[str, Cell]:
+def metric_cells(metrics: Sequence[RunMetrics]) -> dict[str, Cell]:
     """Test HR/NDCG@10/20 of the runs' ``metrics.json`` records (mean ± std)."""
     return {m: Cell.of(summarise(metrics, m)) for m in METRICS}
 
@@ -295,10 +300,10 @@ def efficiency_gain(ours: float, baseline: float) -> float:
     return (baseline - ours) / baseline * 100 if baseline else math.nan
 
 
-def _number_cells(runs: Sequence[dict], columns: Mapping[str, str], kinds: Sequence[str]) -> dict[str, Cell]:
+def _number_cells(runs: Sequence[RunMetrics], columns: Mapping[str, str], kinds: Sequence[str]) -> dict[str, Cell]:
     """Per column (-> its top-level ``metrics.json`` key, with its kind of ``kinds``) the mean
     ± std over ``runs``; a key some run lacks (written by a later version) leaves it empty."""
-    return {column: Cell.of(summarise(runs, key), kind) if all(key in run for run in runs) else Cell(kind=kind)
+    return {column: Cell.of(summarise(runs, key), kind) if all(run.has(key) for run in runs) else Cell(kind=kind)
             for (column, key), kind in zip(columns.items(), kinds)}
 
 
@@ -334,9 +339,6 @@ def _seed_note(table: Table) -> None:
 def tower_mutual_information(run_folder: Path) -> tuple[float, tuple[str, str]]:
     """KSG mutual information between a run's first two towers' outputs (text and image for
     T+I) over the items with both media, and the two towers' names."""
-    from crossan.results.mutual_info import ksg_mutual_information
-    from crossan.train.towers import TOWERS_FILE, read_item_towers
-
     towers = read_item_towers(run_folder / TOWERS_FILE)
     if len(towers.towers) < 2:
         raise DataError(f"run {run_folder.name} has {len(towers.towers)} tower(s); "
@@ -417,7 +419,7 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
             continue
         metrics = read_runs(runs_dir, plan_row.runs)
         cells = _number_cells(metrics, EFFICIENCY, EFFICIENCY_KINDS)
-        kinds |= {run["peak_memory_kind"] for run in metrics}
+        kinds |= {run.peak_memory_kind for run in metrics}
         rows.append(Row(plan_row.label, cells, plan_row.runs))
     table = Table("table4", plan.dataset, plan.title, "Method", tuple(EFFICIENCY), rows,
                   paper_dataset=plan.paper_dataset)
@@ -450,7 +452,7 @@ def table8(plan: TargetPlan, runs_dir: Path) -> Table:
     CROSSAN against the best graph recommender by mean test HR@10 (paired t-test)."""
     table = _metric_table(plan, runs_dir, "Method")
     table.columns = TABLE8_COLUMNS
-    graph_rows = [table.row(row.label) for row in plan.rows if row.method in GRAPH_ROWS and row.runs]
+    graph_rows = [table.row(row.label) for row in plan.rows if row.method in GRAPH_METHODS and row.runs]
     ours = table.row(plan.rows[-1].label)
     if graph_rows and ours.runs:
         best = max(graph_rows, key=lambda row: row.cells["HR@10"].mean)
@@ -519,7 +521,7 @@ def tableB2(plan: TargetPlan, runs_dir: Path) -> Table:
         metrics = read_runs(runs_dir, plan_row.runs)
         row = Row(plan_row.label, {**_number_cells(metrics, SHARED_TOWER, SHARED_TOWER_KINDS), **metric_cells(metrics)},
                   plan_row.runs, plan_row.note)
-        lacking += [name for name, run in zip(plan_row.runs, metrics) if SHARED_TOWER["TP (paper config)"] not in run]
+        lacking += [name for name, run in zip(plan_row.runs, metrics) if not run.has(SHARED_TOWER["TP (paper config)"])]
         rows.append(row)
     table = Table(plan.target, plan.dataset, plan.title, "Method", (*SHARED_TOWER, *METRICS), rows,
                   paper_dataset=plan.paper_dataset)
@@ -557,7 +559,7 @@ def tableB3(plan: TargetPlan, runs_dir: Path) -> Table:
             rows.append(Row(plan_row.label, {c: Cell() for c in BUCKET_COLUMNS}, note=plan_row.note))
             continue
         seeds = [records[name] for name in plan_row.runs]
-        rows.append(Row(plan_row.label, {c: Cell.of(summarise(seeds, metric, split=bucket))
+        rows.append(Row(plan_row.label, {c: Cell.of(bucket_summary(seeds, bucket, metric))
                                          for c, (bucket, metric) in BUCKET_COLUMNS.items()}, plan_row.runs))
     table = Table(plan.target, plan.dataset, plan.title, "Method", tuple(BUCKET_COLUMNS), rows,
                   paper_dataset=plan.paper_dataset)

@@ -1,7 +1,8 @@
 """Training an end-to-end run (``fft``, ``adapter``, ``lora``): BERT and ViT in the loop.
 
-Same loop, loss, early stopping, evaluation and outputs as every other trained method
-(:func:`crossan.train.trainer.fit`); what differs is the item side:
+Same loop, loss, early stopping, evaluation and outputs as the cached-state runs
+(:func:`crossan.train.loop.fit`, :func:`crossan.train.outputs.finish_run`); what differs is
+the item side:
 
 * inputs: :func:`~crossan.train.e2e_inputs.load_item_inputs`, read and tokenised once;
 * model: the two frozen checkpoints loaded as in stage 1 (:func:`~crossan.encoders.load.load_encoder`)
@@ -34,17 +35,15 @@ from torch import Tensor, nn
 from crossan.encoders.load import load_encoder
 from crossan.errors import ConfigError
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
+from crossan.runs.identity import run_name
+from crossan.runs.run_config import RunConfig
+from crossan.runs.vocabulary import END_TO_END
+from crossan.train.devices import deterministic_on_cpu, reset_peak_memory, resolve_device
 from crossan.train.e2e_inputs import ItemInputs, load_item_inputs
-from crossan.train.names import run_name
+from crossan.train.inputs import load_sequences
+from crossan.train.loop import ItemEncoder, evaluate_best, fit
+from crossan.train.outputs import RunResult, finish_run, log_result, start_run
 from crossan.train.towers import compute_item_towers
-from crossan.train.trainer import (
-    RunConfig,
-    RunResult,
-    deterministic_on_cpu,
-    fit,
-    open_run,
-    resolve_device,
-)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def train_end_to_end(run: RunConfig) -> RunResult:
         DataError: missing or mismatched inputs (``items.csv``, ``image.h5``).
         NonFiniteLossError: the loss became NaN or infinite.
     """
-    if not run.end_to_end:
+    if run.family != END_TO_END:
         raise ConfigError(f"train_end_to_end trains fft, adapter and lora, not {run.method!r}")
     missing = [name for name in ("media_dir", "text_model", "image_model") if not getattr(run, name)]
     if missing:
@@ -145,15 +144,17 @@ def train_end_to_end(run: RunConfig) -> RunResult:
                           "(crossan train --media, --text-model, --image-model)")
     device = resolve_device(run.device)
     with deterministic_on_cpu(device):
-        data = open_run(run, device)
+        start_run(run)
+        reset_peak_memory(device)
+        data = load_sequences(Path(run.data_dir), run.max_len)
         text_encoder = load_encoder("text", run.text_model)
         image_encoder = load_encoder("image", run.image_model)
         inputs = load_item_inputs(Path(run.data_dir), Path(run.media_dir), text_encoder, image_encoder,
                                   run.text_max_length, device)
 
         torch.manual_seed(run.seed)
-        config = EndToEndConfig(method=run.method, hidden=run.hidden, lora_alpha=run.lora_alpha,
-                                max_len=run.max_len, sequence_encoder=run.sequence_encoder)
+        config = EndToEndConfig.of(run.method, run.hidden, lora_alpha=run.lora_alpha, max_len=run.max_len,
+                                   sequence_encoder=run.sequence_encoder)
         model = build_e2e_model(config, text_encoder.model, image_encoder.model).to(device)
         if run.gradient_checkpointing:
             for tower in (model.item_encoder.text, model.item_encoder.image):
@@ -168,16 +169,17 @@ def train_end_to_end(run: RunConfig) -> RunResult:
                  ", ".join(f"{g['name']} {g['lr']:g}" for g in groups),
                  f"autocast {dtype}" if dtype else "float32",
                  ", gradient checkpointing" if run.gradient_checkpointing else "")
-        return fit(
-            run, data, model, make_e2e_encoder(model, inputs, dtype), optimizer, device,
-            towers=lambda best: compute_item_towers(best, inputs, run_name(run), chunk=run.eval_batch_size),
-            scaler=scaler,
-            item_chunk=run.eval_batch_size,
-            extra_metrics={
-                "inputs": inputs.report,
-                "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
-                "gradient_checkpointing": run.gradient_checkpointing,
-                "learning_rates": {str(g["name"]): g["lr"] for g in groups},
-                "standardized_cls_items": standardized,
-            },
-        )
+        encoder = ItemEncoder(make_e2e_encoder(model, inputs, dtype), chunk=run.eval_batch_size)
+        trained = fit(run, data, model, encoder, optimizer, device, scaler)
+        final = evaluate_best(run, data, model, encoder, device)
+        towers = compute_item_towers(model, inputs, run_name(run), chunk=run.eval_batch_size)
+        result = finish_run(run, data, device, final, rows=trained.rows, best_epoch=trained.best_epoch,
+                            towers=towers, model=model, extra={
+                                "inputs": inputs.report,
+                                "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
+                                "gradient_checkpointing": run.gradient_checkpointing,
+                                "learning_rates": {str(g["name"]): g["lr"] for g in groups},
+                                "standardized_cls_items": standardized,
+                            })
+    log_result(result)
+    return result

@@ -3,7 +3,7 @@
 Same splits, evaluation and output files as every other run; what differs is the data and the
 loop, which follow MMRec's protocol for these models:
 
-* inputs: the dataset's graph file (:mod:`crossan.graph.build`: the training pairs, the
+* inputs: the dataset's graph file (:mod:`crossan.graph_file.build`: the training pairs, the
   normalised user-item adjacency, the kNN item graphs) and, for the run's modalities, the
   cached pooled state of the layer the graph was built on (``standardize_states``: z-scored
   as for the other methods), both resident on the device for the whole run;
@@ -31,32 +31,20 @@ import torch
 from torch import Tensor
 
 from crossan.errors import ConfigError, DataError
-from crossan.graph.build import StoredGraph, read_graph
-from crossan.models.graph import GRAPH_METHODS
+from crossan.graph_file.build import StoredGraph, read_graph
 from crossan.models.graph.base import GraphData, GraphRecommender
 from crossan.models.graph.registry import graph_model
-from crossan.models.trainable import count_trainable
-from crossan.train.data import EvalSplit, SequenceData, load_item_states
+from crossan.runs.identity import run_name
+from crossan.runs.run_config import RunConfig
+from crossan.runs.vocabulary import GRAPH, GRAPH_METHODS, KS
+from crossan.train.devices import deterministic_on_cpu, reset_peak_memory, resolve_device, sync_device
+from crossan.train.evaluation import USER_CHUNK, Evaluation
+from crossan.train.inputs import EvalSplit, SequenceData, load_item_states, load_sequences
+from crossan.train.loop import EarlyStopping, optimizer_step
 from crossan.train.loss import check_finite
 from crossan.train.metrics import evaluate_full_ranking
+from crossan.train.outputs import RunResult, epoch_row, finish_run, log_result, start_run
 from crossan.train.towers import empty_item_towers
-from crossan.train.trainer import (
-    KS,
-    USER_CHUNK,
-    EarlyStopping,
-    RunConfig,
-    RunResult,
-    base_metrics,
-    deterministic_on_cpu,
-    epoch_row,
-    open_run,
-    optimizer_step,
-    peak_memory,
-    resolve_device,
-    sync_device,
-    versions,
-    write_outputs,
-)
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +120,7 @@ def grid_points(grid: dict[str, list[Any]], config_type: type) -> list[dict[str,
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit,
-                         repeat_targets: str) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit, repeat_targets: str) -> Evaluation:
     """Full-ranking ``(summary, per_user)`` of ``split`` whose users are graph rows ``rows``."""
     was_training = model.training
     model.eval()
@@ -152,7 +139,7 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
     """Train one grid point: ``(model at its best epoch, best valid HR@10, best epoch, log rows)``."""
     config_type, model_type = graph_model(run.method)
     torch.manual_seed(run.seed)
-    model = model_type(graph, config_type(embedding_dim=run.hidden, **params)).to(device)
+    model = model_type(graph, config_type(embedding_dim=run.hidden, **params)).to(device)  # h = embedding size
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sampler = NegativeSampler(graph)
     generator = torch.Generator().manual_seed(run.seed)
@@ -190,15 +177,16 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
 def train_graph_run(run: RunConfig) -> RunResult:
     """Train every grid point of a graph recommender run, keep the best on validation, evaluate
     it on validation and test, and write the run's outputs."""
-    if not run.graph_method:
+    if run.family != GRAPH:
         raise ConfigError(f"train_graph_run trains {', '.join(GRAPH_METHODS)}, not {run.method!r}")
     if not run.graph_file:
         raise ConfigError(f"{run.method} needs the dataset's graph file (crossan train --graph; "
                           "built by crossan graph)")
     device = resolve_device(run.device)
     with deterministic_on_cpu(device):
-        out_dir = Path(run.out_dir)
-        data = open_run(run, device)
+        start_run(run)
+        reset_peak_memory(device)
+        data = load_sequences(Path(run.data_dir), run.max_len)
         stored = read_graph(Path(run.graph_file), data.item_ids)
         graph = graph_data(stored, Path(run.features_dir), run.modalities, data.item_ids, device,
                            run.standardize_states)
@@ -222,31 +210,16 @@ def train_graph_run(run: RunConfig) -> RunResult:
             else:
                 del model
         model, _, best_epoch, rows, params, chosen = best
-        valid, per_user_valid = evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets)
-        test, per_user_test = evaluate_graph_model(model, test_rows, data.test, run.repeat_targets)
-        memory_mib, memory_kind = peak_memory(device)
-        hyper = asdict(config_type(embedding_dim=run.hidden, **params))
-        metrics = base_metrics(run, data, device) | {
-            "valid": valid,
-            "test": test,
-            "best_epoch": best_epoch,
-            "epochs_run": len(rows),
-            "stopped_early": len(rows) < run.max_epochs,
-            "trainable_parameters": count_trainable(model),
-            "seconds_per_epoch": results[chosen]["seconds_per_epoch"],
-            "eval_seconds": float(np.mean([r["eval_seconds"] for r in rows])),
-            "peak_memory_mib": memory_mib,
-            "peak_memory_kind": memory_kind,
-            "hyper_parameters": hyper,
-            "grid": results,
-            "graph": {"file": str(run.graph_file), "layer": stored.item_graphs.layer,
-                      "training_pairs": len(graph.user), "k": int(graph.knn_index[graph.modalities[0]].shape[1])},
-            "config": asdict(run),
-            "versions": versions(),
-        }
-        write_outputs(out_dir, metrics, rows, (data.valid.user_index, per_user_valid),
-                      (data.test.user_index, per_user_test), {},
-                      empty_item_towers(data.item_ids, metrics["run_name"]), data=data)
-        log.info("%s %s: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s", run.method, params or "(defaults)",
-                 valid["HR@10"], test["HR@10"], test["NDCG@10"], out_dir)
-        return RunResult(out_dir, metrics, rows, per_user_valid, per_user_test, model)
+        final = {"valid": evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets),
+                 "test": evaluate_graph_model(model, test_rows, data.test, run.repeat_targets)}
+        k = int(graph.knn_index[graph.modalities[0]].shape[1])
+        result = finish_run(run, data, device, final, rows=rows, best_epoch=best_epoch,
+                            model=model,
+                            towers=empty_item_towers(data.item_ids, run_name(run)), extra={
+                                "hyper_parameters": asdict(config_type(embedding_dim=run.hidden, **params)),
+                                "grid": results,
+                                "graph": {"file": str(run.graph_file), "layer": stored.item_graphs.layer,
+                                          "training_pairs": len(graph.user), "k": k},
+                            })
+    log_result(result)
+    return result

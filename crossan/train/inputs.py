@@ -60,20 +60,13 @@ from torch import Tensor
 from crossan.data.readers import read_item_table
 from crossan.encoders.store import LoadedFeatures, load_features
 from crossan.errors import DataError
-from crossan.models.adapters import MODALITY_LETTERS, parse_modalities
+from crossan.runs.settings import training_default
+from crossan.runs.vocabulary import MODALITY_LETTERS, modality_letters
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LEN = 10
-
 
 # ====================================================================== item states
-
-
-def modality_letters(spec: str) -> str:
-    """``"tiva"``, ``"AT"`` -> canonical letters in T, I, V, A order (``"TIVA"``, ``"TA"``)."""
-    names = set(parse_modalities(spec))
-    return "".join(letter for letter, name in MODALITY_LETTERS.items() if name in names)
 
 
 def default_storage_dtype(device: torch.device | str) -> torch.dtype:
@@ -416,7 +409,7 @@ def _eval_split(path: Path, max_len: int, n_items: int) -> EvalSplit:
     )
 
 
-def load_sequences(data_dir: Path, max_len: int = DEFAULT_MAX_LEN) -> SequenceData:
+def load_sequences(data_dir: Path, max_len: int = training_default("max_len")) -> SequenceData:
     """Read ``items.csv`` and the ``train``/``valid``/``test`` parquet files of ``data_dir``
     into left-padded CPU tensors (see the module docstring for the exact layout).
 

@@ -37,9 +37,10 @@ import torch
 from torch import Tensor
 
 from crossan.errors import CrossanError
+from crossan.runs.settings import CONVENTIONS
 
-NEGATIVES: tuple[str, ...] = ("window", "targets")
-POPULARITY_SMOOTHING: tuple[str, ...] = ("none", "add-one")
+NEGATIVES: tuple[str, ...] = CONVENTIONS["negatives"]
+POPULARITY_SMOOTHING: tuple[str, ...] = CONVENTIONS["popularity_smoothing"]
 
 
 class NonFiniteLossError(FloatingPointError, CrossanError):
@@ -88,7 +89,7 @@ def debiased_in_batch_loss(
     window_embeddings: Tensor,
     sequences: Tensor,
     log_popularity: Tensor,
-    negatives: str = "window",
+    negatives: str = NEGATIVES[0],
     reduction: str = "mean",
 ) -> Tensor:
     """In-batch debiased cross entropy over every row (see the module docstring).

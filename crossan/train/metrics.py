@@ -28,11 +28,12 @@ import torch
 from torch import Tensor
 
 from crossan.atomic import atomic_output
+from crossan.runs.settings import CONVENTIONS
 
-REPEAT_TARGETS: tuple[str, ...] = ("miss", "ranked")
+REPEAT_TARGETS: tuple[str, ...] = CONVENTIONS["repeat_targets"]
 
 
-def rank_of_targets(scores: Tensor, targets: Tensor, history: Tensor, repeat_targets: str = "miss") -> Tensor:
+def rank_of_targets(scores: Tensor, targets: Tensor, history: Tensor, repeat_targets: str = REPEAT_TARGETS[0]) -> Tensor:
     """1-based pessimistic rank of each user's target among the candidate items.
 
     Args:
@@ -119,7 +120,7 @@ def evaluate_full_ranking(
     history: Tensor,
     ks: Sequence[int] = (10, 20),
     chunk_users: int = 1024,
-    repeat_targets: str = "miss",
+    repeat_targets: str = REPEAT_TARGETS[0],
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Score all items for every user, chunk by chunk, and compute HR@K / NDCG@K.
 

@@ -31,7 +31,6 @@ from crossan.errors import DataError
 if TYPE_CHECKING:
     from torch import nn
 
-TOWERS_FILE = "item_towers.h5"
 CHUNK = 4096  # items through the towers at once
 
 
@@ -56,7 +55,7 @@ class ItemTowers:
 def compute_item_towers(model: nn.Module, states, run_name: str = "", chunk: int = CHUNK) -> ItemTowers:
     """Every item's tower outputs through ``model``'s content item encoder (eval mode).
 
-    ``states``: the run's :class:`~crossan.train.data.ItemStates` (rows ``1..n_items``), or an
+    ``states``: the run's :class:`~crossan.train.inputs.ItemStates` (rows ``1..n_items``), or an
     end-to-end run's :class:`~crossan.train.e2e_inputs.ItemInputs`: anything whose
     ``gather(ids)`` gives what the item encoder's ``tower_outputs`` and ``availability`` read.
     ``chunk``: items at once.

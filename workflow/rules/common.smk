@@ -1,11 +1,12 @@
 # Helpers shared by the workflow: what each dataset needs and where its raw files come from.
 import functools
+import json
+import shlex
 
 from crossan.config import dataset_letters, dataset_media, dataset_modalities, encoder_spec
 from crossan.data.layout import MODALITY_PARTS
 from crossan.data.raw_state import write_raw_state
 from crossan.encoders.tiny import built_model_root
-from crossan.models.adapters import MODALITY_LETTERS
 from crossan.results.plan import (
     BEYOND_FIGURES,
     BEYOND_TABLES,
@@ -16,16 +17,10 @@ from crossan.results.plan import (
     planned_targets,
     target_plan,
 )
-from crossan.models.e2e import E2E_METHODS
-from crossan.models.graph import GRAPH_METHODS
-from crossan.train.plan import (
-    e2e_input_flags,
-    graph_build_flags,
-    planned_run_names,
-    run_by_name,
-    setting_flags,
-    training_settings,
-)
+from crossan.runs.folder import GATES_FILE, METRICS_FILE, PER_USER_FILES, RUN_FILES, SETTINGS_FILE, TOWERS_FILE
+from crossan.runs.settings import training_settings
+from crossan.runs.specs import graph_build_flags, input_fields, method_training, planned_run_names, run_by_name
+from crossan.runs.vocabulary import END_TO_END, GRAPH, MODALITY_LETTERS, POPULARITY_FAMILY
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 
@@ -167,21 +162,33 @@ def configured_run(dataset, name):
 
 def parsed_run(wildcards):
     """The RunConfig a run directory name stands for under its dataset's training settings
-    (crossan.train.plan.run_by_name): a name of another dataset, or whose settings digest is
+    (crossan.runs.specs.run_by_name): a name of another dataset, or whose settings digest is
     not the configured settings', stops the workflow naming the right one."""
     return configured_run(wildcards.dataset, wildcards.run)
 
 
-def run_uses_content(wildcards):
-    return bool(parsed_run(wildcards).modalities)  # "" for id-sasrec and popularity
-
-
 def run_is_end_to_end(wildcards):
-    return parsed_run(wildcards).method in E2E_METHODS
+    return parsed_run(wildcards).family == END_TO_END
 
 
-def run_is_graph(wildcards):
-    return parsed_run(wildcards).method in GRAPH_METHODS
+def run_path(key):
+    """A training rule's output: the run folder's file ``key`` (crossan.runs.folder.RUN_FILES)."""
+    return f"results/{{dataset}}/runs/{{run}}/{RUN_FILES[key]}"
+
+
+def run_training(wildcards):
+    """The training settings a run's method uses, as JSON (crossan.runs.specs.method_training):
+    what `crossan train --training` rebuilds the run from, with its name."""
+    method = parsed_run(wildcards).method
+    return json.dumps(method_training(config, wildcards.dataset, method), sort_keys=True, separators=(",", ":"))
+
+
+def run_input_flags(wildcards):
+    """``crossan train`` flags naming where a run reads its items (crossan.runs.specs.input_fields)."""
+    inputs = input_fields(config, wildcards.dataset, parsed_run(wildcards).method)
+    flags = {"data_dir": "--data", "features_dir": "--features", "graph_file": "--graph", "media_dir": "--media",
+             "text_model": "--text-model", "image_model": "--image-model", "text_max_length": "--text-max-length"}
+    return " ".join(f"{flags[field]} {shlex.quote(str(value))}" for field, value in inputs.items())
 
 
 def run_inputs(wildcards):
@@ -191,8 +198,8 @@ def run_inputs(wildcards):
     run = parsed_run(wildcards)
     data = f"results/{wildcards.dataset}/data"
     inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
-    inputs["item_table"] = item_table(wildcards, titles=run.method in E2E_METHODS)
-    if run.method in E2E_METHODS:
+    inputs["item_table"] = item_table(wildcards, titles=run.family == END_TO_END)
+    if run.family == END_TO_END:
         inputs["covers"] = f"results/{wildcards.dataset}/media/image.h5"
         for modality in ("text", "image"):
             if model := built_model_dir(wildcards.dataset, modality):
@@ -200,21 +207,9 @@ def run_inputs(wildcards):
         return inputs
     for letter in run.modalities:
         inputs[MODALITY_LETTERS[letter]] = f"results/{wildcards.dataset}/features/{MODALITY_LETTERS[letter]}.h5"
-    if run.method in GRAPH_METHODS:
+    if run.family == GRAPH:
         inputs["graph"] = f"results/{wildcards.dataset}/graph/graph.h5"
     return inputs
-
-
-def run_item_flags(wildcards):
-    """Where a run's items come from: the feature folder, the media and checkpoints of an
-    end-to-end run, or nothing (id-sasrec, popularity)."""
-    if run_is_end_to_end(wildcards):
-        return e2e_input_flags(config, wildcards.dataset)
-    if run_is_graph(wildcards):
-        return f"--features results/{wildcards.dataset}/features --graph results/{wildcards.dataset}/graph/graph.h5"
-    if run_uses_content(wildcards):
-        return f"--features results/{wildcards.dataset}/features"
-    return ""
 
 
 def run_outputs(dataset):
@@ -223,7 +218,7 @@ def run_outputs(dataset):
     extra = planned_run_names(config, dataset)
     check_run_modalities(config, dataset, extra)
     names = dict.fromkeys(experiment_runs(config, dataset) + extra)
-    return [f"results/{dataset}/runs/{name}/metrics.json" for name in names]
+    return [f"results/{dataset}/runs/{name}/{METRICS_FILE}" for name in names]
 
 
 def run_files(dataset, names, files):
@@ -241,14 +236,14 @@ def table_inputs(wildcards):
     """What a table reads of each run of its plan: metrics, per-user test metrics (t-tests),
     settings.json (the notes on non-default settings, Table B2's experts) and, for Tables 1
     and B1, the tower outputs (mutual information)."""
-    files = ["metrics.json", "per_user_test.parquet", "settings.json"]
+    files = [METRICS_FILE, PER_USER_FILES["test"], SETTINGS_FILE]
     if wildcards.table in ("table1", "tableB1"):
-        files.append("item_towers.h5")
+        files.append(TOWERS_FILE)
     return run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.table).runs(), files)
 
 
 def figure_inputs(wildcards):
-    files = ["gates.json"] if wildcards.figure == "figure4" else ["metrics.json"]
+    files = [GATES_FILE] if wildcards.figure == "figure4" else [METRICS_FILE]
     return run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.figure).runs(), files)
 
 

@@ -9,21 +9,20 @@ rule train_run:
     input:
         unpack(run_inputs),
     output:
-        metrics="results/{dataset}/runs/{run}/metrics.json",
-        per_user_valid="results/{dataset}/runs/{run}/per_user_valid.parquet",
-        per_user_test="results/{dataset}/runs/{run}/per_user_test.parquet",
-        gates="results/{dataset}/runs/{run}/gates.json",
-        towers="results/{dataset}/runs/{run}/item_towers.h5",
-        train_log="results/{dataset}/runs/{run}/train_log.csv",
-        settings="results/{dataset}/runs/{run}/settings.json",
+        settings=run_path("settings"),
+        per_user_valid=run_path("per_user_valid"),
+        per_user_test=run_path("per_user_test"),
+        gates=run_path("gates"),
+        towers=run_path("towers"),
+        train_log=run_path("train_log"),
+        metrics=run_path("metrics"),
     wildcard_constraints:
         run=r"[^/]+__[^/]+",
     params:
-        data=lambda wc: f"results/{wc.dataset}/data",
-        item_source=run_item_flags,
+        inputs=run_input_flags,
         out=lambda wc: f"results/{wc.dataset}/runs/{wc.run}",
-        # the training settings the method uses, as flags: those the name's digest stands for
-        settings=lambda wc: setting_flags(training_settings(config, wc.dataset), parsed_run(wc).method),
+        # the training settings the method uses (JSON): with the name, all the run is made of
+        training=run_training,
         device=config["device"],
     log:
         "results/{dataset}/logs/train/{run}.log",
@@ -42,10 +41,10 @@ rule train_run:
         mem_mb=by_dataset(3000, lambda wc: 32000 if run_is_end_to_end(wc) else 16000),
         runtime=by_dataset(60, lambda wc: 36 * 60 if run_is_end_to_end(wc) else 12 * 60),
         gpu=lambda wc: (
-            training_settings(config, wc.dataset)["gpu"] if parsed_run(wc).method != "popularity" else 0
+            training_settings(config, wc.dataset)["gpu"] if parsed_run(wc).family != POPULARITY_FAMILY else 0
         ),
     conda:
         "../../envs/models.yaml"
     shell:
-        "crossan train --run {wildcards.run} --data {params.data} {params.item_source}"
-        " --out {params.out} {params.settings} --device {params.device} --threads {threads} > {log} 2>&1"
+        "crossan train --run {wildcards.run} --training {params.training:q} {params.inputs}"
+        " --out {params.out} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -12,12 +12,6 @@ cached states:
 * :mod:`~crossan.models.e2e.houlsby`: two Houlsby adapters per layer, encoders frozen;
 * :mod:`~crossan.models.e2e.lora`: ``peft`` LoRA on the query and value projections.
 
-This module holds constants only, so the workflow and the run planner can name these methods
-without importing transformers or peft (about 3 s).
+The methods themselves (names, fixed modalities and fusion) are in
+:mod:`crossan.runs.vocabulary`.
 """
-
-from __future__ import annotations
-
-E2E_METHODS: tuple[str, ...] = ("fft", "adapter", "lora")
-E2E_MODALITIES = "TI"  # the paper could not fit more encoders on one GPU
-E2E_FUSION = "concat"

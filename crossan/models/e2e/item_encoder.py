@@ -24,35 +24,47 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel, PreTrainedModel, ViTConfig, ViTModel
 
-from crossan.models.e2e import E2E_METHODS
 from crossan.models.e2e.full import make_fully_trainable
 from crossan.models.e2e.houlsby import add_houlsby_adapters
 from crossan.models.e2e.lora import add_lora
 from crossan.models.fusion import ConcatFusion
 from crossan.models.recommender import SequentialRecommender
-from crossan.models.sasrec import SEQUENCE_LAYOUTS, SASRec
+from crossan.models.sasrec import SASRec
+from crossan.runs.settings import training_default
+from crossan.runs.vocabulary import END_TO_END_METHODS, NAME_DEFAULTS
 
 
 @dataclass(frozen=True)
 class EndToEndConfig:
-    """Shape of an end-to-end model. ``hidden``: the adapters' bottleneck (``adapter``) or the
-    LoRA rank (``lora``); unused by ``fft``. ``lora_alpha``: LoRA's scale numerator."""
+    """Shape of an end-to-end model. ``adapter_dim``: the Houlsby adapters' bottleneck
+    (``adapter``); ``lora_rank`` and ``lora_alpha``: LoRA's rank and scale numerator
+    (``lora``); ``fft`` uses neither. :meth:`of` sets the one a method uses from a run's
+    size ``h``."""
 
     method: str = "fft"
-    hidden: int = 512
-    lora_alpha: float = 1.0
+    adapter_dim: int = NAME_DEFAULTS["hidden"]
+    lora_rank: int = NAME_DEFAULTS["hidden"]
+    lora_alpha: float = training_default("lora_alpha")
     item_dim: int = 64
-    max_len: int = 10
+    max_len: int = training_default("max_len")
     n_blocks: int = 2
     n_heads: int = 2
     dropout: float = 0.1
-    sequence_encoder: str = "microlens"
+    sequence_encoder: str = training_default("sequence_encoder")
+
+    @classmethod
+    def of(cls, method: str, size: int, **shape: Any) -> EndToEndConfig:
+        """The config of ``method`` whose size ``h`` (a run's ``hidden``) is ``size``: the
+        adapter bottleneck of ``adapter``, the rank of ``lora``, nothing of ``fft``."""
+        sizes = {"adapter": {"adapter_dim": size}, "lora": {"lora_rank": size}}.get(method, {})
+        return cls(method=method, **sizes, **shape)
 
 
 @dataclass
@@ -84,7 +96,7 @@ class Standardize(nn.Module):
     """Per-feature z-scores with fixed statistics: ``[N, D] -> [N, D]``, ``(x - mean) * scale``.
 
     The exact identity until :meth:`fit`. A feature constant over the fitted rows gets scale 0
-    (it carries nothing), as :func:`crossan.train.data.standardize_states` does for cached states.
+    (it carries nothing), as :func:`crossan.train.inputs.standardize_states` does for cached states.
     """
 
     def __init__(self, dim: int) -> None:
@@ -159,12 +171,16 @@ class EndToEndItemEncoder(nn.Module):
     def gate_values(self) -> dict[str, Tensor]:
         return {}
 
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
+        """No gates: ``{}``."""
+        return {}
+
 
 # method -> how it prepares a backbone (after the pooler is dropped)
 PREPARE: dict[str, Callable[[PreTrainedModel, EndToEndConfig], PreTrainedModel]] = {
     "fft": lambda backbone, config: make_fully_trainable(backbone),
-    "adapter": lambda backbone, config: add_houlsby_adapters(backbone, config.hidden),
-    "lora": lambda backbone, config: add_lora(backbone, config.hidden, config.lora_alpha),
+    "adapter": lambda backbone, config: add_houlsby_adapters(backbone, config.adapter_dim),
+    "lora": lambda backbone, config: add_lora(backbone, config.lora_rank, config.lora_alpha),
 }
 
 
@@ -174,10 +190,8 @@ def build_e2e_model(
     """The model of ``config.method`` around the two backbones (modified in place: pooler
     dropped, weights frozen or not, adapters or LoRA injected). Heads, fusion and SASRec are
     freshly initialised (seed with ``torch.manual_seed`` first)."""
-    if config.method not in E2E_METHODS:
-        raise ValueError(f"unknown end-to-end method {config.method!r}; choose from {', '.join(E2E_METHODS)}")
-    if config.sequence_encoder not in SEQUENCE_LAYOUTS:
-        raise ValueError(f"sequence_encoder must be one of {', '.join(SEQUENCE_LAYOUTS)}")
+    if config.method not in END_TO_END_METHODS:
+        raise ValueError(f"unknown end-to-end method {config.method!r}; choose from {', '.join(END_TO_END_METHODS)}")
     prepare = PREPARE[config.method]
     text = ClsTower(prepare(drop_pooler(text_backbone), config), config.item_dim)
     image = ClsTower(prepare(drop_pooler(image_backbone), config), config.item_dim)

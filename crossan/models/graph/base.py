@@ -12,7 +12,7 @@ modalities, on one device) and its own frozen config dataclass (paper defaults),
 * ``start_epoch(generator)``: per-epoch resampling (FREEDOM's pruned graph), a no-op by default.
 
 Item rows are 0-based (dense id - 1). Item content: ``features[m]`` ``float32[I, D_m]`` (one
-kept layer's pooled state, :mod:`crossan.graph.build`), zero rows where ``has_feature[m]`` is
+kept layer's pooled state, :mod:`crossan.graph_file.build`), zero rows where ``has_feature[m]`` is
 False. **A masked item has no feature contribution**: every model zeroes a masked item's
 per-modality content representation after its transforms (a bias must not leak in).
 """
@@ -20,12 +20,13 @@ per-modality content representation after its transforms (a bias must not leak i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.graph.sparse import coo, normalize_sparse
+from crossan.graph_file.sparse import coo, normalize_sparse
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,9 @@ def mask_items(content: Tensor, has_feature: Tensor) -> Tensor:
 
 class GraphRecommender(nn.Module):
     """Base class: subclasses set up parameters in ``__init__(graph, config)`` and implement
-    :meth:`forward` and :meth:`loss`."""
+    :meth:`forward` and :meth:`loss`; ``config_type`` is the dataclass of their parameters."""
+
+    config_type: ClassVar[type]
 
     def forward(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         """``(users [U, d'], items [I, d'])``: score = dot product."""
@@ -115,6 +118,13 @@ class GraphRecommender(nn.Module):
 
     def loss(self, users: Tensor, positives: Tensor, negatives: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def gate_values(self) -> dict[str, Tensor]:
+        """No gates (Figure 4 is CROSSAN's): ``{}``."""
+        return {}
+
+    def gate_sources(self) -> dict[str, tuple[str, ...]]:
+        return {}
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Called before each training epoch (CPU ``generator`` seeded by the run)."""

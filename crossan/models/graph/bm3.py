@@ -132,6 +132,8 @@ class BM3(GraphRecommender):
     """LightGCN IDs + per-modality projections, trained by bootstrapping dropout views through a
     shared predictor (no negatives)."""
 
+    config_type = BM3Config
+
     def __init__(self, graph: GraphData, config: BM3Config) -> None:
         super().__init__()
         self.config = config
@@ -175,3 +177,6 @@ class BM3(GraphRecommender):
             alignment = alignment + per_item[present].sum() / present.sum().clamp_min(1)
         penalty = embedding_norm_penalty(h_users, h_items)
         return reconstruction + self.config.alignment_weight * alignment + self.config.reg_weight * penalty
+
+
+MODEL = BM3  # what crossan.models.graph.registry loads for method 'bm3'

@@ -50,7 +50,7 @@ sources are silent:
   masked in a modality mixes only its other modalities' neighbours (row sum 1 again), and an
   item masked in every modality has an empty row (``h = 0``);
 * items masked in a modality have no kNN row and are nobody's neighbour there
-  (:func:`~crossan.graph.build.knn_neighbours`), so a masked modality adds nothing to ``S``;
+  (:func:`~crossan.graph_file.build.knn_neighbours`), so a masked modality adds nothing to ``S``;
 * the auxiliary BPR term of modality ``m`` averages only over the batch's triples whose
   positive and negative items both have ``m`` (the reference has no missing media); a masked
   item's projected content is zeroed after the linear layer (its bias must not leak) and a
@@ -70,7 +70,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from crossan.graph.sparse import coo
+from crossan.graph_file.sparse import coo
 from crossan.models.graph.base import (
     GraphData,
     GraphRecommender,
@@ -188,6 +188,8 @@ class FREEDOM(GraphRecommender):
     """LightGCN on a per-epoch pruned user-item graph plus ID convolution on a frozen multimodal
     item-item graph, trained with BPR and per-modality BPR terms on projected content."""
 
+    config_type = FREEDOMConfig
+
     def __init__(self, graph: GraphData, config: FREEDOMConfig):
         super().__init__()
         if not graph.modalities:
@@ -248,3 +250,6 @@ class FREEDOM(GraphRecommender):
             loss = loss + self.config.l2_weight * l2_regularization(
                 self.user_embedding[users], self.item_embedding[positives], self.item_embedding[negatives])
         return loss
+
+
+MODEL = FREEDOM  # what crossan.models.graph.registry loads for method 'freedom'

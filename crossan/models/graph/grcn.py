@@ -77,7 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.graph.sparse import edge_propagate
+from crossan.graph_file.sparse import edge_propagate
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
 
 WEIGHT_MODES = ("confid", "max", "mean")
@@ -106,7 +106,7 @@ def segment_softmax(scores: Tensor, segment: Tensor, n_segments: int, keep: Tens
 
 def propagate(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int], x: Tensor) -> Tensor:
     """``M x`` for the sparse ``M`` ``[shape]`` with ``values`` ``[E]`` at ``(rows, cols)`` (the
-    values are trained: :func:`~crossan.graph.sparse.edge_propagate` keeps their gradient sparse)."""
+    values are trained: :func:`~crossan.graph_file.sparse.edge_propagate` keeps their gradient sparse)."""
     return edge_propagate(rows, cols, values, shape[0], x)
 
 
@@ -211,6 +211,8 @@ class RefinedGCN(nn.Module):
 class GRCN(GraphRecommender):
     """GRCN on any non-empty set of modalities; representations of size ``d + M * C``."""
 
+    config_type = GRCNConfig
+
     def __init__(self, graph: GraphData, config: GRCNConfig):
         super().__init__()
         self.config = config
@@ -251,3 +253,6 @@ class GRCN(GraphRecommender):
                + (embedding[self.n_users + positives].pow(2).mean() + embedding[self.n_users + negatives].pow(2).mean()) / 2
                + sum(module.preference[users].pow(2).mean() for module in self.modality.values()))
         return bpr_loss(all_users[users], all_items[positives], all_items[negatives]) + self.config.reg_weight * reg
+
+
+MODEL = GRCN  # what crossan.models.graph.registry loads for method 'grcn'

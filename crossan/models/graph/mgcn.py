@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.graph.sparse import coo
+from crossan.graph_file.sparse import coo
 from crossan.models.graph.base import (
     GraphData,
     GraphRecommender,
@@ -186,6 +186,8 @@ class BehaviourAwareFuser(nn.Module):
 class MGCN(GraphRecommender):
     """Purifier -> user-item and item-item views -> fuser; score = ``(h + side)_u . (h + side)_i``."""
 
+    config_type = MGCNConfig
+
     def __init__(self, graph: GraphData, config: MGCNConfig) -> None:
         super().__init__()
         self.config = config
@@ -240,3 +242,6 @@ class MGCN(GraphRecommender):
                     + info_nce(side[users], behaviour[users], self.config.temperature))
         return (bpr_loss(u, p, n) + self.config.reg_weight * l2_regularization(u, p, n)
                 + self.config.cl_weight * contrast)
+
+
+MODEL = MGCN  # what crossan.models.graph.registry loads for method 'mgcn'

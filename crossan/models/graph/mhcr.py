@@ -89,7 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.graph.sparse import coo
+from crossan.graph_file.sparse import coo
 from crossan.models.graph.base import (
     GraphData,
     GraphRecommender,
@@ -231,6 +231,8 @@ def rank_contrast(hyper: Tensor, graph: Tensor, permutation: Tensor, tau: float)
 class MHCR(GraphRecommender):
     """Collaborative, item-item and hypergraph views of every modality, fused; see the module
     docstring."""
+
+    config_type = MHCRConfig
 
     def __init__(self, graph: GraphData, config: MHCRConfig):
         super().__init__()
@@ -396,3 +398,6 @@ class MHCR(GraphRecommender):
             hyper = torch.cat([views.hyper_users[m], views.hyper_items[m]])
             ghc = ghc + rank_contrast(hyper[nodes], views.modality[m][nodes], noise.permutation[m], cfg.ghc_tau)
         return loss + cfg.ghc_weight * ghc
+
+
+MODEL = MHCR  # what crossan.models.graph.registry loads for method 'mhcr'

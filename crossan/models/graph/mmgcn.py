@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crossan.graph.sparse import coo, normalize_sparse
+from crossan.graph_file.sparse import coo, normalize_sparse
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
 
 
@@ -143,6 +143,8 @@ class ModalityGCN(nn.Module):
 class MMGCN(GraphRecommender):
     """MMGCN over ``graph.modalities``; ``forward`` gives the modality-averaged representations."""
 
+    config_type = MMGCNConfig
+
     def __init__(self, graph: GraphData, config: MMGCNConfig) -> None:
         super().__init__()
         self.config = config
@@ -176,3 +178,6 @@ class MMGCN(GraphRecommender):
                + (ids[self.n_users + positives].pow(2).mean() + ids[self.n_users + negatives].pow(2).mean()) / 2
                + sum(gcn.preference.pow(2).mean() for gcn in self.gcns.values()))
         return ranking + self.config.reg_weight * reg
+
+
+MODEL = MMGCN  # what crossan.models.graph.registry loads for method 'mmgcn'
