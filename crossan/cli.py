@@ -29,6 +29,7 @@ COMMAND_MODULES: dict[str, str] = {
     "plan": "crossan.results.cli",
     "table": "crossan.results.cli",
     "figure": "crossan.results.cli",
+    "readme": "crossan.results.readme",
 }
 
 

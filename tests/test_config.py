@@ -31,7 +31,7 @@ def test_shipped_config_is_valid_and_builds_the_demo(shipped: dict) -> None:
 
 # the graph recommenders' published searches: the default, and what config.yaml shows
 GRAPH_GRIDS = {"mmgcn": {"reg_weight": [1e-5, 1e-3, 1e-1]}, "grcn": {"reg_weight": [1e-5, 1e-4, 1e-3, 1e-2]},
-               "bm3": {"n_layers": [1, 2], "dropout": [0.3, 0.5]},
+               "bm3": {"n_layers": [1, 2], "dropout": [0.3, 0.5], "reg_weight": [0.1, 0.01]},
                "freedom": {"edge_dropout": [0.8, 0.9], "modality_loss_weight": [1e-4, 1e-3]},
                "mgcn": {"cl_weight": [0.001, 0.01, 0.1]}, "mhcr": {"n_hyperedges": [16, 32], "ghc_weight": [0.01, 0.05]}}
 
@@ -49,17 +49,20 @@ def test_defaults_are_filled() -> None:
                                   "popularity_smoothing": "none", "repeat_targets": "miss",
                                   "e2e_batch_size": 32, "lora_alpha": 1.0, "gradient_checkpointing": False,
                                   "mixed_precision": True, "eval_batch_size": 256,
-                                  "e2e_text_lr": {"fft": 5e-5, "adapter": 1e-4, "lora": 1e-4},
+                                  "e2e_text_lr": {"fft": 5e-5, "adapter": 4e-4, "lora": 4e-4},
+                                  "lora_text_bias_lr": 5e-5, "lora_image_bias_lr": 1e-4,
+                                  "lr_groups": "single", "cached_mixed_precision": False,
                                   "e2e_image_lr": {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4},
                                   "graph_batch_size": 2048, "graph_max_epochs": 1000, "graph_patience": 20,
                                   "graph_layer": -1, "graph_k": 10, "graph_grid": GRAPH_GRIDS,
+                                  "graph_negatives": "training", "grcn_routing": "users", "mhcr_final_sum": "fused",
                                   "moda_rank": 8, "moda_experts": 4}
     assert config["runs"] == []
     assert config["device"] == "auto"
     assert config["features"] == {"shards": 1, "chunk_batches": 4, "gpu": 1, "threads": 2}
     assert config["media"]["frames"] == 16
     assert config["media"]["sample_rate"] == 16000
-    assert config["sequences"] == {"min_interactions": 5, "max_items": 13}
+    assert config["sequences"] == {"min_interactions": 5, "max_items": 13, "catalogue": "history"}
 
 
 def test_dataset_media_overrides_only_what_it_names() -> None:

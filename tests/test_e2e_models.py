@@ -253,3 +253,24 @@ def test_standardize_fitted_by_hand() -> None:
     expected = torch.tensor([[-2.0 / std, 0.0, 0.0], [0.0, 0.0, 0.0], [2.0 / std, 0.0, 0.0]])
     assert torch.allclose(standardize(x), expected, atol=1e-6)
     assert torch.equal(standardize.mean, torch.tensor([3.0, 5.0, 2.0]))
+
+
+# ---------------------------------------------------------------- head initialisation (IISAN)
+
+
+def test_the_image_head_is_xavier_normal_with_zero_bias_as_iisans_and_the_text_head_pytorchs() -> None:
+    from crossan.models.adapters import xavier_normal_head
+
+    # Xavier-normal: std = sqrt(2 / (fan_in + fan_out)); at 768 -> 64 that is sqrt(2 / 832) = 0.049029
+    torch.manual_seed(0)
+    head = xavier_normal_head(torch.nn.Linear(768, 64))
+    assert torch.count_nonzero(head.bias) == 0
+    assert abs(head.weight.std().item() - 0.049029) < 0.02 * 0.049029  # 49,152 draws: ~0.3% noise
+    assert abs(head.weight.mean().item()) < 1e-3
+    for method in ("fft", "adapter", "lora"):
+        encoder = build(method).item_encoder
+        image, text = encoder.image.head, encoder.text.head  # hidden 16 -> 64: std sqrt(2/80) = 0.1581
+        assert torch.count_nonzero(image.bias) == 0, method
+        assert abs(image.weight.std().item() - 0.1581) < 0.15 * 0.1581, method  # 1,024 draws
+        # the text head keeps nn.Linear's default: uniform within 1/sqrt(fan_in) = 0.25, bias too
+        assert text.weight.abs().max() <= 0.25 and torch.count_nonzero(text.bias) > 0, method

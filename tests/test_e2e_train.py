@@ -263,3 +263,50 @@ def test_covers_are_read_decoded_and_an_old_raw_image_file_as_before(world, tmp_
             del file.attrs[key]
     pixels, has_image, _, _ = e2e_inputs.read_covers(old, image, ids, cpu)
     assert has_image[1:].all() and torch.equal(pixels[1:], torch.from_numpy(raw))
+
+
+def test_lora_biases_get_iisans_fine_tuning_rates_and_the_lora_matrices_the_adapter_rates() -> None:
+    from test_e2e_models import build, item_batch
+
+    from crossan.runs.settings import training_default
+    from crossan.train.e2e import parameter_groups
+
+    # the defaults: IISAN Code_Uncached/scripts/run_{fft,adapter,lora}.py
+    assert training_default("e2e_text_lr") == {"fft": 5e-5, "adapter": 4e-4, "lora": 4e-4}
+    assert training_default("e2e_image_lr") == {"fft": 1e-4, "adapter": 4e-4, "lora": 4e-4}
+    assert (training_default("lora_text_bias_lr"), training_default("lora_image_bias_lr")) == (5e-5, 1e-4)
+    model = build("lora")  # 2-layer BERT and ViT, hidden 16, rank 4
+    run = RunConfig(data_dir="d", features_dir="", out_dir="o", method="lora", modalities="TI", hidden=4, lr=2e-4,
+                    text_lr=4e-4, image_lr=4e-4)
+    groups = {g["name"]: g for g in parameter_groups(model, run)}
+    assert {name: g["lr"] for name, g in groups.items()} == {
+        "recommender": 2e-4, "text encoder": 4e-4, "text LoRA biases": 5e-5, "image encoder": 4e-4,
+        "image LoRA biases": 1e-4}
+    # 2 layers x (query, value): 4 biases and 8 LoRA factors per encoder
+    for tower, prefix, (q, v) in (("text", "encoder.layer.{}.attention.self.", ("query", "value")),
+                                  ("image", "layers.{}.attention.", ("q_proj", "v_proj"))):
+        backbone = getattr(model.item_encoder, tower).backbone
+        name_of = {id(p): n for n, p in backbone.named_parameters()}
+        biases = {name_of[id(p)] for p in groups[f"{tower} LoRA biases"]["params"]}
+        assert biases == {prefix.format(i) + f"{w}.base_layer.bias" for i in (0, 1) for w in (q, v)}
+        factors = sorted(tuple(p.shape) for p in groups[f"{tower} encoder"]["params"])
+        assert factors == [(4, 16)] * 4 + [(16, 4)] * 4
+    ids = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(ids) == len(set(ids)) == sum(1 for p in model.parameters() if p.requires_grad)
+
+    # Adam's first step moves each weight with a gradient by its group's rate (g / (|g| + eps), eps 1e-8)
+    before = {id(p): p.detach().clone() for p in model.parameters()}
+    optimizer = torch.optim.Adam(list(groups.values()))
+    model.train()
+    model.item_encoder(item_batch(3)).square().sum().backward()
+    optimizer.step()
+    for name, group in groups.items():
+        moved = torch.cat([(p.detach() - before[id(p)]).abs().flatten()[p.grad.flatten().abs() > 1e-5]
+                           for p in group["params"] if p.grad is not None])
+        assert len(moved) and torch.allclose(moved, torch.full_like(moved, group["lr"]), rtol=1e-3), name
+
+    # fft and adapter: no bias group (every trainable encoder weight at the encoder's rate)
+    for method in ("fft", "adapter"):
+        other = RunConfig(data_dir="d", features_dir="", out_dir="o", method=method, modalities="TI", hidden=4)
+        assert [g["name"] for g in parameter_groups(build(method), other)] == [
+            "recommender", "text encoder", "image encoder"]

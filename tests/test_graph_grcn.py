@@ -37,6 +37,15 @@ def naive_loss(model: GRCN, graph, users, positives, negatives) -> torch.Tensor:
         items_of = {u: [i for (v, i) in pairs if v == u and has[i]] for u in range(U)}
         users_of = {i: [u for (u, j) in pairs if j == i] if has[i] else [] for i in range(I)}
         for _ in range(config.n_routing):
+            if config.routing == "items":  # both codes: GATConv on the one-way (user, item) edges
+                rows = [torch.zeros(config.content_dim) for _ in range(U + I)]  # x_hat_1, users first
+                for i in range(I):  # messages p_u go to the item rows, softmax over the item's users
+                    if users_of[i]:
+                        weights = torch.softmax(torch.stack([p[u] @ f[i] for u in users_of[i]]), 0)
+                        for w, u in zip(weights, users_of[i]):
+                            rows[U + i] = rows[U + i] + w * p[u]
+                p = [unit(p[u] + rows[u]) for u in range(U)]  # preference + x_hat_1[:num_user]
+                continue
             new = []
             for u in range(U):
                 total = p[u].clone()
@@ -100,14 +109,34 @@ def build(graph, **changes) -> GRCN:
     return GRCN(graph, replace(GRCNConfig(embedding_dim=8, content_dim=6, reg_weight=0.1), **changes))
 
 
-def test_loss_matches_naive_reference():
+@pytest.mark.parametrize("routing", ["users", "items"])
+def test_loss_matches_naive_reference(routing):
     graph = tiny_graph(masked=MASKED)
-    model = build(graph)
+    model = build(graph, routing=routing)
     users, positives, negatives = batch(graph)
     with torch.no_grad():
         expected = naive_loss(model, graph, users, positives, negatives)
         got = model.loss(users, positives, negatives)
     assert torch.allclose(got, expected.to(got.dtype), rtol=1e-5, atol=1e-6)
+
+
+def test_routing_switch():
+    """items (the codes'): the routing rounds leave p_u = normalize(P[u]); users (the paper's)
+    moves p_u towards its items' content, which changes the forward pass."""
+    graph = tiny_graph(masked=MASKED)
+    paper, code = build(graph), build(graph, routing="items")
+    with torch.no_grad():
+        text = code.modality["text"]
+        out = text(code.user, code.item)
+        preference = F.normalize(text.preference, dim=1)
+        content = text.content()
+        hop = torch.zeros_like(preference).index_add_(
+            0, code.user, out.to_user.unsqueeze(1) * content[code.item])
+        assert torch.allclose(out.users, preference + hop, atol=1e-6)
+        assert not torch.allclose(paper.modality["text"](paper.user, paper.item).users, out.users)
+        assert not torch.allclose(paper()[0], code()[0]) and not torch.allclose(paper()[1], code()[1])
+    with pytest.raises(ValueError, match="routing"):
+        build(graph, routing="paper")
 
 
 def test_deterministic_on_cpu():

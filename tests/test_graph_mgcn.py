@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from crossan.graph_file.build import knn_neighbours, normalized_adjacency
 from crossan.models.graph.base import GraphData
 from crossan.models.graph.mgcn import MGCN, MGCNConfig
 from tests.graph_fixtures import tiny_graph
@@ -61,16 +62,16 @@ def naive_loss(model: MGCN, graph: GraphData, users, positives, negatives) -> to
             if has[i]:
                 content = weight @ params[f"features.{m}"][i] + bias
                 purified[i] = params["item_embedding"][i] * sigmoid(gate_w @ content + gate_b)
-        knn = torch.zeros(n_items, n_items)
+        knn = torch.zeros(n_items, n_items)  # each top-k edge weighted by its cosine similarity
         for i in range(n_items):
-            for j in graph.knn_index[m][i, :config.knn_k].tolist():
+            for j, score in zip(graph.knn_index[m][i, :config.knn_k].tolist(), graph.knn_score[m][i, :config.knn_k]):
                 if j >= 0:
-                    knn[i, j] = 1.0
+                    knn[i, j] = score
         knn_degree = knn.sum(1)
         for i in range(n_items):
             for j in range(n_items):
                 if knn[i, j]:
-                    knn[i, j] = 1.0 / math.sqrt(knn_degree[i] * knn_degree[j])
+                    knn[i, j] = knn[i, j] / math.sqrt(knn_degree[i] * knn_degree[j])
         items = purified
         for _ in range(config.n_ii_layers):
             items = knn @ items
@@ -152,12 +153,36 @@ def test_attention_sums_to_one_and_item_graphs_are_normalised():
     for m in graph.modalities:
         knn = getattr(model.item_item, f"knn_{m}").to_dense()
         has = graph.has_feature[m]
-        assert (knn[has] > 0).sum(1).eq(3).all()  # k = 3 neighbours, self included
+        assert (knn[has] != 0).sum(1).eq(3).all()  # k = 3 neighbours, self included
         assert torch.equal(knn[~has], torch.zeros_like(knn[~has])) and (knn[:, ~has] == 0).all()
-        binary = (knn > 0).float()
-        degree = binary.sum(1)
+        weights = torch.zeros_like(knn)  # the top-3 cosine similarities, then D^-1/2 S D^-1/2
+        index, score = graph.knn_index[m][:, :3], graph.knn_score[m][:, :3]
+        rows = torch.arange(graph.n_items).unsqueeze(1).expand_as(index)
+        weights[rows[index >= 0], index[index >= 0]] = score[index >= 0]
+        degree = weights.sum(1)
         scale = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
-        assert torch.allclose(knn, scale[:, None] * binary * scale[None, :])
+        assert torch.allclose(knn, scale[:, None] * weights * scale[None, :])
+
+
+def test_knn_edges_are_weighted_by_cosine_similarity():
+    # 2 users, 3 items; text features (1, 0), (0.6, 0.8), (0, 1): cosines 0.6 (items 0-1), 0.8 (1-2), 0 (0-2)
+    features = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    valid = torch.ones(3, dtype=torch.bool)
+    index, score = knn_neighbours(features, valid, 2)  # self + the most similar other item
+    user, item = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 2])
+    graph = GraphData(2, 3, user, item, normalized_adjacency(user, item, 2, 3), {"text": features},
+                      {"text": valid}, {"text": index}, {"text": score})
+    # by hand: rows 0: {0: 1, 1: 0.6}, 1: {1: 1, 2: 0.8}, 2: {2: 1, 1: 0.8}; row sums 1.6, 1.8, 1.8;
+    # S[i, j] / sqrt(d_i d_j) (the reference's build_knn_normalized_graph, norm_type 'sym')
+    r = math.sqrt(1.6 * 1.8)
+    want = torch.tensor([[1 / 1.6, 0.6 / r, 0.0],
+                         [0.0, 1 / 1.8, 0.8 / 1.8],
+                         [0.0, 0.8 / 1.8, 1 / 1.8]])
+    model = build(graph, knn_k=2)
+    assert torch.allclose(model.item_item.knn_text.to_dense(), want, atol=1e-6)
+    # FREEDOM's graph (weight 1 per edge) stays: rows {1, 1} -> 1/2 on the diagonal and 0-1
+    assert torch.allclose(graph.knn_adjacency("text", 2).to_dense()[0], torch.tensor([0.5, 0.5, 0.0]))
+    assert MGCNConfig().lr_decay == 0.96 and MGCNConfig().lr_decay_epochs == 50  # MGCN.yaml: [0.96, 50]
 
 
 def test_deterministic_on_cpu():

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from crossan.graph_file.build import knn_neighbours, normalized_adjacency
 from crossan.models.graph.base import GraphData
 from crossan.models.graph.mhcr import MHCR, MHCRConfig, Noise
 from tests.graph_fixtures import tiny_graph
@@ -81,16 +82,16 @@ def naive_loss(model: MHCR, graph: GraphData, users, positives, negatives, noise
         content = torch.zeros(n_items, cfg.embedding_dim)
         for r, i in enumerate(rows):
             content[i] = gated[r]
-        knn = torch.zeros(n_items, n_items)
+        knn = torch.zeros(n_items, n_items)  # each top-k edge weighted by its cosine similarity
         for i in range(n_items):
-            for j in graph.knn_index[m][i, :cfg.knn_k].tolist():
+            for j, score in zip(graph.knn_index[m][i, :cfg.knn_k].tolist(), graph.knn_score[m][i, :cfg.knn_k]):
                 if j >= 0:
-                    knn[i, j] = 1.0
+                    knn[i, j] = score
         knn_degree = knn.sum(1)
         for i in range(n_items):
             for j in range(n_items):
                 if knn[i, j]:
-                    knn[i, j] = 1.0 / math.sqrt(knn_degree[i] * knn_degree[j])
+                    knn[i, j] = knn[i, j] / math.sqrt(knn_degree[i] * knn_degree[j])
         items = content
         for _ in range(cfg.n_item_layers):
             items = knn @ items
@@ -134,7 +135,8 @@ def naive_loss(model: MHCR, graph: GraphData, users, positives, negatives, noise
             hu = user_m @ edges
         hyper_users[m], hyper_items[m] = hu, h
     hyper = torch.cat([sum(hyper_users.values()), sum(hyper_items.values())])
-    final = collaborative + side + cfg.alpha * hyper / torch.clamp(hyper.norm(dim=1, keepdim=True), min=1e-12)
+    joined = side if cfg.final_sum == "fused" else layers[-1]  # last-layer: A^L [E_u; E_i], the code's
+    final = collaborative + joined + cfg.alpha * hyper / torch.clamp(hyper.norm(dim=1, keepdim=True), min=1e-12)
     U, I = final[:n_users], final[n_users:]
 
     B = len(users)
@@ -186,12 +188,13 @@ def naive_loss(model: MHCR, graph: GraphData, users, positives, negatives, noise
             + cfg.ghc_weight * ghc)
 
 
-@pytest.mark.parametrize("modalities", [("text", "image", "audio"), ("image",)])
-def test_loss_matches_dense_reference(modalities):
+@pytest.mark.parametrize("modalities,final_sum", [(("text", "image", "audio"), "fused"), (("image",), "fused"),
+                                                  (("text", "image", "audio"), "last-layer")])
+def test_loss_matches_dense_reference(modalities, final_sum):
     graph = tiny_graph(modalities=modalities, masked=MASKED)
     # large loss weights so that every term shows in the comparison
     model = build(graph, n_ui_layers=2, n_hyper_layers=2, cl_weight=0.3, hc_weight=0.05, ghc_weight=0.4,
-                  emb_weight=0.2, reg_weight=0.01)
+                  emb_weight=0.2, reg_weight=0.01, final_sum=final_sum)
     users, positives, negatives = batch(graph)
     draws = noise(model)
     with torch.no_grad():
@@ -324,8 +327,47 @@ def test_user_item_block_is_the_normalised_adjacency():
     assert torch.equal(model.interactions.to_dense().sum(1), degree_u)
 
 
+def hand_graph() -> GraphData:
+    """2 users, 3 items; text features (1, 0), (0.6, 0.8), (0, 1): cosines 0.6 (items 0-1), 0.8 (1-2),
+    0 (0-2)."""
+    features = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    valid = torch.ones(3, dtype=torch.bool)
+    index, score = knn_neighbours(features, valid, 2)  # self + the most similar other item
+    user, item = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 2])
+    return GraphData(2, 3, user, item, normalized_adjacency(user, item, 2, 3), {"text": features},
+                     {"text": valid}, {"text": index}, {"text": score})
+
+
+def test_knn_edges_are_weighted_by_cosine_similarity():
+    # by hand: rows 0: {0: 1, 1: 0.6}, 1: {1: 1, 2: 0.8}, 2: {2: 1, 1: 0.8}; row sums 1.6, 1.8, 1.8;
+    # S[i, j] / sqrt(d_i d_j) (the reference's build_knn_normalized_graph, norm_type 'sym')
+    r = math.sqrt(1.6 * 1.8)
+    want = torch.tensor([[1 / 1.6, 0.6 / r, 0.0],
+                         [0.0, 1 / 1.8, 0.8 / 1.8],
+                         [0.0, 0.8 / 1.8, 1 / 1.8]])
+    model = build(hand_graph())
+    assert torch.allclose(model.knn_text.to_dense(), want, atol=1e-6)
+    assert want[0, 1] == pytest.approx(0.5 / math.sqrt(2))
+
+
+def test_final_sum_switch_changes_only_what_joins_the_collaborative_view():
+    graph = tiny_graph(masked=MASKED)
+    fused, code = build(graph, n_ui_layers=3), build(graph, n_ui_layers=3, final_sum="last-layer")
+    a, b = fused.propagate(), code.propagate()
+    assert torch.equal(a.collaborative, b.collaborative) and torch.equal(a.side, b.side)
+    ego = torch.cat([code.user_embedding, code.item_embedding])
+    last = ego
+    for _ in range(3):
+        last = torch.sparse.mm(code.adjacency, last)  # A^3 [E_u; E_i]: the reference's side_embeddings
+    assert torch.allclose(torch.cat([b.users, b.items]) - torch.cat([a.users, a.items]), last - a.side, atol=1e-6)
+    assert not torch.allclose(a.items, b.items)
+    with pytest.raises(ValueError, match="final_sum"):
+        build(graph, final_sum="side")
+
+
 def test_defaults_are_the_reference_values():
     config = MHCRConfig()
+    assert (config.final_sum, config.lr_decay, config.lr_decay_epochs) == ("fused", 0.96, 50)
     assert (config.embedding_dim, config.n_ui_layers, config.n_item_layers, config.knn_k) == (64, 7, 1, 10)
     assert (config.n_hyperedges, config.n_hyper_layers, config.gumbel_tau, config.keep_rate) == (32, 4, 0.5, 0.7)
     assert (config.alpha, config.cl_weight, config.hc_weight, config.ghc_weight) == (0.05, 0.01, 1e-5, 0.01)

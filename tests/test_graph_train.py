@@ -25,6 +25,9 @@ from crossan.graph_file.build import (
 )
 from crossan.graph_file.sparse import edge_propagate, normalize_sparse, sparse_dropout
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
+from crossan.models.graph.grcn import GRCNConfig
+from crossan.models.graph.mgcn import MGCNConfig
+from crossan.models.graph.mhcr import MHCRConfig
 from crossan.runs.identity import parse_run_name, run_name, settings_digest
 from crossan.runs.run_config import RunConfig
 from crossan.train import graph as graph_training
@@ -138,6 +141,38 @@ def test_negatives_are_never_training_items() -> None:
     positives = set(zip(graph.user.tolist(), graph.item.tolist()))
     assert not any((u, i) in positives for u, i in zip(users.tolist(), negatives.tolist()))
     assert len(set(negatives.tolist())) > graph.n_items // 2  # uniform-ish, not one item
+
+
+def test_negatives_come_from_the_training_items_or_the_catalogue() -> None:
+    graph = tiny_graph(n_users=9, n_items=14)
+    # items 14..19 exist in the catalogue but have no training pair (e.g. only ever a test target)
+    wider = GraphData(graph.n_users, 20, graph.user, graph.item,
+                      normalized_adjacency(graph.user, graph.item, graph.n_users, 20), {}, {}, {}, {})
+    users = wider.user.repeat(50)
+    positives = set(zip(wider.user.tolist(), wider.item.tolist()))
+    training = NegativeSampler(wider, "training")(users, torch.Generator().manual_seed(0))
+    catalogue = NegativeSampler(wider, "catalogue")(users, torch.Generator().manual_seed(0))
+    assert set(training.tolist()) <= set(range(14))  # MMRec/MHCR: never an item without a training pair
+    assert set(catalogue.tolist()) & set(range(14, 20))  # the whole catalogue reaches them
+    for negatives in (training, catalogue):
+        assert not any((u, i) in positives for u, i in zip(users.tolist(), negatives.tolist()))
+    # catalogue is the earlier sampler's draw, number for number: uniform on range(n_items), redrawn
+    generator = torch.Generator().manual_seed(0)
+    earlier = torch.randint(20, users.shape, generator=generator)
+    redo = torch.tensor([(u, i) in positives for u, i in zip(users.tolist(), earlier.tolist())])
+    while redo.any():
+        earlier[redo] = torch.randint(20, (int(redo.sum()),), generator=generator)
+        redo = torch.tensor([(u, i) in positives for u, i in zip(users.tolist(), earlier.tolist())])
+    assert torch.equal(catalogue, earlier)
+    with pytest.raises(ConfigError, match="graph_negatives"):
+        NegativeSampler(wider, "all")
+    # a user with a pair on every training item has no negative under training, one under catalogue
+    full = GraphData(2, 4, torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2, 0]),
+                     normalized_adjacency(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2, 0]), 2, 4),
+                     {}, {}, {}, {})
+    with pytest.raises(DataError, match="no negative"):
+        NegativeSampler(full, "training")
+    assert NegativeSampler(full, "catalogue")(torch.tensor([0, 0]), torch.Generator()).tolist() == [3, 3]
 
 
 # ---------------------------------------------------------------- the loop, with a test-only model
@@ -255,3 +290,63 @@ def test_knn_and_run_must_agree_on_standardisation(world, tmp_path: Path, id_mod
     zscored = build_graph(world["data"], world["features"], tmp_path / "z.h5", modalities="TI", k=4, standardize=True)
     assert zscored.item_graphs.standardized
     train(config(world, tmp_path / "ok", graph_file=tmp_path / "z.h5", standardize_states=True, max_epochs=1))
+
+
+# ---------------------------------------------------------------- learning-rate schedule, run settings
+
+
+def test_learning_rate_decays_as_mmrec_trainer_for_mgcn_and_mhcr() -> None:
+    """MGCN.yaml / MHCR.yaml ``learning_rate_scheduler: [0.96, 50]``: LambdaLR with
+    ``0.96 ** (epoch / 50)``, stepped after each epoch; the others keep their rate."""
+    want = {1: 1.0, 50: 0.96 ** (49 / 50), 51: 0.96, 100: 0.96 ** (99 / 50), 101: 0.96 ** 2}
+    for config in (MGCNConfig(), MHCRConfig()):
+        optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1e-3)
+        schedule = graph_training.learning_rate_schedule(optimizer, config)
+        rates = {}
+        for epoch in range(1, 102):
+            rates[epoch] = optimizer.param_groups[0]["lr"]  # the rate this epoch trains at
+            optimizer.step()
+            schedule.step()  # after the epoch, as train_one
+        for epoch, factor in want.items():
+            assert rates[epoch] == pytest.approx(1e-3 * factor, rel=1e-12), epoch
+    optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = graph_training.learning_rate_schedule(optimizer, IdConfig())  # no lr_decay: constant
+    for _ in range(100):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["lr"] == 1e-3
+
+
+@dataclass(frozen=True)
+class DecayingConfig(IdConfig):
+    lr_decay: float = 0.5
+    lr_decay_epochs: int = 2
+
+
+def test_a_run_steps_the_schedule_once_per_epoch(world, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(graph_training, "graph_model", lambda method: (DecayingConfig, LightGCNWithContent))
+    made, real = [], graph_training.learning_rate_schedule
+
+    def schedule(optimizer, config):
+        made.append((optimizer, real(optimizer, config)))
+        return made[-1][1]
+
+    monkeypatch.setattr(graph_training, "learning_rate_schedule", schedule)
+    result = train(config(world, tmp_path / "d", max_epochs=4, patience=10))
+    optimizer, scheduler = made[0]
+    assert len(result.log) == 4 and scheduler.last_epoch == 4
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 ** (4 / 2))
+
+
+def test_run_settings_reach_the_model_config(world, tmp_path: Path) -> None:
+    grcn = config(world, tmp_path / "c", method="grcn", grcn_routing="items")
+    assert graph_training.model_config(grcn, GRCNConfig, {"reg_weight": 0.1}) == GRCNConfig(
+        embedding_dim=16, reg_weight=0.1, routing="items")
+    mhcr = config(world, tmp_path / "c", method="mhcr", mhcr_final_sum="last-layer")
+    assert graph_training.model_config(mhcr, MHCRConfig, {}).final_sum == "last-layer"
+    assert graph_training.model_config(config(world, tmp_path / "c", method="mgcn"), MGCNConfig, {}) == MGCNConfig(
+        embedding_dim=16)
+    with pytest.raises(ConfigError, match="not from graph_grid"):
+        graph_training.model_config(grcn, GRCNConfig, {"routing": ["users"]})
+    with pytest.raises(ConfigError, match="grcn_routing must be one of users, items"):
+        config(world, tmp_path / "c", method="grcn", grcn_routing="paper")

@@ -520,3 +520,19 @@ def test_unknown_method_and_fusion_are_rejected() -> None:
         build_model(tiny_config("crossan", "TI")).encode_items(
             {m: torch.zeros(2, 5, HIDDEN) for m in ("text", "image")}
         )
+
+
+def test_iisan_image_head_out_is_xavier_normal_with_zero_bias_and_nothing_else_changes() -> None:
+    torch.manual_seed(0)
+    for modalities in (("text", "image"), ("text", "image", "video", "audio")):
+        towers = IISANSideAdapters(modalities, dim=768, hidden=8, n_layers=2, item_dim=64)
+        out = towers.intra["image"].head.out  # IISAN's cv_pre_fc: Xavier-normal, bias 0 (Code_Cached/run.py)
+        assert torch.count_nonzero(out.bias) == 0
+        assert abs(out.weight.std().item() - math.sqrt(2 / (768 + 64))) < 0.02 * 0.049029  # 0.049029
+        # every other head layer keeps nn.Linear's default: |w| <= 1/sqrt(fan_in), non-zero bias
+        others = [towers.intra[m].head.out for m in modalities if m != "image"] + [towers.inter.head.out] + [
+            towers.intra[m].head.dense for m in modalities] + [towers.inter.head.dense]
+        for linear in others:
+            assert linear.weight.abs().max() <= 1 / math.sqrt(768) and torch.count_nonzero(linear.bias) > 0
+    crossan = CrossModalSideAdapters(("text", "image"), dim=768, hidden=8, n_layers=2, item_dim=64)
+    assert torch.count_nonzero(crossan.towers["image"].head.out.bias) > 0  # CROSSAN: PyTorch's default

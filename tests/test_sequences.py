@@ -305,3 +305,54 @@ def test_runs_bucket_with_the_thresholds_of_stats_json(outputs: tuple[dict, Path
     for key in ("by", "head_min_count", "tail_max_count"):
         assert by_pop[key] == stats["popularity_buckets"][key]
     assert {b: by_pop[b]["users"] for b in ("head", "torso", "tail")} == stats["popularity_buckets"]["test_targets"]
+
+
+@pytest.mark.parametrize("catalogue", ["history", "window"])
+def test_the_catalogue_rule_on_hand_made_users(tmp_path: Path, catalogue: str) -> None:
+    (tmp_path / "pairs.csv").write_text(PAIRS)
+    (tmp_path / "titles.csv").write_text(TITLES)
+    stats = prepare_sequences(tmp_path / "pairs.csv", tmp_path / "titles.csv", tmp_path / "out", 5, 4, catalogue)
+    ids = pl.read_csv(tmp_path / "out" / "item_ids.csv")
+    sequences = pl.read_parquet(tmp_path / "out" / "sequences.parquet")["items"].to_list()
+    # last 4 per user (time order): user 1 14 11 12 10 (13 earlier); user 3 22 23 24 25 (20, 21
+    # earlier); user 4 11 12 31 30 (10 earlier, but in user 1's window)
+    if catalogue == "history":  # every item of the full histories, first appearance in time order
+        assert ids["item_id"].to_list() == [13, 14, 11, 12, 10, 20, 21, 22, 23, 24, 25, 31, 30]
+        assert sequences == [[2, 3, 4, 5], [8, 9, 10, 11], [3, 4, 12, 13]]
+    else:  # IISAN's preprocess.py: only items of some user's last max_items
+        assert ids["item_id"].to_list() == [14, 11, 12, 10, 22, 23, 24, 25, 31, 30]
+        assert sequences == [[1, 2, 3, 4], [5, 6, 7, 8], [2, 3, 9, 10]]
+        assert {i for seq in sequences for i in seq} == set(ids["dense_id"].to_list())  # each item ranked is seen
+    assert stats.items == ids.height == (13 if catalogue == "history" else 10)
+    assert stats.catalogue == catalogue and stats.interactions == 16 and stats.interactions_kept == 12
+    saved = json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf-8"))
+    assert saved["catalogue"] == catalogue and saved["items"] == stats.items
+    assert pl.read_csv(tmp_path / "out" / "items.csv")["item_id"].to_list() == ids["item_id"].to_list()
+
+
+def test_the_catalogue_setting_schema_cli_and_workflow_agree() -> None:
+    import argparse
+
+    from crossan.config import load_schema, validate_config
+    from crossan.data.sequences import CATALOGUES, build_sequences, register_cli
+    from crossan.errors import ConfigError
+
+    spec = load_schema()["properties"]["sequences"]["properties"]["catalogue"]
+    assert tuple(spec["enum"]) == CATALOGUES and spec["default"] == CATALOGUES[0] == "history"
+    config = validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}})
+    assert config["sequences"]["catalogue"] == "history"  # the paper's Table 2 counts
+    with pytest.raises(ConfigError, match="catalogue"):
+        validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}, "sequences": {"catalogue": "all"}})
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sequences", "--dataset-json", "m.json", "--out", "o", "--catalogue", "window"])
+    assert args.catalogue == "window"
+    assert parser.parse_args(["sequences", "--dataset-json", "m.json", "--out", "o"]).catalogue == "history"
+    with pytest.raises(ValueError, match="catalogue must be one of history, window"):
+        build_sequences(read_interactions_frame(), catalogue="all")
+    rule = (Path(__file__).parents[1] / "workflow" / "rules" / "data.smk").read_text(encoding="utf-8")
+    assert 'catalogue=config["sequences"]["catalogue"]' in rule and "--catalogue {params.catalogue}" in rule
+
+
+def read_interactions_frame() -> pl.DataFrame:
+    return pl.DataFrame({"user": [1], "item": [1], "timestamp": [1], "line": [2]})

@@ -139,7 +139,8 @@ def test_outputs_and_keys(dataset, tmp_path: Path) -> None:
     assert settings["settings"] == {
         "batch_size": 16, "max_epochs": 2, "patience": 2, "max_len": 10, "weight_decay": 0.0,
         "standardize_states": False, "layer0_previous": "zeros", "sequence_encoder": "microlens",
-        "negatives": "window", "popularity_smoothing": "none", "repeat_targets": "miss"}
+        "negatives": "window", "popularity_smoothing": "none", "repeat_targets": "miss", "lr_groups": "single",
+        "cached_mixed_precision": False}
     for split, n in (("valid", N_USERS), ("test", N_USERS)):
         frame = pl.read_parquet(out / f"per_user_{split}.parquet").sort("user")
         assert frame.columns == ["user", "rank", *METRIC_NAMES]
@@ -364,7 +365,8 @@ def test_run_name_examples(tmp_path: Path) -> None:
     assert run_name(RunConfig(**name, method="fft", modalities="TI")) == "demo__fft-lr1e-04-s0-x" + settings_digest(
         {"e2e_batch_size": 64, "e2e_text_lr": 1e-4})  # RunConfig's defaults; the schema's are 32 and 5e-5
     assert run_name(RunConfig(**name, method="bm3", hidden=64, lr=1e-3, batch_size=2048, max_epochs=1000, patience=20,
-                              graph_grid={"n_layers": [1, 2], "dropout": [0.3, 0.5]})) == "demo__bm3-TIVA-h64-lr1e-03-s0"
+                              graph_grid={"n_layers": [1, 2], "dropout": [0.3, 0.5], "reg_weight": [0.1, 0.01]}
+                              )) == "demo__bm3-TIVA-h64-lr1e-03-s0"
     for bad in ("crossan-TIVA-momef-k2-h512-lr1e-04-s0", "demo__popularity-none-none-k2-h512-lr1e-04-s0",
                 "demo__crossan-TIVA-concat-k2-h512-lr1e-04-s0", "demo__crossan-TIVA-momef-h512-lr1e-04-s0",
                 "demo__id-sasrec-h512-lr1e-04-s0", "demo__popularity-x123"):
@@ -516,7 +518,8 @@ def test_planned_run_names_from_config() -> None:
     rest = {"sequence_encoder": "microlens", "negatives": "window", "popularity_smoothing": "none",
             "repeat_targets": "miss"}
     assert method_training(config, "a", "crossan") == {
-        **loop_settings, "standardize_states": True, "layer0_previous": "zeros", **rest}
+        **loop_settings, "standardize_states": True, "layer0_previous": "zeros", **rest, "lr_groups": "single",
+        "cached_mixed_precision": False}
     assert method_training(config, "a", "id-sasrec") == {**loop_settings, **rest}  # reads no states
     assert method_training(config, "a", "popularity") == {"repeat_targets": "miss"}
     assert method_training(config, "b", "popularity") == {"repeat_targets": "miss"}
@@ -589,21 +592,24 @@ def test_conventions_reach_only_the_methods_they_change() -> None:
     loop_settings = {"batch_size": 64, "max_epochs": 50, "patience": 5, "max_len": 10, "weight_decay": 0}
     rest = {"sequence_encoder": "gelu", "negatives": "targets", "popularity_smoothing": "add-one",
             "repeat_targets": "ranked"}
+    side = {"lr_groups": "single", "cached_mixed_precision": False}
     assert method_training(config, "a", "iisan") == {
-        **loop_settings, "standardize_states": False, "inter_tower": "convex", "layer0_previous": "frozen", **rest}
+        **loop_settings, "standardize_states": False, "inter_tower": "convex", "layer0_previous": "frozen", **rest,
+        **side}
     assert method_training(config, "a", "crossan") == {
-        **loop_settings, "standardize_states": False, "layer0_previous": "frozen", **rest}
+        **loop_settings, "standardize_states": False, "layer0_previous": "frozen", **rest, **side}
     assert method_training(config, "a", "id-sasrec") == {**loop_settings, **rest}
     assert method_training(config, "a", "popularity") == {"repeat_targets": "ranked"}
     grid = {"edge_dropout": [0.8, 0.9], "modality_loss_weight": [0.0001, 0.001]}  # the default search
     assert method_training(config, "a", "freedom") == {
         "graph_batch_size": 2048, "graph_max_epochs": 1000, "graph_patience": 20, "max_len": 10, "weight_decay": 0,
         "standardize_states": False, "graph_grid": {"freedom": grid}, "graph_layer": -1, "graph_k": 10,
-        "repeat_targets": "ranked"}
+        "repeat_targets": "ranked", "graph_negatives": "training"}
     assert method_training(config, "a", "lora") == {
         "e2e_batch_size": 32, "max_epochs": 50, "patience": 5, "max_len": 10, "weight_decay": 0,
-        "standardize_states": False, "e2e_text_lr": {"lora": 0.0001}, "e2e_image_lr": {"lora": 0.0004},
-        "lora_alpha": 1.0, "gradient_checkpointing": False, "mixed_precision": True, "eval_batch_size": 256, **rest}
+        "standardize_states": False, "e2e_text_lr": {"lora": 0.0004}, "e2e_image_lr": {"lora": 0.0004},
+        "lora_alpha": 1.0, "gradient_checkpointing": False, "mixed_precision": True, "eval_batch_size": 256, **rest,
+        "lora_text_bias_lr": 5e-5, "lora_image_bias_lr": 1e-4}
     # every method's run, rebuilt from its name and these settings, is the configured one
     fields = {"modalities": "TI", "hidden": 8, "lr": 1e-3, "seed": 1}
     for method in RUN_METHODS:
@@ -638,3 +644,117 @@ def test_early_stopping_keeps_the_best_state_and_stops_after_patience() -> None:
     assert (stopping.best_epoch, stopping.best_hr) == (2, 0.3)
     stopping.restore(model)
     assert model.weight.item() == 2.0
+
+
+# ---------------------------------------------------------------- IISAN's training loop (issue 26, point 7)
+
+
+def test_iisan_lr_groups_by_part_with_hand_counted_sizes() -> None:
+    from crossan.models import ModelConfig, build_model
+    from crossan.train.cached import parameter_groups
+
+    dim, hidden, layers = 32, 8, 3
+    adapter = 2 * dim * hidden + hidden + dim  # one Houlsby adapter: 552
+    dense = dim * dim + dim  # a head's Linear(D->D): 1,056
+
+    def groups(method: str, modalities: str, lr_groups: str) -> tuple[torch.nn.Module, list[dict]]:
+        fusion = "concat" if method.startswith("iisan") else "momef"
+        model = build_model(ModelConfig(method=method, encoder_dim=dim, n_layers=layers, adapter_dim=hidden,
+                                        modalities=modalities, fusion=fusion, max_len=10))
+        run = RunConfig(data_dir="d", features_dir="f", out_dir="o", method=method, modalities=modalities,
+                        lr=2e-4, lr_groups=lr_groups)
+        return model, parameter_groups(model, run)
+
+    model, found = groups("iisan", "TI", "iisan")
+    # IISAN Code_Cached/scripts/run_IISAN.py's five rates at its lr 2e-4
+    assert [(g["name"], g["lr"]) for g in found] == [
+        ("recommender", 2e-4), ("text adapters", 1e-4), ("adapters", 1e-4), ("text head", 5e-5), ("head", 1e-4)]
+    sizes = {g["name"]: (len(g["params"]), sum(p.numel() for p in g["params"])) for g in found}
+    assert sizes["text adapters"] == (4 * layers, layers * adapter)  # fc_down/fc_up of bert_adapter_list
+    assert sizes["adapters"] == (8 * layers, 2 * layers * adapter)  # cv_adapter_list + mm_adapter_list
+    assert sizes["text head"] == sizes["head"] == (2, dense)  # fc_bert; fc_cv
+    total = sum(p.numel() for p in model.parameters())
+    assert sizes["recommender"][1] == total - 3 * layers * adapter - 2 * dense
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_group = {g["name"]: {names[id(p)] for p in g["params"]} for g in found}
+    assert by_group["text head"] == {"item_encoder.towers.intra.text.head.dense.weight",
+                                     "item_encoder.towers.intra.text.head.dense.bias"}
+    assert by_group["head"] == {"item_encoder.towers.intra.image.head.dense.weight",
+                                "item_encoder.towers.intra.image.head.dense.bias"}
+    recommender = by_group["recommender"]
+    for name in ("intra.text.head.out.weight", "intra.image.head.out.bias", "inter.head.dense.weight",
+                 "inter.head.out.bias", "intra_gate_logits", "inter_gate.gate_logits"):
+        assert f"item_encoder.towers.{name}" in recommender, name  # bert/cv_pre_fc, fc_mm(_down), gates
+    assert all(n in recommender for n in names.values() if not n.startswith("item_encoder"))  # SASRec
+    ids = [id(p) for g in found for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(names)  # every parameter exactly once
+
+    # IISAN-E (T+I+V+A): video and audio are on ViT's side; CROSSAN the same without an inter tower
+    _, found = groups("iisan-e", "TIVA", "iisan")
+    sizes = {g["name"]: sum(p.numel() for p in g["params"]) for g in found}
+    assert (sizes["text adapters"], sizes["adapters"], sizes["text head"], sizes["head"]) == (
+        layers * adapter, 4 * layers * adapter, dense, 3 * dense)
+    _, found = groups("crossan", "TIVA", "iisan")
+    sizes = {g["name"]: sum(p.numel() for p in g["params"]) for g in found}
+    assert (sizes["adapters"], sizes["head"]) == (3 * layers * adapter, 3 * dense)
+    # single: one group, every parameter at lr (today's optimiser)
+    model, found = groups("iisan", "TI", "single")
+    assert [(g["name"], g["lr"], len(g["params"])) for g in found] == [
+        ("all", 2e-4, len(list(model.parameters())))]
+
+
+def test_lr_groups_and_cached_mixed_precision_are_validated_named_and_used_by_side_adapters_only(
+        dataset, tmp_path: Path) -> None:
+    assert CONVENTIONS["lr_groups"] == ("single", "iisan")
+    with pytest.raises(ConfigError, match="lr_groups must be one of single, iisan, got 'all'"):
+        RunConfig(data_dir="d", features_dir="f", out_dir="o", lr_groups="all")
+    base = {"training": {}, "catalog": {"a": {"kind": "demo"}}}
+    for method in ("crossan", "indsan", "iisan", "iisan-e", "crossan-moda"):
+        assert {"lr_groups", "cached_mixed_precision"} <= set(METHODS[method].settings), method
+    for method in ("id-sasrec", "popularity", "fft", "adapter", "lora", "freedom"):
+        assert not {"lr_groups", "cached_mixed_precision"} & set(method_training(base, "a", method)), method
+    run = RunConfig(data_dir="d", features_dir="f", out_dir="o", dataset="demo", lr_groups="iisan")
+    assert run_name(run) == "demo__crossan-TIVA-momef-k2-h512-lr1e-04-s0-x" + settings_digest({"lr_groups": "iisan"})
+    # a run with IISAN's groups trains, and metrics.json lists the rates
+    result = train(config(dataset, tmp_path / "g", method="iisan", modalities="TI", lr=2e-4, max_epochs=1,
+                          lr_groups="iisan"))
+    metrics = json.loads((tmp_path / "g" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["learning_rates"] == {"recommender": 2e-4, "text adapters": 1e-4, "adapters": 1e-4,
+                                         "text head": 5e-5, "head": 1e-4}
+    assert result.log[0]["train_loss"] > 0
+
+
+def test_cached_mixed_precision_leaves_a_cpu_run_bit_identical(dataset, tmp_path: Path) -> None:
+    from crossan.train.cached import uses_cached_autocast
+
+    fp32 = train(config(dataset, tmp_path / "a", method="iisan", modalities="TI", max_epochs=1))
+    mixed = train(config(dataset, tmp_path / "b", method="iisan", modalities="TI", max_epochs=1,
+                         cached_mixed_precision=True))
+    assert [r["train_loss"] for r in fp32.log] == [r["train_loss"] for r in mixed.log]
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text(encoding="utf-8")) for d in "ab")
+    assert a["valid"] == b["valid"] and a["test"] == b["test"] and "precision" not in b
+    run = config(dataset, tmp_path / "c", cached_mixed_precision=True)
+    assert uses_cached_autocast(run, torch.device("cuda")) and not uses_cached_autocast(run, torch.device("cpu"))
+    assert not uses_cached_autocast(config(dataset, tmp_path / "d"), torch.device("cuda"))
+
+
+def test_the_float16_autocast_path_trains_with_a_grad_scaler(dataset, tmp_path: Path, monkeypatch) -> None:
+    """The CUDA path, exercised on the CPU (its float16 autocast and GradScaler): the towers compute
+    in float16 and hand float32 to SASRec; the scaler steps; metrics.json says so."""
+    from crossan.train import cached
+
+    scalers = []
+    real_scaler = torch.amp.GradScaler
+    monkeypatch.setattr(cached, "uses_cached_autocast", lambda run, device: run.cached_mixed_precision)
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **k: scalers.append(real_scaler(*a, **k)) or scalers[-1])
+    result = train(config(dataset, tmp_path / "m", method="iisan", modalities="TI", max_epochs=1,
+                          cached_mixed_precision=True))
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["precision"] == "float16 autocast" and len(scalers) == 1 and scalers[0].get_scale() > 0
+    assert math.isfinite(result.log[0]["train_loss"])
+    states = load_item_states(dataset[1], "TI", torch.device("cpu"), item_ids=load_sequences(dataset[0], 10).item_ids)
+    ids = torch.arange(0, 12)
+    full, _ = item_encoder(result.model, states, torch.device("cpu")).for_training()(ids)
+    half, _ = item_encoder(result.model, states, torch.device("cpu"), autocast=True).for_training()(ids)
+    assert half.dtype == torch.float32 and not torch.equal(half, full)  # computed in float16, returned float32
+    assert torch.allclose(half, full, atol=1e-2 * full.abs().max().item())

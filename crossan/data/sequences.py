@@ -6,8 +6,14 @@ The MicroLens convention (``method-facts.md``, "Data and evaluation"):
 2. exact duplicate ``(user, item, timestamp)`` rows dropped and counted;
 3. users with fewer than ``min_interactions`` (5) interactions dropped;
 4. item ids mapped densely to ``1..n_items`` in order of first appearance in the sorted,
-   filtered interactions (0 is padding); every item of a kept user's full history gets an
-   id, so ``stats.json`` counts match the paper's Table 2 and every item is rankable;
+   filtered interactions (``window``: in each user's last ``max_items`` of them; 0 is
+   padding); which items get one is ``catalogue``
+   (``sequences.catalogue`` in ``config.yaml``): ``history`` (the default) numbers every item
+   of a kept user's full history, so ``stats.json`` counts match the paper's Table 2
+   (MicroLens-100K: 19,738 items, the dataset's own count) and every item is rankable;
+   ``window`` numbers only items in some kept user's last ``max_items``, as IISAN
+   ``Code_Cached/data_utils/preprocess.py`` (``read_behaviors`` keeps the items whose count
+   over the truncated sequences is non-zero), so items seen only earlier are never ranked;
 5. each user keeps the last ``max_items`` (13 = max_seq_len + 3) items;
 6. leave-one-out: last item = test target, second-to-last = validation target, the rest
    is the training sequence.
@@ -60,6 +66,8 @@ log = logging.getLogger(__name__)
 
 ITEM_IDS = "item_ids.csv"
 USER_IDS = "user_ids.csv"
+# which items get an id: every item of the kept users' full histories, or of their last max_items
+CATALOGUES: tuple[str, ...] = ("history", "window")
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class SequenceStats:
     users_dropped_short: int
     min_interactions: int
     max_items: int
+    catalogue: str
     mean_sequence_length: float
     repeat_target_users: dict[str, int]  # split -> users whose target occurs in their history
     # head/torso/tail thresholds over item training counts (:mod:`crossan.data.buckets`)
@@ -93,25 +102,32 @@ class TitleStats:
 
 
 def build_sequences(
-    interactions: pl.DataFrame, min_interactions: int = 5, max_items: int = 13
+    interactions: pl.DataFrame, min_interactions: int = 5, max_items: int = 13, catalogue: str = CATALOGUES[0]
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Clean, filter, map and truncate interactions.
 
     Args:
         interactions: columns ``user``, ``item``, ``timestamp`` (integers) and ``line``.
+        catalogue: ``history`` (every item of a kept user's full history gets an id) or
+            ``window`` (only items in some kept user's last ``max_items``; module docstring).
     Returns:
         ``(sequences, items, counts)``: ``sequences`` has one row per kept user with
         ``user_index`` (0-based), ``user`` and ``items`` (list of dense ids, chronological,
         at most ``max_items``); ``items`` maps ``dense_id`` (1-based) to ``item``;
         ``counts`` holds duplicates dropped, users dropped, and interaction totals.
     """
+    if catalogue not in CATALOGUES:
+        raise ValueError(f"catalogue must be one of {', '.join(CATALOGUES)}, got {catalogue!r}")
     deduplicated = interactions.unique(subset=list(COLUMNS), keep="first", maintain_order=True)
     ordered = deduplicated.sort(["user", "timestamp", "line"])
     lengths = ordered.group_by("user").len()
     kept_users = lengths.filter(pl.col("len") >= min_interactions)["user"]
     kept = ordered.filter(pl.col("user").is_in(kept_users.implode()))
+    numbered = kept
+    if catalogue == "window":  # the rows of each user's last max_items, in the same order
+        numbered = kept.filter(pl.int_range(pl.len()).over("user") >= pl.len().over("user") - max_items)
     items = (
-        kept.select("item")
+        numbered.select("item")
         .unique(maintain_order=True)
         .with_row_index("dense_id", offset=1)
         .with_columns(pl.col("dense_id").cast(pl.Int64))
@@ -163,14 +179,14 @@ def count_repeat_targets(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
 
 
 def write_sequences(
-    pairs: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
+    pairs: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13, catalogue: str = CATALOGUES[0]
 ) -> SequenceStats:
     """The interactions-to-splits step: ``item_ids.csv``, ``user_ids.csv``, the parquet files and
     ``stats.json`` (last: its presence means every other output is complete), each written atomically."""
     if min_interactions < 3:
         raise DataError("min_interactions must be at least 3 (train, validation and test items)")
     interactions, raw_rows = read_interactions(pairs)
-    sequences, items, counts = build_sequences(interactions, min_interactions, max_items)
+    sequences, items, counts = build_sequences(interactions, min_interactions, max_items, catalogue)
     if sequences.is_empty():
         raise DataError(f"{pairs}: no user has {min_interactions} or more interactions")
     if counts["duplicate_rows_dropped"]:
@@ -194,6 +210,7 @@ def write_sequences(
         users_dropped_short=counts["users_dropped_short"],
         min_interactions=min_interactions,
         max_items=max_items,
+        catalogue=catalogue,
         mean_sequence_length=round(counts["interactions_kept"] / sequences.height, 4),
         repeat_target_users=repeats,
         popularity_buckets=popularity_buckets(
@@ -247,10 +264,11 @@ def write_item_titles(item_ids: Path, titles: Path | None, out: Path, report: Pa
 
 
 def prepare_sequences(
-    pairs: Path, titles: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13
+    pairs: Path, titles: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13,
+    catalogue: str = CATALOGUES[0],
 ) -> SequenceStats:
     """Both steps into ``out_dir``: :func:`write_sequences`, then :func:`write_item_titles`."""
-    stats = write_sequences(pairs, out_dir, min_interactions, max_items)
+    stats = write_sequences(pairs, out_dir, min_interactions, max_items, catalogue)
     write_item_titles(out_dir / ITEM_IDS, titles, out_dir / "items.csv", out_dir / "titles.json")
     return stats
 
@@ -264,6 +282,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--min-interactions", type=int, default=5)
     parser.add_argument("--max-items", type=int, default=13)
+    parser.add_argument("--catalogue", choices=CATALOGUES, default=CATALOGUES[0],
+                        help="items that get an id: every item of the kept users' full histories (history) "
+                             "or of their last --max-items (window, IISAN's preprocess.py)")
     parser.set_defaults(func=_run_cli)
 
     titled = subparsers.add_parser("item-titles", help="item_ids.csv + the title file -> items.csv")
@@ -276,7 +297,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_cli(args: argparse.Namespace) -> int:
     layout = load_manifest(args.dataset_json)
-    write_sequences(layout.pairs, args.out, args.min_interactions, args.max_items)
+    write_sequences(layout.pairs, args.out, args.min_interactions, args.max_items, args.catalogue)
     return 0
 
 

@@ -8,9 +8,11 @@
   first), normalised ``D^-1/2 A D^-1/2`` (LightGCN; a node without edges keeps an empty row).
 * **kNN item graphs**, one per modality: each item's ``k`` most cosine-similar items on the
   cached pooled state of one kept layer (default the last), the item itself included (its
-  similarity is 1, as in LATTICE/FREEDOM's code). Items without usable media have no
-  neighbours and are nobody's neighbour. Computed ``block`` rows at a time, so memory is
-  ``block x n_items`` scores, not ``n_items^2``.
+  similarity is 1, as in LATTICE/FREEDOM's code), stored with those cosine similarities
+  (``knn/{modality}/score``: MGCN and MHCR weight each edge by it, FREEDOM uses weight 1, as
+  their references). Items without usable media have no neighbours and are nobody's
+  neighbour. Computed ``block`` rows at a time, so memory is ``block x n_items`` scores, not
+  ``n_items^2``.
 
 Everything is written to one HDF5 file (:func:`write_graph`, atomically) that the runs read
 (:func:`read_graph`).

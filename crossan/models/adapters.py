@@ -85,11 +85,22 @@ class Adapter(nn.Module):
         return x + self.up(F.relu(self.down(x)))
 
 
+def xavier_normal_head(linear: nn.Linear) -> nn.Linear:
+    """Re-initialise ``linear`` as IISAN does its image head: Xavier-normal weight
+    (std ``sqrt(2 / (fan_in + fan_out))``), zero bias (``Code_Cached/run.py`` and
+    ``Code_Uncached/run.py``: ``xavier_normal_(cv_model.classifier.weight)``,
+    ``constant_(cv_model.classifier.bias, 0)``). In place; returned for chaining."""
+    nn.init.xavier_normal_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
 class TowerHead(nn.Module):
     """``Linear(D->D)`` then ``Linear(D->item_dim)``; ``[..., D] -> [..., item_dim]``.
 
     Two linear maps with no activation between them, as the method facts describe the
     IISAN-family head (the count, ``D*D + D + D*d + d``, is what Table 4 reproduces).
+    PyTorch's default initialisation, except IISAN's image tower (:class:`IISANSideAdapters`).
     """
 
     def __init__(self, dim: int, item_dim: int) -> None:
@@ -315,6 +326,12 @@ class IISANSideAdapters(nn.Module):
     Table 4's IISAN-E rows need. Before layer 0 every "previous output" is zeros or the
     frozen layer-0 states (``layer0_previous``; the inter tower then starts from their mean).
 
+    Heads: PyTorch's default initialisation, except the image tower's ``Linear(D->item_dim)``,
+    Xavier-normal with a zero bias (:func:`xavier_normal_head`): in IISAN ``Code_Cached/`` that
+    layer is ViT's replaced classifier (``cv_pre_fc``), initialised so in ``run.py``; its other
+    head layers (``fc_cv``, ``fc_bert``, ``bert_pre_fc``, ``fc_mm``, ``fc_mm_down``) keep
+    PyTorch's default.
+
     Input ``states[m]: [N, L, D]``; output ``[N, M + 1, item_dim]`` (intra towers in
     modality order, then ``"inter"``).
     """
@@ -339,6 +356,8 @@ class IISANSideAdapters(nn.Module):
         self.temperature = temperature
         self.layer0_previous = check_layer0_previous(layer0_previous)
         self.intra = nn.ModuleDict({m: AdapterTower(dim, hidden, n_layers, item_dim) for m in modalities})
+        if "image" in self.intra:
+            xavier_normal_head(self.intra["image"].head.out)
         self.inter = AdapterTower(dim, hidden, n_layers, item_dim)
         self.intra_gate_logits = nn.Parameter(torch.zeros(len(modalities), n_layers))
         self.inter_gate = INTER_GATES[inter_gate](len(modalities), n_layers, temperature)

@@ -95,10 +95,17 @@ class RunConfig:
     gradient_checkpointing: bool = training_default("gradient_checkpointing")
     mixed_precision: bool = training_default("mixed_precision")
     eval_batch_size: int = training_default("eval_batch_size")
+    lora_text_bias_lr: float = training_default("lora_text_bias_lr")
+    lora_image_bias_lr: float = training_default("lora_image_bias_lr")
+    lr_groups: str = training_default("lr_groups")
+    cached_mixed_precision: bool = training_default("cached_mixed_precision")
     graph_file: str = ""
     graph_grid: dict[str, list[Any]] = field(default_factory=dict)
     graph_layer: int = training_default("graph_layer")
     graph_k: int = training_default("graph_k")
+    graph_negatives: str = training_default("graph_negatives")
+    grcn_routing: str = training_default("grcn_routing")
+    mhcr_final_sum: str = training_default("mhcr_final_sum")
     align: str = NAME_DEFAULTS["align"]
     align_weight: float = NAME_DEFAULTS["align_weight"]
     moda_rank: int = training_default("moda_rank")

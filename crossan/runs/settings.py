@@ -37,7 +37,8 @@ PER_METHOD_SETTINGS: tuple[str, ...] = ("e2e_text_lr", "e2e_image_lr", "graph_gr
 # Conventions where the paper is silent (README, "Conventions"): the settings with a fixed set of
 # values, the reference code's behaviour the default.
 CONVENTION_SETTINGS: tuple[str, ...] = ("inter_tower", "layer0_previous", "sequence_encoder", "negatives",
-                                        "popularity_smoothing", "repeat_targets")
+                                        "popularity_smoothing", "repeat_targets", "graph_negatives",
+                                        "grcn_routing", "mhcr_final_sum", "lr_groups")
 
 
 @functools.cache

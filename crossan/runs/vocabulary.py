@@ -70,7 +70,9 @@ _SIDE_ADAPTER_FIELDS = ("modalities", "fusion", "topk", "hidden", "lr", "align",
 _LOOP = ("batch_size", "max_epochs", "patience", "max_len", "weight_decay")
 # conventions every trained sequential model follows
 _SEQUENTIAL_CONVENTIONS = ("sequence_encoder", "negatives", "popularity_smoothing", "repeat_targets")
-_SIDE_ADAPTER_SETTINGS = (*_LOOP, "standardize_states", "layer0_previous", *_SEQUENTIAL_CONVENTIONS)
+# lr_groups and cached_mixed_precision: IISAN Code_Cached/run.py's optimiser groups and fp16 autocast
+_SIDE_ADAPTER_SETTINGS = (*_LOOP, "standardize_states", "layer0_previous", *_SEQUENTIAL_CONVENTIONS, "lr_groups",
+                          "cached_mixed_precision")
 # gradient_checkpointing, mixed_precision and eval_batch_size change the end-to-end runs' time
 # and memory (Table 4), if not their metrics
 _END_TO_END_SETTINGS = ("e2e_batch_size", "max_epochs", "patience", "max_len", "weight_decay",
@@ -78,7 +80,8 @@ _END_TO_END_SETTINGS = ("e2e_batch_size", "max_epochs", "patience", "max_len", "
                         "mixed_precision", "eval_batch_size", *_SEQUENTIAL_CONVENTIONS)
 # graph_layer and graph_k build the graph file the run reads (with max_len and standardize_states)
 _GRAPH_SETTINGS = ("graph_batch_size", "graph_max_epochs", "graph_patience", "max_len", "weight_decay",
-                   "standardize_states", "graph_grid", "graph_layer", "graph_k", "repeat_targets")
+                   "standardize_states", "graph_grid", "graph_layer", "graph_k", "repeat_targets",
+                   "graph_negatives")
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,8 @@ def _end_to_end(name: str, label: str, name_fields: tuple[str, ...], size: str, 
                   size=size, fixed=MappingProxyType({"modalities": "TI", "fusion": "concat"}))
 
 
-def _graph(name: str, label: str) -> Method:
-    return Method(name, label, GRAPH, ("modalities", "hidden", "lr", "seed"), _GRAPH_SETTINGS,
+def _graph(name: str, label: str, *extra_settings: str) -> Method:
+    return Method(name, label, GRAPH, ("modalities", "hidden", "lr", "seed"), (*_GRAPH_SETTINGS, *extra_settings),
                   size="embedding size")
 
 
@@ -141,13 +144,14 @@ METHODS: Mapping[str, Method] = MappingProxyType({method.name: method for method
     Method("popularity", "Popularity", POPULARITY_FAMILY, (), ("repeat_targets",), reads_content=False),
     _end_to_end("fft", "Full Finetuning", ("lr", "seed"), ""),
     _end_to_end("adapter", "Adapter", ("hidden", "lr", "seed"), "adapter bottleneck"),
-    _end_to_end("lora", "LoRA", ("hidden", "lr", "seed"), "LoRA rank", "lora_alpha"),
+    _end_to_end("lora", "LoRA", ("hidden", "lr", "seed"), "LoRA rank", "lora_alpha", "lora_text_bias_lr",
+                "lora_image_bias_lr"),
     _graph("mmgcn", "MMGCN"),
-    _graph("grcn", "GRCN"),
+    _graph("grcn", "GRCN", "grcn_routing"),
     _graph("bm3", "BM3"),
     _graph("freedom", "FREEDOM"),
     _graph("mgcn", "MGCN"),
-    _graph("mhcr", "MHCR"),
+    _graph("mhcr", "MHCR", "mhcr_final_sum"),
 )})
 
 

@@ -10,9 +10,12 @@ the item side:
 * per step, only the batch's distinct items go through the encoders (and get gradients);
   evaluation encodes every item once, ``eval_batch_size`` at a time, under
   ``torch.inference_mode``;
-* optimiser: Adam with three learning rates, as IISAN ``Code_Uncached/run.py``: ``lr`` for
-  the recommender (heads, fusion, SASRec), ``text_lr`` and ``image_lr`` for each encoder's
-  trainable weights (all of them, its adapters, or its LoRA matrices and biases);
+* optimiser: Adam with IISAN ``Code_Uncached/run.py``'s groups: ``lr`` for the recommender
+  (heads, fusion, SASRec), ``text_lr`` and ``image_lr`` for each encoder's trainable weights
+  (all of them, its adapters, or its LoRA matrices); LoRA's trainable biases get
+  ``lora_text_bias_lr`` and ``lora_image_bias_lr``, IISAN's fine-tuning rates (its
+  ``fine_tune_lr_text``/``fine_tune_lr_image`` groups take every encoder weight whose name
+  says neither adapter nor LoRA, and ``loralib`` leaves those biases trainable);
 * ``standardize_states`` (the demo's setting): each tower z-scores its ``[CLS]`` state with
   statistics of the model as built, before any update, over every item with a usable input
   (:func:`fit_cls_standardization`); fixed afterwards, like the cached methods' z-scores;
@@ -58,18 +61,32 @@ def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype |
 
 def parameter_groups(model: nn.Module, run: RunConfig) -> list[dict[str, object]]:
     """Adam groups: the recommender at ``run.lr``, each encoder's trainable weights at its own
-    rate (``None`` = ``run.lr``). Frozen weights are in no group."""
+    rate (``None`` = ``run.lr``); in a ``lora`` run the encoders' trainable biases (those of the
+    LoRA projections, the only trainable weights outside the LoRA matrices) at
+    ``lora_text_bias_lr`` / ``lora_image_bias_lr``, as IISAN ``Code_Uncached/run.py`` gives them
+    its fine-tuning rates. Frozen weights are in no group; empty groups are left out."""
     encoder = model.item_encoder
-    text = [p for p in encoder.text.backbone.parameters() if p.requires_grad]
-    image = [p for p in encoder.image.backbone.parameters() if p.requires_grad]
-    in_backbones = {id(p) for p in (*text, *image)}
+    groups: list[dict[str, object]] = []
+    in_backbones: set[int] = set()
+    for name, tower, rate, bias_rate in (("text", encoder.text, run.text_lr, run.lora_text_bias_lr),
+                                         ("image", encoder.image, run.image_lr, run.lora_image_bias_lr)):
+        trainable = [(path, p) for path, p in tower.backbone.named_parameters() if p.requires_grad]
+        in_backbones.update(id(p) for _, p in trainable)
+        if run.method == "lora":
+            biases = [p for path, p in trainable if not _is_lora_matrix(path)]
+            weights = [p for path, p in trainable if _is_lora_matrix(path)]
+        else:
+            biases, weights = [], [p for _, p in trainable]
+        groups.append({"params": weights, "lr": rate or run.lr, "name": f"{name} encoder"})
+        groups.append({"params": biases, "lr": bias_rate, "name": f"{name} LoRA biases"})
     recommender = [p for p in model.parameters() if p.requires_grad and id(p) not in in_backbones]
-    groups = [
-        {"params": recommender, "lr": run.lr, "name": "recommender"},
-        {"params": text, "lr": run.text_lr or run.lr, "name": "text encoder"},
-        {"params": image, "lr": run.image_lr or run.lr, "name": "image encoder"},
-    ]
+    groups.insert(0, {"params": recommender, "lr": run.lr, "name": "recommender"})
     return [group for group in groups if group["params"]]
+
+
+def _is_lora_matrix(path: str) -> bool:
+    """``peft``'s LoRA factors: ``...query.lora_A.default.weight``, ``...lora_B...``."""
+    return ".lora_A." in path or ".lora_B." in path
 
 
 def make_e2e_encoder(

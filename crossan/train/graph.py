@@ -8,8 +8,13 @@ loop, which follow MMRec's protocol for these models:
   cached pooled state of the layer the graph was built on (``standardize_states``: z-scored
   as for the other methods), both resident on the device for the whole run;
 * an epoch: every training pair once, shuffled, in batches of ``batch_size`` pairs (2048),
-  each with one negative drawn uniformly from the items the user has no training pair with;
-  Adam at ``lr``; the model's own loss (:class:`~crossan.models.graph.base.GraphRecommender`);
+  each with one negative drawn uniformly from the items the user has no training pair with,
+  among the items of the training pairs (``graph_negatives: training``, MMRec's and MHCR's
+  ``TrainDataLoader``) or the whole catalogue (``catalogue``); Adam at ``lr``, for MGCN and
+  MHCR decayed after every epoch to ``lr * lr_decay ** (epochs done / lr_decay_epochs)``
+  (``LambdaLR``, as the ``learning_rate_scheduler`` of their references'
+  ``src/common/trainer.py``; the others keep ``lr``, MMRec's ``overall.yaml`` ``[1.0, 50]``);
+  the model's own loss (:class:`~crossan.models.graph.base.GraphRecommender`);
 * after each epoch: validation HR@10 by full ranking (history masked, as for every run);
   early stopping after ``patience`` epochs without a strictly better one, best state restored;
 * a grid (``grid``: parameter -> values, on top of the model's defaults): every point is
@@ -36,6 +41,7 @@ from crossan.models.graph.base import GraphData, GraphRecommender
 from crossan.models.graph.registry import graph_model
 from crossan.runs.identity import run_name
 from crossan.runs.run_config import RunConfig
+from crossan.runs.settings import CONVENTIONS
 from crossan.runs.vocabulary import GRAPH, GRAPH_METHODS, KS
 from crossan.train.devices import deterministic_on_cpu, reset_peak_memory, resolve_device, sync_device
 from crossan.train.evaluation import USER_CHUNK, Evaluation
@@ -81,16 +87,29 @@ def graph_data(stored: StoredGraph, features_dir: Path, modalities: str, item_id
     ).to(device)
 
 
-class NegativeSampler:
-    """Uniform negatives: for each pair, an item the user has no training pair with (rejection
-    sampling on the CPU ``generator``; users who interacted with every item are not allowed)."""
+GRAPH_NEGATIVES: tuple[str, ...] = CONVENTIONS["graph_negatives"]  # ("training", "catalogue")
 
-    def __init__(self, graph: GraphData) -> None:
+
+class NegativeSampler:
+    """Uniform negatives: for each pair, an item the user has no training pair with, drawn among
+    ``candidates`` (rejection sampling on the CPU ``generator``; users with a training pair with
+    every candidate are not allowed).
+
+    ``negatives``: ``"training"``, the candidates are the items of the training pairs (MMRec's
+    and MHCR's ``TrainDataLoader``: ``all_items`` = the training split's items); ``"catalogue"``,
+    every item (items without a training pair too)."""
+
+    def __init__(self, graph: GraphData, negatives: str = GRAPH_NEGATIVES[0]) -> None:
+        if negatives not in GRAPH_NEGATIVES:
+            raise ConfigError(f"graph_negatives must be one of {', '.join(GRAPH_NEGATIVES)}, got {negatives!r}")
         self.n_items = graph.n_items
+        self.candidates = (torch.unique(graph.item.cpu()) if negatives == "training"
+                           else torch.arange(graph.n_items))  # long[C], sorted
         self.keys = torch.sort((graph.user * graph.n_items + graph.item).cpu()).values
         degree = torch.bincount(graph.user.cpu(), minlength=graph.n_users)
-        if graph.n_users and int(degree.max()) >= graph.n_items:
-            raise DataError("a user has a training pair with every item: no negative to sample")
+        if graph.n_users and int(degree.max()) >= len(self.candidates):
+            raise DataError(f"a user has a training pair with every item it could get as a negative "
+                            f"({negatives}: {len(self.candidates)} items): no negative to sample")
 
     def is_positive(self, users: Tensor, items: Tensor) -> Tensor:
         keys = users * self.n_items + items
@@ -99,12 +118,41 @@ class NegativeSampler:
 
     def __call__(self, users: Tensor, generator: torch.Generator) -> Tensor:
         """``long[B]`` negatives for ``users`` ``long[B]`` (CPU)."""
-        items = torch.randint(self.n_items, users.shape, generator=generator)
+        n = len(self.candidates)
+        items = self.candidates[torch.randint(n, users.shape, generator=generator)]
         redo = self.is_positive(users, items)
         while redo.any():
-            items[redo] = torch.randint(self.n_items, (int(redo.sum()),), generator=generator)
+            items[redo] = self.candidates[torch.randint(n, (int(redo.sum()),), generator=generator)]
             redo = self.is_positive(users, items)
         return items
+
+
+# training settings a model reads from its run: method -> {config field: RunConfig field}
+RUN_SETTINGS: dict[str, dict[str, str]] = {"grcn": {"routing": "grcn_routing"},
+                                           "mhcr": {"final_sum": "mhcr_final_sum"}}
+
+
+def model_config(run: RunConfig, config_type: type, params: dict[str, Any]) -> Any:
+    """The model's config: embedding size ``run.hidden``, the run's settings the model reads
+    (:data:`RUN_SETTINGS`), then the grid point ``params``."""
+    settings = {name: getattr(run, key) for name, key in RUN_SETTINGS.get(run.method, {}).items()}
+    clash = sorted(set(params) & {"embedding_dim", *settings})
+    if clash:
+        raise ConfigError(f"grid parameter(s) {', '.join(clash)} of {run.method} come from the run "
+                          "(embedding_dim: its h; the others: its training settings), not from graph_grid")
+    return config_type(embedding_dim=run.hidden, **settings, **params)
+
+
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, config: Any) -> torch.optim.lr_scheduler.LambdaLR:
+    """MMRec's ``learning_rate_scheduler: [decay, epochs]``: the rate of epoch ``e + 1`` is
+    ``lr * decay ** (e / epochs)`` (``LambdaLR``, stepped after every epoch; not a staircase).
+    From the config's ``lr_decay`` / ``lr_decay_epochs`` (MGCN, MHCR); ``1.0`` (constant)
+    for a model without them."""
+    decay, every = float(getattr(config, "lr_decay", 1.0)), getattr(config, "lr_decay_epochs", 1)
+    if not (0 < decay <= 1) or not (isinstance(every, int) and every >= 1):
+        raise ConfigError(f"lr_decay must be in (0, 1] and lr_decay_epochs a positive integer, "
+                          f"got {decay!r} and {every!r}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: decay ** (epoch / every))
 
 
 def grid_points(grid: dict[str, list[Any]], config_type: type) -> list[dict[str, Any]]:
@@ -138,10 +186,12 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
               device: torch.device) -> tuple[GraphRecommender, float, int, list[dict[str, float]]]:
     """Train one grid point: ``(model at its best epoch, best valid HR@10, best epoch, log rows)``."""
     config_type, model_type = graph_model(run.method)
+    config = model_config(run, config_type, params)
     torch.manual_seed(run.seed)
-    model = model_type(graph, config_type(embedding_dim=run.hidden, **params)).to(device)  # h = embedding size
+    model = model_type(graph, config).to(device)  # h = embedding size
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
-    sampler = NegativeSampler(graph)
+    schedule = learning_rate_schedule(optimizer, config)
+    sampler = NegativeSampler(graph, run.graph_negatives)
     generator = torch.Generator().manual_seed(run.seed)
     users_all, items_all = graph.user.cpu(), graph.item.cpu()
     rows: list[dict[str, float]] = []
@@ -160,6 +210,7 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
             check_finite(loss.detach(), epoch, step)
             optimizer_step(loss, optimizer)
             total += float(loss.detach()) * len(index)
+        schedule.step()  # after the epoch, as MMRec's trainer (the next epoch's rate)
         sync_device(device)
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -216,7 +267,7 @@ def train_graph_run(run: RunConfig) -> RunResult:
         result = finish_run(run, data, device, final, rows=rows, best_epoch=best_epoch,
                             model=model,
                             towers=empty_item_towers(data.item_ids, run_name(run)), extra={
-                                "hyper_parameters": asdict(config_type(embedding_dim=run.hidden, **params)),
+                                "hyper_parameters": asdict(model_config(run, config_type, params)),
                                 "grid": results,
                                 "graph": {"file": str(run.graph_file), "layer": stored.item_graphs.layer,
                                           "training_pairs": len(graph.user), "k": k},

@@ -117,7 +117,8 @@ def fit(run: RunConfig, data: SequenceData, model: nn.Module, encoder: ItemEncod
         device: torch.device, scaler: torch.amp.GradScaler | None = None) -> Trained:
     """Train ``model`` (on ``device``, its trainable parameters in ``optimizer``) until
     validation HR@10 stops improving or ``run.max_epochs``; the best epoch's state is restored.
-    ``scaler``: a gradient scaler for float16 autocast (end-to-end runs on a GPU without bfloat16)."""
+    ``scaler``: a gradient scaler for float16 autocast (end-to-end runs on a GPU without bfloat16;
+    side-adapter runs with ``cached_mixed_precision`` on a GPU, as IISAN ``Code_Cached/run.py``)."""
     log_popularity = log_popularity_from_counts(item_popularity_counts(data),
                                                 smoothing=run.popularity_smoothing).to(device)
     generator = torch.Generator().manual_seed(run.seed)

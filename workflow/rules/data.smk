@@ -115,6 +115,7 @@ rule sequences:
     params:
         min_interactions=config["sequences"]["min_interactions"],
         max_items=config["sequences"]["max_items"],
+        catalogue=config["sequences"]["catalogue"],
     log:
         "results/{dataset}/logs/sequences.log",
     benchmark:
@@ -127,7 +128,8 @@ rule sequences:
         "../../envs/data.yaml"
     shell:
         "crossan sequences --dataset-json {input.manifest} --out results/{wildcards.dataset}/data"
-        " --min-interactions {params.min_interactions} --max-items {params.max_items} > {log} 2>&1"
+        " --min-interactions {params.min_interactions} --max-items {params.max_items}"
+        " --catalogue {params.catalogue} > {log} 2>&1"
 
 
 rule item_titles:

@@ -3,6 +3,9 @@
 As IISAN ``Code_Uncached/``: text ``[CLS]`` last hidden state -> ``Linear(768 -> 64)`` + GELU,
 image ``[CLS]`` -> ``Linear(768 -> 64)`` + GELU, the two concatenated and fused by
 ``Linear(128 -> 64)`` (:class:`~crossan.models.fusion.ConcatFusion`), then the shared SASRec.
+The image head is initialised as IISAN's (``Code_Uncached/run.py``: ViT's classifier replaced by
+``Linear(768 -> 64)``, Xavier-normal weight, zero bias; :func:`~crossan.models.adapters.xavier_normal_head`);
+the text head keeps PyTorch's default, as IISAN's ``title.fc``.
 :func:`build_e2e_model` prepares the two backbones for one method (:data:`PREPARE`) and
 returns a :class:`~crossan.models.recommender.SequentialRecommender`, so training, the loss
 and evaluation are the ones every other method uses.
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel, PreTrainedModel, ViTConfig, ViTModel
 
+from crossan.models.adapters import xavier_normal_head
 from crossan.models.e2e.full import make_fully_trainable
 from crossan.models.e2e.houlsby import add_houlsby_adapters
 from crossan.models.e2e.lora import add_lora
@@ -189,12 +193,14 @@ def build_e2e_model(
 ) -> SequentialRecommender:
     """The model of ``config.method`` around the two backbones (modified in place: pooler
     dropped, weights frozen or not, adapters or LoRA injected). Heads, fusion and SASRec are
-    freshly initialised (seed with ``torch.manual_seed`` first)."""
+    freshly initialised (seed with ``torch.manual_seed`` first); the image head as IISAN's
+    (Xavier-normal weight, zero bias)."""
     if config.method not in END_TO_END_METHODS:
         raise ValueError(f"unknown end-to-end method {config.method!r}; choose from {', '.join(END_TO_END_METHODS)}")
     prepare = PREPARE[config.method]
     text = ClsTower(prepare(drop_pooler(text_backbone), config), config.item_dim)
     image = ClsTower(prepare(drop_pooler(image_backbone), config), config.item_dim)
+    xavier_normal_head(image.head)
     sequence_encoder = SASRec(config.item_dim, config.max_len, config.n_blocks, config.n_heads,
                               config.dropout, layout=config.sequence_encoder)
     return SequentialRecommender(config, EndToEndItemEncoder(text, image, config.item_dim), sequence_encoder)

@@ -69,16 +69,23 @@ class GraphData:
         values = torch.ones(len(self.user), device=self.device)
         return coo(torch.stack([self.user, self.item]), values, (self.n_users, self.n_items))
 
-    def knn_adjacency(self, modality: str, k: int | None = None, normalization: str = "sym") -> Tensor:
-        """The modality's kNN graph as sparse COO ``[I, I]`` float32: ``1`` from each item to its
-        first ``k`` neighbours (all stored ones if ``None``), normalised ``"sym"``
-        (``D^-1/2 A D^-1/2``, row degrees) or ``"rw"`` (``D^-1 A``), or ``"none"``."""
+    def knn_adjacency(self, modality: str, k: int | None = None, normalization: str = "sym",
+                      weighted: bool = False) -> Tensor:
+        """The modality's kNN graph as sparse COO ``[I, I]`` float32: an edge from each item to its
+        first ``k`` neighbours (all stored ones if ``None``), of weight ``1`` (FREEDOM's
+        ``get_knn_adj_mat``) or, ``weighted``, the pair's cosine similarity ``knn_score``
+        (MMRec's ``build_knn_normalized_graph``: the top-k values, as MGCN and MHCR use it);
+        normalised ``"sym"`` (``D^-1/2 A D^-1/2`` with the row sums ``D``), ``"rw"``
+        (``D^-1 A``) or ``"none"``. A row whose weights sum to 0 or less (possible only with
+        negative similarities) is left empty (the reference's ``deg.pow_(-0.5)`` gives NaN
+        for a negative sum)."""
         index = self.knn_index[modality]
-        index = index if k is None else index[:, :k]
+        score = self.knn_score[modality]
+        index, score = (index, score) if k is None else (index[:, :k], score[:, :k])
         rows = torch.arange(self.n_items, device=self.device).unsqueeze(1).expand_as(index)
         keep = index >= 0
-        matrix = coo(torch.stack([rows[keep], index[keep]]), torch.ones(int(keep.sum()), device=self.device),
-                     (self.n_items, self.n_items))
+        values = score[keep].to(torch.float32) if weighted else torch.ones(int(keep.sum()), device=self.device)
+        matrix = coo(torch.stack([rows[keep], index[keep]]), values, (self.n_items, self.n_items))
         return normalize_sparse(matrix, normalization)
 
     def to(self, device: torch.device | str) -> GraphData:

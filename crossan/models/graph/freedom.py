@@ -11,7 +11,9 @@ and each modality's item features ``x_m`` ``[I, D_m]``.
 The model, in words:
 
 * **Frozen item-item graph.** Per modality the kNN graph on the first ``knn_k`` neighbours,
-  ``A_m = D^-1/2 K_m D^-1/2`` (row degrees, as the reference); the graphs are mixed by fixed
+  every edge of weight 1 (unlike MGCN's and MHCR's similarity weights: the reference's
+  ``get_knn_adj_mat`` keeps only the top-k indices), ``A_m = D^-1/2 K_m D^-1/2`` (row degrees,
+  as the reference); the graphs are mixed by fixed
   modality weights, ``S = sum_m w_m A_m``, once, before training, and never updated.
 * **Denoised user-item graph.** Before every training epoch ``keep = floor(E (1 - rho))`` of the
   ``E`` training edges are drawn without replacement with probability proportional to

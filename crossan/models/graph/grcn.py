@@ -12,8 +12,9 @@ Consumes the training pairs (the observed user-item edges) and every modality's 
 
 * prototypical network: item content ``f_i = normalize(leaky_relu(W_m x_i + b_m))`` ``[C]``,
   user preference ``p_u = normalize(P_m[u])``, a free ``[U, C]`` parameter;
-* neighbour routing, ``n_routing`` times: ``r_ui = softmax_{i in N_u}(p_u . f_i)``,
-  ``p_u <- normalize(p_u + sum_i r_ui f_i)``;
+* neighbour routing, ``n_routing`` times (``routing = "users"``, the paper's):
+  ``r_ui = softmax_{i in N_u}(p_u . f_i)``, ``p_u <- normalize(p_u + sum_i r_ui f_i)``;
+  ``routing = "items"`` is what both codes compute, see below;
 * affinities of every edge ``u - i`` in both directions:
   ``a_{i->u} = softmax_{i in N_u}(p_u . f_i)`` (the user's view) and
   ``a_{u->i} = softmax_{u in N_i}(p_u . f_i)`` (the item's view);
@@ -56,9 +57,15 @@ the concatenation follows the canonical order (so the representation size is ``d
 
 **Choices where the sources are silent or disagree:**
 
-* Routing updates the user preferences from their items, as the paper describes. Both reference
-  codes aggregate the routing messages at the item rows (PyG's target is ``edge_index[1]``, the
-  items) and then add the user rows, which are zero, so their routing only normalises ``p_u``.
+* Routing (``routing``, the run's ``training.grcn_routing``): ``"users"`` (default) updates the
+  user preferences from their items, as the paper describes. Both reference codes
+  (``Model_routing.py`` ``CGCN.forward``, lines 84-90 at weiyinwei/GRCN 24bd1fa; MMRec
+  ``src/models/grcn.py`` ``CGCN.forward``) run their ``GATConv`` on the one-way ``(user, item)``
+  edges, so the messages (softmax over each item's users, ``GATConv.py``) are aggregated at the
+  item rows (PyG's target is ``edge_index[1]``); they then add the user rows, which are zero,
+  so their routing only normalises ``p_u``: ``"items"`` reproduces that (``p_u =
+  normalize(P_m[u])``, the routing rounds change nothing), i.e. the code that produced the
+  published numbers.
 * Missing content: in modality ``m`` only the edges whose item has content take part (routing,
   both softmaxes, the content hop); an item without ``m`` has ``c_i^m = 0`` (:func:`mask_items`
   after the hop too, so no bias or user preference leaks into it), gets no ``a^m`` and adds no
@@ -79,8 +86,10 @@ from torch import Tensor, nn
 
 from crossan.graph_file.sparse import edge_propagate
 from crossan.models.graph.base import GraphData, GraphRecommender, bpr_loss, mask_items
+from crossan.runs.settings import CONVENTIONS
 
 WEIGHT_MODES = ("confid", "max", "mean")
+ROUTINGS: tuple[str, ...] = CONVENTIONS["grcn_routing"]  # ("users", "items")
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class GRCNConfig:
     weight_mode: str = "confid"  # how the modalities' affinities make one edge weight
     pruning: bool = True  # relu on the edge weights (drop negative edges)
     reg_weight: float = 1e-4
+    routing: str = "users"  # users: the paper's routing; items: both codes' (p_u only normalised)
 
 
 def segment_softmax(scores: Tensor, segment: Tensor, n_segments: int, keep: Tensor) -> Tensor:
@@ -125,10 +135,14 @@ class ModalityOutput(NamedTuple):
 class ModalityGraph(nn.Module):
     """One modality's prototypical network: routing, edge affinities and the content hop."""
 
-    def __init__(self, features: Tensor, has_feature: Tensor, n_users: int, dim: int, n_routing: int):
+    def __init__(self, features: Tensor, has_feature: Tensor, n_users: int, dim: int, n_routing: int,
+                 routing: str = ROUTINGS[0]):
         super().__init__()
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
         self.n_users, self.n_items = n_users, features.shape[0]
-        self.n_routing = n_routing
+        # the codes' routing sends its messages to the item rows and keeps the (zero) user rows
+        self.n_routing = n_routing if routing == "users" else 0
         self.register_buffer("features", features, persistent=False)
         self.register_buffer("has_feature", has_feature, persistent=False)
         self.projection = nn.Linear(features.shape[1], dim, device=features.device)
@@ -221,7 +235,7 @@ class GRCN(GraphRecommender):
         self.register_buffer("item", graph.item, persistent=False)
         self.modality = nn.ModuleDict({
             name: ModalityGraph(graph.features[name], graph.has_feature[name], graph.n_users, config.content_dim,
-                                config.n_routing)
+                                config.n_routing, config.routing)
             for name in graph.modalities})
         self.refiner = EdgeRefiner(graph.n_users, graph.n_items, len(graph.modalities), config.weight_mode,
                                    config.pruning, graph.device)

@@ -17,10 +17,15 @@ The model, in words (``d`` = ``embedding_dim``, ``M`` modalities, ``N = U + I`` 
 2. **User-item view.** LightGCN on the normalised user-item graph over the ID embeddings
    ``E = [E_u; E_i]``: ``E^(l+1) = A E^(l)``, behaviour view ``h = mean(E^(0), ..., E^(L_ui))``.
 3. **Item-item view.** Per modality, ``p_m`` is propagated ``L_ii`` times on the modality's
-   kNN graph (``k`` nearest by cosine on the raw features, self included, weight 1, normalised
-   ``D^-1/2 S D^-1/2``, fixed during training): ``i_m = S_m^L_ii p_m``; users aggregate their
-   items: ``u_m = R i_m`` with ``R`` the user-item block of the normalised adjacency. The
-   modality view of every node is ``e_m = [u_m; i_m]``.
+   kNN graph, fixed during training: each item's ``k`` nearest items by cosine similarity on
+   the raw features (self included), each kept edge weighted by that similarity
+   (``S[i, j] = cos(f_i, f_j)`` for the top ``k`` ``j``, 0 elsewhere), normalised
+   ``D^-1/2 S D^-1/2`` with ``D`` the row sums of ``S`` (both codes' ``build_sim`` +
+   ``build_knn_normalized_graph(..., norm_type='sym')`` in ``src/utils/utils.py``; the
+   similarities are ``GraphData.knn_score``, computed on the run's own item content):
+   ``i_m = S_m^L_ii p_m``; users aggregate their items: ``u_m = R i_m`` with ``R`` the
+   user-item block of the normalised adjacency. The modality view of every node is
+   ``e_m = [u_m; i_m]``.
 4. **Behaviour-aware fuser.** Attention across modalities: ``a_m = softmax_m(q^T tanh(W e_m +
    b))`` (shared ``W, b, q``), common part ``c = sum_m a_m e_m``; each modality's specific
    part ``s_m = e_m - c`` is weighted by the node's preference for that modality, computed
@@ -32,12 +37,15 @@ The model, in words (``d`` = ``embedding_dim``, ``M`` modalities, ``N = U + I`` 
    over the batch's users)``, InfoNCE with cosine similarity, temperature ``tau`` and the
    other rows of the batch as negatives (duplicates included, as the reference).
 
-Defaults are the authors' ``src/configs/model/MGCN.yaml`` (identical in MMRec, except that
-MMRec grids ``cl_loss``): ``embedding_dim 64``, ``n_ui_layers 2``, ``n_ii_layers 1``,
-``knn_k 10``, ``reg_weight 1e-4``, ``cl_weight 0.01`` (the paper searches ``{0.001, 0.01,
-0.1}``), temperature ``0.2`` (hard-coded in both codes), Xavier-uniform ID embeddings, PyTorch
+Defaults are ``src/configs/model/MGCN.yaml`` (the same file in the authors' code and in MMRec;
+both grid ``cl_loss`` over ``{0.001, 0.01, 0.1}``): ``embedding_dim 64``, ``n_ui_layers 2``,
+``n_ii_layers 1``, ``knn_k 10``, ``reg_weight 1e-4``, ``cl_weight 0.01`` (the middle of that
+search), temperature ``0.2`` (hard-coded in both codes), Xavier-uniform ID embeddings, PyTorch
 defaults for the linear layers, and the raw features fine-tuned (``nn.Embedding.from_pretrained
-(freeze=False)`` in both codes; ``finetune_features``). No dropout.
+(freeze=False)`` in both codes; ``finetune_features``). No dropout. The learning rate decays
+as ``MGCN.yaml``'s ``learning_rate_scheduler: [0.96, 50]`` makes both codes' trainer
+(``src/common/trainer.py``) do: ``lr * 0.96 ** (e / 50)`` in epoch ``e + 1``, a ``LambdaLR``
+stepped after every epoch (``lr_decay``, ``lr_decay_epochs``; :mod:`crossan.train.graph`).
 
 **Generalisation to M modalities** (the paper and codes have exactly image + text, one
 ``Linear``, purifier gate and preference gate per modality, one shared attention query): every
@@ -48,15 +56,18 @@ reference's ``3`` for two). With one modality, ``c = e_1``, ``s_1 = 0`` and
 
 **Choices where the sources are silent:**
 
-* Softmax over modalities (the paper's equation and MMRec); the authors' own repository applies
-  ``nn.Softmax(dim=0)``, i.e. across nodes, which we take to be a slip.
+* Softmax over modalities: the paper's equation, MMRec, and the authors' code from its second
+  commit on (``nn.Softmax(dim=-1)`` on the ``[N, M]`` scores; their first commit had ``dim=0``,
+  across nodes).
 * Masked items (no usable media in modality ``m``): the projection ``x_m`` and the purified
   ``p_m`` are zeroed (the gate's bias would otherwise let ``e_i * sigmoid(g_m)`` through), and
   such an item has no kNN row and is nobody's neighbour, so ``i_m = 0``. A node *lacks*
   modality ``m`` when it is a masked item, or a user none of whose training items has it
   (``u_m = 0``). The fuser ignores lacking modalities: they get attention weight 0 (softmax
   over the modalities the node has) and no specific part; the divisor stays ``M + 1``. A node
-  lacking every modality has ``side = 0``. Without masked items this is exactly the reference.
+  lacking every modality has ``side = 0``. Without masked items this is the reference's
+  computation (for two modalities; up to ties in the kNN order, and a row whose similarities
+  sum to less than 0, possible only with negative similarities: left empty here, NaN there).
 * Raw features are a trainable copy (``finetune_features``); masked rows get zero gradient and
   stay zero. The kNN graphs are built once from the raw features and never change.
 * ``R`` (items -> users) is the user-item block of ``GraphData.adjacency``
@@ -93,6 +104,8 @@ class MGCNConfig:
     cl_weight: float = 0.01  # weight of the InfoNCE term (paper: {0.001, 0.01, 0.1})
     temperature: float = 0.2  # InfoNCE temperature
     finetune_features: bool = True  # raw features trainable, as the reference
+    lr_decay: float = 0.96  # learning rate x lr_decay ** (epoch / lr_decay_epochs) (MGCN.yaml)
+    lr_decay_epochs: int = 50
 
 
 def info_nce(view1: Tensor, view2: Tensor, temperature: float) -> Tensor:
@@ -137,7 +150,8 @@ class ItemItemView(nn.Module):
         self.modalities = graph.modalities
         self.n_layers = n_layers
         for m in self.modalities:
-            self.register_buffer(f"knn_{m}", graph.knn_adjacency(m, knn_k, "sym"), persistent=False)
+            self.register_buffer(f"knn_{m}", graph.knn_adjacency(m, knn_k, "sym", weighted=True),
+                                 persistent=False)
         index, value = graph.adjacency.indices(), graph.adjacency.values()
         block = (index[0] < graph.n_users) & (index[1] >= graph.n_users)
         user_item = coo(index[:, block] - torch.tensor([[0], [graph.n_users]], device=graph.device),

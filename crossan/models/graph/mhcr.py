@@ -9,7 +9,10 @@ and that code's equations; no code is copied.
 
 Consumes: the normalised user-item adjacency ``A``, its user-item block ``R`` (normalised) and
 the raw interaction matrix ``Y`` ``[U, I]``, each modality's item features ``x_m`` ``[I, D_m]``
-and its kNN item graph (first ``knn_k`` neighbours, ``D^-1/2 S D^-1/2``).
+and its kNN item graph: the first ``knn_k`` neighbours by cosine similarity (self included),
+each edge weighted by that similarity (``GraphData.knn_score``), ``D^-1/2 S D^-1/2`` with ``D``
+the row sums, as the reference's ``load_or_build_adj`` (``build_sim`` +
+``build_knn_normalized_graph(..., norm_type='sym')``, ``src/utils/utils.py``).
 
 The views, for each modality ``m`` of the run (any non-empty subset of text/image/video/audio):
 
@@ -28,8 +31,9 @@ The views, for each modality ``m`` of the run (any non-empty subset of text/imag
    membership then dropped out with keep rate ``keep_rate``). ``n_hyper_layers`` rounds of
    hyperedge message passing from the collaborative item embeddings ``c_i``:
    ``z = H_i^T h``, ``h <- H_i z``, users ``H_u z`` (last round): ``y_m = [H_u z; h]``.
-5. **Representation**: ``[users; items] = c + side + alpha * normalize(sum_m y_m)``; a score is
-   the dot product.
+5. **Representation**: ``[users; items] = c + side + alpha * normalize(sum_m y_m)``
+   (``final_sum = "fused"``; ``"last-layer"`` adds ``A^L [E_u; E_i]`` instead of ``side``, as
+   the reference code does, see below); a score is the dot product.
 
 The loss for a batch (users ``u``, positives ``p``, negatives ``n``):
 ``BPR(u, p, n) + reg_weight * (|u|^2 + |p|^2 + |n|^2) / (2B)``
@@ -46,9 +50,14 @@ contrast: each row's values sorted, positive ``cos(sort y, sort v)``, one negati
 Defaults: ``MHCR.yaml`` (embedding 64, ``n_ui_layers`` 7, ``n_layers`` 1, ``knn_k`` 10,
 ``hyper_num`` 32, ``n_hyper_layer`` 4, ``tau`` 0.5, ``keep_rate`` 0.7, ``alpha`` 0.05,
 ``cl_loss`` 0.01, ``embloss_weight`` 0.1, ``hc_loss_weight`` 1e-5, ``ghc_weight`` 0.01,
-``reg_weight`` 1e-4; learning rate 1e-3 is the training loop's); the reference code's fixed
-temperatures: 0.2 for both NCE losses, 0.1 for the rank contrast. The reference tunes
-``hyper_num``, ``hc_loss_weight``, ``embloss_weight`` and ``ghc_weight``.
+``reg_weight`` 1e-4; learning rate 1e-3 is the training loop's, decayed as ``MHCR.yaml``'s
+``learning_rate_scheduler: [0.96, 50]`` makes the reference trainer (``src/common/trainer.py``,
+MMRec's) do: ``lr * 0.96 ** (e / 50)`` in epoch ``e + 1``, stepped after every epoch
+(``lr_decay``, ``lr_decay_epochs``)); the reference code's fixed temperatures: 0.2 for both NCE
+losses, 0.1 for the rank contrast. ``MHCR.yaml`` runs these values (``hyper_parameters: [""]``)
+and keeps its search as a comment: ``hyper_num`` {4, ..., 128}, ``hc_loss_weight``
+{1e-6, ..., 1e-4}, ``ghc_weight`` {0.001, ..., 0.1} (and ``embloss_weight``, listed without
+values).
 
 Choices where the paper and the reference code are silent or where we deviate:
 
@@ -57,9 +66,11 @@ Choices where the paper and the reference code are silent or where we deviate:
   (reference: 4 for 3 modalities); the multi-view NCE sums over all ``M (M - 1) / 2`` pairs and
   takes its negatives from the first modality in canonical order (text when present: the
   reference uses text) and is skipped when ``M = 1`` (no pair).
-* **Final sum**: the reference adds ``side_embeddings`` (a name clash: the last user-item
-  propagation layer) where MGCN adds the fused ``side`` view; we add ``side``, else the
-  modality views would reach the scores only through the losses.
+* **Final sum** (``final_sum``, the run's ``training.mhcr_final_sum``): the reference adds
+  ``side_embeddings``, the last user-item propagation layer ``A^L [E_u; E_i]`` (a name one
+  letter from MGCN's fused ``side_embeds``, which it computes and leaves out), where MGCN adds
+  the fused ``side`` view. ``"fused"`` (default) adds ``side``, else the modality views would
+  reach the scores only through the losses; ``"last-layer"`` is the reference's sum.
 * **Masked items** (no usable media in ``m``): their raw features are zeroed before use, their
   content gate is computed only for items with features (so BatchNorm statistics are over
   those items), their modality-view row is exactly zero (no kNN edges either), their
@@ -97,6 +108,9 @@ from crossan.models.graph.base import (
     l2_regularization,
     mask_items,
 )
+from crossan.runs.settings import CONVENTIONS
+
+FINAL_SUMS: tuple[str, ...] = CONVENTIONS["mhcr_final_sum"]  # ("fused", "last-layer")
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,9 @@ class MHCRConfig:
     emb_weight: float = 0.1  # unsquared norms of all final representations
     reg_weight: float = 1e-4  # squared norms of the batch's representations
     train_features: bool = True
+    final_sum: str = "fused"  # what joins c in the scores: fused (side) or last-layer (the code's A^L E)
+    lr_decay: float = 0.96  # learning rate x lr_decay ** (epoch / lr_decay_epochs) (MHCR.yaml)
+    lr_decay_epochs: int = 50
 
 
 class Gate(nn.Module):
@@ -241,6 +258,8 @@ class MHCR(GraphRecommender):
         self.modalities = graph.modalities
         if not self.modalities:
             raise ValueError("MHCR needs at least one modality")
+        if config.final_sum not in FINAL_SUMS:
+            raise ValueError(f"final_sum must be one of {', '.join(FINAL_SUMS)}, got {config.final_sum!r}")
         d, device = config.embedding_dim, graph.device
 
         self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.n_users, d, device=device)))
@@ -270,7 +289,8 @@ class MHCR(GraphRecommender):
         users = torch.arange(graph.n_users, device=device)
         for m in self.modalities:
             has = graph.has_feature[m]
-            self.register_buffer(f"knn_{m}", graph.knn_adjacency(m, config.knn_k, "sym"), persistent=False)
+            self.register_buffer(f"knn_{m}", graph.knn_adjacency(m, config.knn_k, "sym", weighted=True),
+                                 persistent=False)
             self.register_buffer(f"has_{m}", has.clone(), persistent=False)
             self.register_buffer(f"items_{m}", has.nonzero().squeeze(1), persistent=False)
             self.register_buffer(f"nodes_{m}", torch.cat([users, graph.n_users + has.nonzero().squeeze(1)]),
@@ -357,7 +377,8 @@ class MHCR(GraphRecommender):
             hyper_users[m], hyper_items[m] = self.hypergraph(items, users, collaborative[n_users:])
         hyper = torch.cat([sum(hyper_users.values()), sum(hyper_items.values())])
 
-        final = collaborative + side + cfg.alpha * F.normalize(hyper, dim=1)
+        joined = side if cfg.final_sum == "fused" else layers[-1]  # last-layer: the reference's sum
+        final = collaborative + joined + cfg.alpha * F.normalize(hyper, dim=1)
         users, items = torch.split(final, [n_users, n_items])
         return Views(users, items, collaborative, side, modality, content, attention, item_membership,
                      user_membership, hyper_users, hyper_items)
