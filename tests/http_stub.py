@@ -5,9 +5,11 @@ records every request. Per path, a :class:`Fault` can make it answer with an err
 the first k requests (or always), cut the body after N bytes on the first k requests (the full
 Content-Length is announced, then the socket is closed), ignore ``Range``, stall before the
 body, send no Content-Length (the body ends when the socket closes), or trickle the body a few
-bytes at a time. Every file has a strong ``ETag`` (a hash of its bytes) and a ``Last-Modified``;
-``If-Range`` is honoured unless the fault says otherwise, so replacing a file between two
-requests (:meth:`StubServer.set_file`) is a file that changed on the server.
+bytes at a time, send no ``ETag`` or no ``Last-Modified``, compress the body (``Content-Encoding``)
+or label it with another ``Content-Type``. Every file has a strong ``ETag`` (a hash of its bytes)
+and a ``Last-Modified`` (one second later for each :meth:`StubServer.set_file` of its path);
+``If-Range`` is honoured (against either) unless the fault says otherwise, so replacing a file
+between two requests is a file that changed on the server.
 ``max_in_flight`` is the largest number of requests handled at the same time.
 
 :func:`microlens_tree` builds a small MicroLens-shaped release to serve.
@@ -16,6 +18,7 @@ requests (:meth:`StubServer.set_file`) is a file that changed on the server.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import random
@@ -23,11 +26,23 @@ import re
 import threading
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_ENCODERS = {"gzip": lambda data: gzip.compress(data, mtime=0), "deflate": zlib.compress}
+
+
+def etag_of(data: bytes) -> str:
+    """The strong ETag the stub sends for a file's bytes."""
+    return '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+
+
+def last_modified_of(version: int) -> str:
+    """The Last-Modified the stub sends for the ``version``-th :meth:`StubServer.set_file`."""
+    return f"Sun, 01 Nov 2026 00:00:{version:02d} GMT"
 
 
 @dataclass
@@ -45,6 +60,10 @@ class Fault:
     trickle: tuple[int, float] | None = None  # send (n bytes, then sleep s), repeatedly ...
     trickle_times: int | None = None  # ... on the first k requests (None: always)
     ignore_if_range: bool = False  # honour Range even when If-Range no longer matches
+    etag: bool = True  # send an ETag
+    last_modified: bool = True  # send a Last-Modified
+    content_encoding: str | None = None  # "gzip" or "deflate": the body (and its ranges) compressed
+    content_type: str = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class _State:
     faults: dict[str, Fault]
     requests: list[RequestRecord] = field(default_factory=list)
     per_path: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # set_file count per path
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,9 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
             fault = state.faults.get(path, Fault())
             data = state.files.get(path)
+            version = state.versions.get(path, 0)
         self._released = False
         try:
-            self._answer(path, index, fault, data)
+            self._answer(path, index, fault, data, version)
         finally:
             self._release()
 
@@ -97,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.state.lock:
                 self.server.state.in_flight -= 1
 
-    def _answer(self, path: str, index: int, fault: Fault, data: bytes | None) -> None:
+    def _answer(self, path: str, index: int, fault: Fault, data: bytes | None, version: int) -> None:
         if fault.status is not None and (fault.status_times is None or index < fault.status_times):
             self._send(fault.status, f"injected {fault.status} for {path}\n".encode())
             return
@@ -106,22 +127,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault.delay_s and (fault.delay_times is None or index < fault.delay_times):
             time.sleep(fault.delay_s)
-        status, body, headers = self._select(data, fault)
+        status, body, headers = self._select(data, fault, version)
         cut = fault.cut_after if (fault.cut_after is not None and index < fault.cut_times) else None
         trickles = fault.trickle_times is None or index < fault.trickle_times
         trickle = fault.trickle if trickles else None
-        self._send(status, body, headers, cut=cut, no_length=fault.no_length, trickle=trickle)
+        self._send(status, body, headers, cut=cut, no_length=fault.no_length, trickle=trickle,
+                   content_type=fault.content_type)
 
-    def _select(self, data: bytes, fault: Fault) -> tuple[int, bytes, dict[str, str]]:
-        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
-        validators = {"ETag": etag, "Last-Modified": "Sun, 01 Nov 2026 00:00:00 GMT"}
+    def _select(self, data: bytes, fault: Fault, version: int) -> tuple[int, bytes, dict[str, str]]:
+        headers = {}
+        if fault.etag:
+            headers["ETag"] = etag_of(data)
+        if fault.last_modified:
+            headers["Last-Modified"] = last_modified_of(version)
+        if fault.content_encoding is not None:
+            data = _ENCODERS[fault.content_encoding](data)
+            headers["Content-Encoding"] = fault.content_encoding
         header = self.headers.get("Range")
         match = _RANGE.match(header.strip()) if header and not fault.ignore_range else None
         if_range = self.headers.get("If-Range")
-        if if_range is not None and if_range != etag and not fault.ignore_if_range:
+        current = {headers.get("ETag"), headers.get("Last-Modified")} - {None}
+        if if_range is not None and if_range not in current and not fault.ignore_if_range:
             match = None  # RFC 9110: a validator that no longer matches -> the whole file
         if match is None or match.groups() == ("", ""):
-            return 200, data, validators
+            return 200, data, headers
         first, last = match.groups()
         if first == "":  # suffix range: the last N bytes
             start, end = max(len(data) - int(last), 0), len(data) - 1
@@ -130,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             end = min(int(last), len(data) - 1) if last else len(data) - 1
         if start >= len(data) or start > end:
             return 416, b"range not satisfiable\n", {"Content-Range": f"bytes */{len(data)}"}
-        return 206, data[start : end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}", **validators}
+        return 206, data[start : end + 1], {"Content-Range": f"bytes {start}-{end}/{len(data)}", **headers}
 
     def _send(
         self,
@@ -140,11 +169,12 @@ class _Handler(BaseHTTPRequestHandler):
         cut: int | None = None,
         no_length: bool = False,
         trickle: tuple[int, float] | None = None,
+        content_type: str = "application/octet-stream",
     ) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", content_type)
         if not no_length:
             self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
@@ -217,7 +247,9 @@ class StubServer:
                 self.state.faults[path] = fault
 
     def set_file(self, path: str, data: bytes | None) -> None:
+        """Replace (or remove) a file: a new version, with a new ETag and Last-Modified."""
         with self.state.lock:
+            self.state.versions[path] = self.state.versions.get(path, 0) + 1
             if data is None:
                 self.state.files.pop(path, None)
             else:
@@ -249,13 +281,22 @@ class MicroLensTree:
     """Remote files by name relative to the base URL, plus what they contain."""
 
     files: dict[str, bytes]
-    item_ids: tuple[str, ...]  # items of the pairs file, numeric order
+    item_ids: tuple[str, ...]  # items of the pairs file, in the readers' order (numeric for integers)
     covers: dict[str, bytes]  # file name in covers/ -> bytes
     videos: dict[str, bytes]  # item id -> bytes
 
     def served(self, prefix: str) -> dict[str, bytes]:
         """``files`` keyed by URL path under ``prefix`` (e.g. ``/MicroLens-100k-Dataset``)."""
         return {f"{prefix}/{name}": data for name, data in self.files.items()}
+
+
+def mp4_like(payload: bytes) -> bytes:
+    """Bytes with an MP4's top-level box structure (ftyp, moov, mdat); not decodable."""
+
+    def box(kind: bytes, body: bytes) -> bytes:
+        return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+    return box(b"ftyp", b"isom\0\0\2\0isomiso2") + box(b"moov", b"\0" * 40) + box(b"mdat", payload)
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:
@@ -267,13 +308,15 @@ def make_zip(members: dict[str, bytes]) -> bytes:
 
 
 def microlens_tree(
-    variant: str = "100k", n_items: int = 12, n_rows: int = 30, seed: int = 0
+    variant: str = "100k", n_items: int = 12, n_rows: int = 30, seed: int = 0, id_prefix: str = ""
 ) -> MicroLensTree:
-    """A release with ``n_items`` items (ids not contiguous), ``n_rows`` interactions, one
-    title per item (one with a comma), covers zipped under a top folder (with a macOS
-    resource-fork entry to ignore) and random-byte videos of 20-40 KB."""
+    """A release with ``n_items`` items (ids not contiguous; integers, or text ids
+    ``{id_prefix}{n}`` ordered as text), ``n_rows`` interactions, one title per item (one with
+    a comma), covers zipped under a top folder (with a macOS resource-fork entry to ignore)
+    and MP4-shaped videos of 20-40 KB (random bytes in an ``mdat`` box)."""
     rng = random.Random(seed)
-    ids = sorted(rng.sample(range(1, 5000), n_items))
+    numbers = sorted(rng.sample(range(1, 5000), n_items))
+    ids = sorted(f"{id_prefix}{n}" for n in numbers) if id_prefix else numbers
     rows = [(1000 + i % 8, ids[i % n_items], 1_600_000_000 + i) for i in range(n_rows)]
     rng.shuffle(rows)
     pairs = "user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows)
@@ -284,7 +327,7 @@ def microlens_tree(
     covers = {f"{item}.jpg": b"\xff\xd8\xff\xe0" + rng.randbytes(rng.randint(200, 600)) for item in ids}
     zipped = {f"MicroLens-{variant}_covers/{name}": data for name, data in covers.items()}
     zipped[f"__MACOSX/MicroLens-{variant}_covers/._x.jpg"] = b"resource fork"
-    videos = {str(item): rng.randbytes(rng.randint(20_000, 40_000)) for item in ids}
+    videos = {str(item): mp4_like(rng.randbytes(rng.randint(20_000, 40_000))) for item in ids}
     prefix = f"MicroLens-{variant}"
     files = {
         f"{prefix}_pairs.csv": pairs.encode(),

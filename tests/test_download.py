@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -13,12 +14,15 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pytest
-from http_stub import Fault, MicroLensTree, StubServer, make_zip, microlens_tree
+from http_stub import Fault, MicroLensTree, StubServer, etag_of, last_modified_of, make_zip, microlens_tree, mp4_like
 
 from crossan.data import download as dl
-from crossan.data.fetch import RetryPolicy
+from crossan.data.covers import extract_covers
+from crossan.data import fetch as fetch_mod
+from crossan.data.fetch import RetryPolicy, validator_path
 from crossan.data.layout import find_layout, load_manifest
 from crossan.errors import ConfigError, DataError, DownloadError
 
@@ -66,6 +70,14 @@ def fetch(
     )
 
 
+def keep_validator(part: Path, url: str, data: bytes, etag: bool = True) -> None:
+    """Write the validator a run that was killed leaves beside ``part`` (the stub's headers)."""
+    kept = {"url": url, "last_modified": last_modified_of(0)}
+    if etag:
+        kept["etag"] = etag_of(data)
+    validator_path(part).write_text(json.dumps(kept), encoding="utf-8")
+
+
 def partials(root: Path) -> list[Path]:
     return sorted(root.rglob("*.partial"))
 
@@ -75,7 +87,7 @@ def assert_identical(tree: MicroLensTree, out: Path, items: tuple[str, ...] | No
     assert (out / "pairs.csv").read_bytes() == tree.files["MicroLens-100k_pairs.csv"]
     assert (out / "titles.csv").read_bytes() == tree.files["MicroLens-100k_title_en.csv"]
     assert {p.name: p.read_bytes() for p in (out / "covers").iterdir()} == tree.covers
-    videos = {p.stem: p.read_bytes() for p in (out / "videos").iterdir()}
+    videos = {p.stem: p.read_bytes() for p in (out / "videos").iterdir() if ".rejected-" not in p.name}
     assert videos == {i: tree.videos[i] for i in items}
 
 
@@ -234,6 +246,8 @@ def test_complete_partial_left_by_a_kill_is_renamed_on_416(
     (out / "videos").mkdir(parents=True)
     (out / "videos" / f"{item}.mp4.partial").write_bytes(tree.videos[item])
     (out / "videos" / f"{other}.mp4.partial").write_bytes(tree.videos[other] + b"stale tail")
+    for name in (item, other):  # the validator a killed run left beside its partial file
+        keep_validator(out / "videos" / f"{name}.mp4.partial", server.url + video_path(name), tree.videos[name])
     fetch(server, out)
 
     ranges = [r.range for r in server.requests_for(video_path(item))]
@@ -360,7 +374,7 @@ def test_zip_with_an_escaping_member_is_rejected(member: str, tmp_path: Path) ->
     archive.write_bytes(make_zip({"covers/1.jpg": b"ok", member: b"evil"}))
     dest = tmp_path / "out" / "covers"
     with pytest.raises(DataError, match="refusing to extract"):
-        dl.extract_covers(archive, dest)
+        extract_covers(archive, dest)
     assert not dest.exists() and not (tmp_path / "out" / "covers.partial").exists()
     assert not list(tmp_path.rglob("evil.jpg"))
 
@@ -373,7 +387,7 @@ def test_zip_with_a_symlink_member_is_rejected(tmp_path: Path) -> None:
         handle.writestr("covers/1.jpg", b"ok")
         handle.writestr(info, "/etc/passwd")
     with pytest.raises(DataError, match="symbolic link"):
-        dl.extract_covers(archive, tmp_path / "covers")
+        extract_covers(archive, tmp_path / "covers")
 
 
 def test_download_rejects_a_traversal_zip(
@@ -392,7 +406,7 @@ def test_corrupt_zip_is_deleted_so_a_rerun_fetches_it_again(tmp_path: Path) -> N
     archive = tmp_path / "covers.zip"
     archive.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="corrupt zip"):
-        dl.extract_covers(archive, tmp_path / "covers")
+        extract_covers(archive, tmp_path / "covers")
     assert not archive.exists()
 
 
@@ -421,15 +435,6 @@ def test_cli_flags_and_defaults() -> None:
 
 
 # --- servers that state no size ---------------------------------------------------------------
-def mp4_like(payload: bytes) -> bytes:
-    """Bytes with an MP4's top-level box structure (ftyp, moov, mdat); not decodable."""
-
-    def box(kind: bytes, body: bytes) -> bytes:
-        return (8 + len(body)).to_bytes(4, "big") + kind + body
-
-    return box(b"ftyp", b"isom\0\0\2\0isomiso2") + box(b"moov", b"\0" * 40) + box(b"mdat", payload)
-
-
 def test_a_body_without_length_cut_short_is_completed_by_asking_for_the_rest(
     tree: MicroLensTree, server: StubServer, tmp_path: Path
 ) -> None:
@@ -608,3 +613,272 @@ def test_a_file_changed_on_the_server_is_fetched_again_not_stitched(
     assert [r.range for r in requests] == (["bytes=100-"] if server_honours_if_range else ["bytes=100-", None])
     assert (out / "pairs.csv").read_bytes() == new
     assert partials(out) == [] and list(out.rglob("*.validator")) == []
+
+
+# --- issue 27, class 1: a body that is not the file is refused, never stored --------------------
+HTML_PAGE = b"\xef\xbb\xbf\n  <!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>quota</body></html>\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "fault", "reason"),
+    [
+        ("titles", None, Fault(content_encoding="gzip"), "Content-Encoding: gzip"),
+        ("video", None, Fault(content_encoding="gzip"), "Content-Encoding: gzip"),
+        ("covers", None, Fault(content_encoding="deflate"), "Content-Encoding: deflate"),
+        ("titles", HTML_PAGE, Fault(content_type="text/html; charset=utf-8"), "a web page (Content-Type: text/html)"),
+        ("titles", HTML_PAGE, None, "it is an HTML page, not a CSV file"),
+        ("video", b"<html lang='en'><body>Not found</body></html>", None, "it is an HTML page, not an MP4 video"),
+        ("video", b"\0\0\0\x10junkjunkjunkjunk" * 50, None, "no ISO-BMFF box at byte 0"),
+        ("covers", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, None, "does not start with PK\\x03\\x04"),
+        ("titles", b"1,caf\xe9\n", None, "it is not UTF-8 text"),
+        ("titles", b"1,a\0b\n", None, "a NUL byte at byte 3"),
+    ],
+)
+def test_a_body_that_is_not_the_file_is_refused_and_never_stored(
+    target: str, body: bytes | None, fault: Fault | None, reason: str,
+    tree: MicroLensTree, server: StubServer, tmp_path: Path,
+) -> None:
+    item = tree.item_ids[2]
+    path, local = {
+        "titles": (TITLES, "titles.csv"), "covers": (COVERS, "covers.zip"),
+        "video": (video_path(item), f"videos/{item}.mp4"),
+    }[target]
+    if body is not None:
+        server.set_file(path, body)
+    server.set_fault(path, fault)
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, out)
+
+    message = str(caught.value)
+    assert server.url + path in message and reason in message
+    assert f"the body is not {Path(local).name}" in message or "encoded" in message or "web page" in message
+    if target == "video":  # listed with the other failed videos; the rest are complete
+        assert "1 of 12 video(s)" in message and "rerunning fetches only the missing ones" in message
+    else:
+        assert f"Not retried, and nothing was stored as {Path(local).name}" in message
+        assert f"put at {out / local} is checked and kept by the next run" in message
+    assert not (out / local).exists() and partials(out) == []
+    assert len(server.requests_for(path)) == 1  # not retried: the same body would come again
+    assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "head", "verdict"),
+    [
+        ("csv", b"user,item,timestamp\n1,2,3\n", None),
+        ("csv", b"\xef\xbb\xbfid,title\n1,Caf\xc3\xa9 \xe2\x82\xac\n", None),
+        ("csv", b"\n\t<HTML>\n<p>moved</p>", "an HTML page"),
+        ("csv", b'<?xml version="1.0"?>\n<!DOCTYPE html PUBLIC>', "an HTML page"),
+        ("csv", b"\x1f\x8b\x08\0\0\0\0\0", "gzip-compressed data"),
+        ("zip", make_zip({"a.jpg": b"x"}), None),
+        ("zip", b"\x1f\x8b\x08\0", "gzip-compressed data"),
+        ("mp4", mp4_like(b"x" * 10), None),
+        ("mp4", b"\0\0\0\x08free" + b"\0" * 20, None),
+        ("mp4", b"\0\0\0\x08ftyp", None),
+        ("mp4", b"RIFF\0\0\0\0AVI ", "no ISO-BMFF box"),
+        ("mp4", b"\0\0\0", "too short"),
+    ],
+)
+def test_body_problem_judges_a_file_by_its_leading_bytes(
+    kind: str, head: bytes, verdict: str | None, tmp_path: Path
+) -> None:
+    path = tmp_path / f"f.{kind}"
+    path.write_bytes(head)
+    problem = fetch_mod.body_problem(path, kind)
+    assert problem is None if verdict is None else verdict in problem
+
+
+# --- issue 27, class 2: a stored file that fails its check is moved aside ------------------------
+def test_a_downloaded_file_that_fails_its_check_is_moved_aside_and_fetched_again(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_file(PAIRS, b"user,item,timestamp\n1,2\n")  # text, but not an interaction file
+    out = tmp_path / "dl"
+    with pytest.raises(DataError) as caught:
+        fetch(server, out)
+    rejected = list(out.glob("pairs.csv.rejected-*"))
+    assert len(rejected) == 1 and rejected[0].read_bytes() == b"user,item,timestamp\n1,2\n"
+    message = str(caught.value)
+    assert "line 2" in message and f"moved aside to {rejected[0]}" in message
+    assert f"the next run downloads it again from {server.url + PAIRS}" in message
+    assert not (out / "pairs.csv").exists()
+
+    server.set_file(PAIRS, tree.files["MicroLens-100k_pairs.csv"])
+    server.reset_log()
+    fetch(server, out)
+    assert [r.range for r in server.requests_for(PAIRS)] == [None]
+    assert_identical(tree, out)
+
+
+def test_a_page_left_under_a_final_name_by_an_older_run_is_moved_aside_not_adopted(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "dl"
+    fetch(server, out)
+    (out / "manifest.json").unlink()  # as an older version left it: no record, bad bodies
+    (out / "pairs.csv").write_bytes(b"\x1f\x8b\x08\0" + b"\0" * 40)
+    (out / "titles.csv").write_bytes(HTML_PAGE)
+    item = tree.item_ids[0]
+    (out / "videos" / f"{item}.mp4").write_bytes(HTML_PAGE)
+    server.reset_log()
+    fetch(server, out)
+
+    assert {r.path for r in server.requests} == {PAIRS, TITLES, video_path(item)}
+    assert_identical(tree, out)
+    for name in ("pairs.csv", "titles.csv", f"videos/{item}.mp4"):
+        assert len(list(out.glob(f"{name}.rejected-*"))) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("titles.csv: it is an HTML page" in w and "moved aside to titles.csv.rejected-" in w for w in warnings)
+
+
+# --- issue 27, class 3: a file is never stitched from two versions -------------------------------
+@pytest.mark.parametrize(
+    ("server_kind", "validators"),
+    [("no validator", {"etag": False, "last_modified": False}),
+     ("only Last-Modified, If-Range ignored", {"etag": False, "ignore_if_range": True})],
+)
+def test_a_partial_from_an_earlier_run_is_resumed_only_with_a_checked_validator(
+    server_kind: str, validators: dict[str, bool], tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(PAIRS, Fault(cut_after=100, cut_times=99, **validators))
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError, match="incomplete: 100 of"):
+        fetch(server, out, retries=0)
+    assert (out / "pairs.csv.partial").stat().st_size == 100
+    new = changed_pairs(tree)  # same size, other bytes from byte 100 on
+    server.set_file(PAIRS, new)
+    server.set_fault(PAIRS, Fault(**validators))
+    server.reset_log()
+    fetch(server, out)
+
+    requests = server.requests_for(PAIRS)
+    if server_kind == "no validator":  # nothing proves the 100 bytes are of this version
+        assert [r.range for r in requests] == [None]
+    else:  # the 206 carries another Last-Modified: thrown away, started over
+        assert [(r.range, r.if_range) for r in requests] == [("bytes=100-", last_modified_of(0)), (None, None)]
+    assert (out / "pairs.csv").read_bytes() == new
+    assert json.loads((out / "manifest.json").read_text())["counts"]["unverified"] == 0
+
+
+def test_within_a_run_a_cut_transfer_resumes_even_without_validators(
+    tree: MicroLensTree, server: StubServer, tmp_path: Path
+) -> None:
+    server.set_fault(PAIRS, Fault(cut_after=100, etag=False, last_modified=False))
+    out = tmp_path / "dl"
+    fetch(server, out)
+    assert [r.range for r in server.requests_for(PAIRS)] == [None, "bytes=100-"]
+    assert_identical(tree, out)
+
+
+# --- issue 27, class 4: a full disk ends in one clear error, and a rerun resumes -----------------
+class FillingFile:
+    """A file on a disk with room for ``room`` bytes: a write past them fails with ``code``
+    after writing what fits, as ``write(2)`` does."""
+
+    def __init__(self, handle: BinaryIO, room: int, code: int) -> None:
+        self.handle, self.room, self.code = handle, room, code
+
+    def write(self, data: bytes) -> int:
+        free = max(self.room - self.handle.tell(), 0)
+        self.handle.write(data[:free])
+        if len(data) > free:
+            raise OSError(self.code, os.strerror(self.code))
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def __enter__(self) -> FillingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "target", "cause"),
+    [(errno.ENOSPC, "pairs", "the disk is full"),
+     (errno.EDQUOT, "video", "the disk quota is exceeded"),
+     (errno.EROFS, "titles", "the file system is read-only")],
+)
+def test_a_full_disk_ends_in_one_clear_error_and_a_rerun_resumes(
+    code: int, target: str, cause: str, tree: MicroLensTree, server: StubServer,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    item = tree.item_ids[1]
+    path, local = {
+        "pairs": (PAIRS, "pairs.csv"), "titles": (TITLES, "titles.csv"),
+        "video": (video_path(item), f"videos/{item}.mp4"),
+    }[target]
+    room = 100
+    real_open = Path.open
+
+    def open_on_a_filling_disk(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, mode, *args, **kwargs)
+        writes = "b" in mode and ("a" in mode or "w" in mode)
+        return FillingFile(handle, room, code) if writes and self.name == Path(local).name + ".partial" else handle
+
+    monkeypatch.setattr(Path, "open", open_on_a_filling_disk)
+    out = tmp_path / "dl"
+    with pytest.raises(DownloadError) as caught:
+        fetch(server, out)
+
+    message = str(caught.value)
+    size = len(server.state.files[path])
+    assert message.startswith(f"{(out / local).parent}: cannot write, {cause} ({os.strerror(code)})")
+    assert f"This file needs {fetch_mod._bytes(size - room)} more" in message and f"{size - room} bytes" in message
+    assert f"rerun the same command; it resumes {Path(local).name}.partial from the 100 bytes kept" in message
+    assert "Traceback" not in message and "video(s)" not in message
+    assert (out / f"{local}.partial").stat().st_size == room
+
+    monkeypatch.setattr(Path, "open", real_open)  # space freed
+    server.reset_log()
+    fetch(server, out)
+    assert [r.range for r in server.requests_for(path)] == [f"bytes={room}-"]
+    assert_identical(tree, out)
+
+
+# --- issue 27, class 5: the MicroLens path takes the ids local data takes ------------------------
+def test_text_item_ids_are_downloaded_in_the_readers_order(tmp_path: Path) -> None:
+    tree = microlens_tree(seed=3, id_prefix="v")
+    with StubServer(tree.served(PREFIX)) as stub:
+        manifest = fetch(stub, tmp_path / "dl", max_items=4)
+        first_four = tuple(sorted(tree.item_ids)[:4])  # text order, as the readers order them
+        assert {r.path for r in stub.requests if "_videos/" in r.path} == {video_path(i) for i in first_four}
+    assert manifest.n_items == 4
+    assert_identical(tree, tmp_path / "dl", items=first_four)
+
+
+def test_select_items_orders_like_the_readers() -> None:
+    assert dl.select_items(["100", "9", "10"], 2) == ["9", "10"]
+    assert dl.select_items(["v100", "v9", "B07XYZ", "10"], None) == ["10", "B07XYZ", "v100", "v9"]
+    assert dl.select_items(["007", "10", "9"], None) == ["007", "10", "9"]  # not canonical: text
+
+
+# --- issue 27, class 6: verify-data always reads the content --------------------------------------
+@pytest.mark.parametrize(
+    ("pairs", "fragment"),
+    [(b"", "the interaction file is empty"),
+     (b"user,item,timestamp\n1,2,x\n", "line 2"),
+     (b"user,item,timestamp\n1,2\n", "line 2")],
+)
+def test_verify_data_without_report_reads_the_content(
+    pairs: bytes, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossan.cli import main
+
+    root = tmp_path / "raw"
+    root.mkdir()
+    (root / "titles.csv").write_text("1,one\n2,two\n", encoding="utf-8")
+    (root / "pairs.csv").write_bytes(pairs)
+    assert main(["verify-data", "--data-dir", str(root), "--kind", "local"]) == 1
+    error = capsys.readouterr().err
+    assert "crossan verify-data: error:" in error and str(root / "pairs.csv") in error and fragment in error
+
+    (root / "pairs.csv").write_bytes(b"user,item,timestamp\n1,2,5\n3,2,6\n3,1,7\n")
+    assert main(["verify-data", "--data-dir", str(root), "--kind", "local"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"verify-data: dataset 'raw' (local) in {root}: content checked: ")
+    assert "3 interactions of 2 items in pairs.csv, 2 titles in titles.csv" in lines[0]

@@ -138,7 +138,7 @@ def test_headerless_pairs_are_accepted(tmp_path: Path) -> None:
         ("user,item,timestamp\n1,2,3\n\n1,2\n", "line 4: '1,2'", "expected 3 fields"),
         ("user,item,timestamp\n1,2,3,4\n", "line 2: '1,2,3,4'", "expected 3 fields"),
         ("user,item,timestamp\n1,,4\n", "line 2: '1,,4'", "item ids must be usable as file names (the first: empty)"),
-        ("1,2,3\n4,5,-60\n", "line 2: '4,5,-60'", "timestamps must be Unix seconds >= 0"),
+        ("1,2,3\n4,5,-60\n", "line 2: '4,5,-60'", "timestamps must be integers >= 0"),
         # a form feed or U+2028 inside a line does not end it: later line numbers stay right
         ("1,2,3\f\n4,5,6\u2028\n7,8,x\n", "line 3: '7,8,x'", "timestamps must be integers"),
     ],
@@ -280,8 +280,9 @@ def test_an_unclosed_quote_is_found_with_string_ids(tmp_path: Path) -> None:
     path.write_text('B001,a\nB002,"b, c\nB003,d\nB004,e\n')
     with pytest.raises(DataError, match=r"line 2: the quote that opens this row is never closed.*line 3, 'B003,d'"):
         read_titles(path, ["B001", "B002", "B003", "B004"])
-    # without the item ids, a line that starts like 'B003,' may be part of a title
-    assert read_titles(path) == {"B001": "a", "B002": "b, c\nB003,d\nB004,e"}
+    # without the item ids no line is named, but a quote open at the end of the file is refused
+    with pytest.raises(DataError, match=r"line 2: the quote that opens this row, 'B002,\"b, c', is never closed"):
+        read_titles(path)
 
 
 def test_the_titles_step_without_a_title_file_gives_empty_titles(tmp_path: Path) -> None:

@@ -16,11 +16,17 @@ Failure policy
 * One download at a time per folder: ``out_dir/.download.lock`` is held (``flock``) for the
   whole run, and a second run into the same folder stops at once, saying which process holds it.
 * Every file goes through :func:`crossan.data.fetch.fetch_file`: streamed to ``name.partial``,
-  resumed with ``Range`` + ``If-Range``, retried on 5xx (and 408/425/429), refused or reset
-  connections, timeouts, stalls (``min_bytes_per_s`` over ``stall_window_s``), the per-attempt
-  ``deadline_s``, short bodies and size mismatches; renamed only once its size on disk is what
-  the server stated. Other 4xx (404 above all) are not retried. Either way, when it gives up
-  -> ``DownloadError`` naming the URL.
+  resumed with ``Range`` + ``If-Range`` (across runs only with an ``ETag`` or ``Last-Modified``
+  kept with the partial file and repeated by the ``206``; otherwise the file starts over),
+  retried on 5xx (and 408/425/429), refused or reset connections, timeouts, stalls
+  (``min_bytes_per_s`` over ``stall_window_s``), the per-attempt ``deadline_s``, short bodies
+  and size mismatches; renamed only once its size on disk is what the server stated and its
+  bytes are of the file's kind (no encoded body, no HTML page; a zip, MP4 or UTF-8 CSV by its
+  leading bytes). Other 4xx (404 above all) and bodies that are not the file are not retried.
+  Either way, when it gives up -> ``DownloadError`` naming the URL.
+* A full disk, an exceeded quota or a read-only folder ends the run with one
+  ``DownloadError`` naming the folder, the space the file still needs and what a rerun does
+  (it resumes); every complete file is kept.
 * A file whose size the server never states is checked by its structure where it has one
   (zip, MP4); a CSV cannot be, so it is recorded with ``"check": "unverified"``, listed in a
   warning at the end of the run and downloaded again by the next run.
@@ -32,10 +38,17 @@ Failure policy
 * On a rerun, files recorded in an earlier manifest (complete or incomplete) with the same URL
   and the same size on disk are skipped. Files under their final name that no manifest records
   (a run killed before it wrote one) are adopted and hashed: a final name only ever appears
-  after the checks above passed.
+  after the checks above passed. Every reused or adopted file is checked again by kind
+  (:func:`crossan.data.fetch.body_problem`), and ``pairs.csv`` is read whole; a file that fails
+  is moved aside to ``NAME.rejected-<time>`` (kept for inspection), so the next run downloads
+  it again, and the message says so.
+* Item ids are taken as the local readers take them (:mod:`crossan.data.readers`): integers
+  are ordered numerically, any other ids (ASINs, UUIDs) as text.
 
 The ``verify-data`` subcommand (see :func:`run_verify`) checks any raw tree, downloaded or the
-user's own, with :func:`crossan.data.layout.verify_layout` and writes the dataset manifest.
+user's own: it always reads the interaction and title files through the readers (a malformed
+or empty file fails with its line), with ``--report`` also lists the items lacking a title,
+cover or video (:func:`crossan.data.layout.verify_layout`), and writes the dataset manifest.
 """
 
 from __future__ import annotations
@@ -47,23 +60,33 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
+import time
 import urllib.parse
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tqdm import tqdm
 
 from crossan.argtypes import non_negative_int, positive_float, positive_int
-from crossan.atomic import atomic_directory, write_text_atomic
+from crossan.atomic import write_text_atomic
 from crossan.data import layout as layout_mod
 from crossan.data import readers
 from crossan.data.content_checks import content_check_for
-from crossan.data.fetch import CHECKED_BY_SIZE, UNVERIFIED, FetchError, RetryPolicy, fetch_file
+from crossan.data.covers import extract_covers
+from crossan.data.fetch import (
+    CHECKED_BY_SIZE,
+    UNVERIFIED,
+    WRITE_ERRNOS,
+    FetchError,
+    RetryPolicy,
+    body_problem,
+    disk_write_error,
+    fetch_file,
+    kind_of,
+)
 from crossan.errors import ConfigError, DataError, DownloadError
 
 log = logging.getLogger(__name__)
@@ -82,7 +105,6 @@ MANIFEST_FILE = "manifest.json"
 INCOMPLETE_FILE = "manifest.incomplete.json"
 
 LOCK_FILE = ".download.lock"
-CHUNK_BYTES = 1 << 16
 MAX_LISTED_FAILURES = 50  # in the error message; the incomplete manifest lists all
 
 
@@ -196,6 +218,19 @@ def load_file_records(path: Path) -> dict[str, FileRecord]:
         return {}
 
 
+def move_aside(path: Path) -> Path:
+    """Rename a stored file that failed its check to ``NAME.rejected-<time>`` beside it (kept
+    for inspection, and no longer under a name any step reads); return the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.rejected-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.rejected-{stamp}-{n}")
+    os.replace(path, target)
+    return target
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as source:
@@ -235,6 +270,11 @@ class _Session:
     def _reuse(self, url: str, local: str, dest: Path) -> FileRecord | None:
         if not dest.is_file():
             return None
+        problem = body_problem(dest, kind_of(dest))
+        if problem is not None:
+            moved = move_aside(dest)
+            log.warning("%s: %s; moved aside to %s, downloading it again", dest, problem, moved.name)
+            return None
         size = dest.stat().st_size
         known = self.previous.get(local)
         if known is None:
@@ -255,8 +295,12 @@ class _Session:
 
 
 def select_items(item_ids: list[str], max_items: int | None) -> list[str]:
-    """The first ``max_items`` ids in numeric order (all when ``None``)."""
-    ordered = sorted(item_ids, key=int)
+    """The first ``max_items`` ids (all when ``None``) in the local readers' order: numeric
+    when every id is an integer in canonical form, else text order (ASINs, UUIDs)."""
+    if readers.canonical_integers(item_ids):
+        ordered = sorted(item_ids, key=int)
+    else:
+        ordered = sorted(item_ids)
     return ordered if max_items is None else ordered[:max_items]
 
 
@@ -294,9 +338,18 @@ def download_microlens(
         )
     remote = remote or RemoteLayout.for_variant(variant)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out_dir):
-        return _download(base_url, out_dir, variant, remote, workers, max_items, policy)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out_dir):
+            return _download(base_url, out_dir, variant, remote, workers, max_items, policy)
+    except OSError as error:  # a write outside a file transfer: covers, manifests, the lock
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        where = Path(error.filename).parent if error.filename else out_dir
+        raise disk_write_error(
+            where, error, None, "it resumes the download", unknown="not a file transfer",
+            what="This step",
+        ) from error
 
 
 @contextlib.contextmanager
@@ -337,7 +390,7 @@ def _download(
 ) -> DownloadManifest:
     session = _Session(base_url, out_dir, policy)
     records = [session.fetch(remote.pairs, PAIRS_FILE)[0], session.fetch(remote.titles, TITLES_FILE)[0]]
-    items = select_items(readers.item_ids(out_dir / PAIRS_FILE), max_items)
+    items = select_items(_downloaded_item_ids(out_dir / PAIRS_FILE, records[0].url), max_items)
     covers_record, fresh = session.fetch(remote.covers_zip, COVERS_ZIP)
     records.append(covers_record)
     covers_dir = out_dir / COVERS_DIR
@@ -365,6 +418,21 @@ def _download(
         log.warning(_unverified_warning(manifest.unverified, out_dir / MANIFEST_FILE))
     log.info("download complete: %s", manifest.counts)
     return manifest
+
+
+def _downloaded_item_ids(pairs: Path, url: str) -> list[str]:
+    """The items of the downloaded interaction file; a file the readers refuse is moved aside
+    (so the next run downloads it again) and the error says so."""
+    try:
+        return readers.item_ids(pairs)
+    except DataError as error:
+        moved = move_aside(pairs)
+        raise DataError(
+            f"{error}\nThe downloaded {pairs.name} was moved aside to {moved}, so the next run "
+            f"downloads it again from {url}. If it fails the same way again, the server's file "
+            "itself is malformed: fix a copy by hand and use it as a dataset of kind `local` "
+            "(`data_dir:` in config.yaml)."
+        ) from error
 
 
 def _unverified_warning(records: list[FileRecord], manifest_path: Path) -> str:
@@ -427,67 +495,7 @@ def _video_failures_error(failures: list[FetchError], n_videos: int, progress: P
     )
 
 
-# --- the covers zip -----------------------------------------------------------------------------
-def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
-    name = info.filename.replace("\\", "/")
-    path = PurePosixPath(name)
-    if path.is_absolute() or (path.parts and ":" in path.parts[0]):
-        return "absolute path"
-    if ".." in path.parts:
-        return "path traversal"
-    if (info.external_attr >> 16) & 0o170000 == 0o120000:
-        return "symbolic link"
-    return None
-
-
-def _cover_members(archive: zipfile.ZipFile, zip_path: Path) -> list[tuple[zipfile.ZipInfo, str]]:
-    """The ``.jpg`` members and their flat file names; reject the whole zip on an unsafe name."""
-    members: list[tuple[zipfile.ZipInfo, str]] = []
-    seen: set[str] = set()
-    for info in archive.infolist():
-        reason = _unsafe_reason(info)
-        if reason:
-            raise DataError(f"{zip_path}: refusing to extract, member {info.filename!r} is a {reason}")
-        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-        if info.is_dir() or not parts or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
-            continue
-        if not parts[-1].lower().endswith(".jpg"):
-            continue
-        name = parts[-1][: -len(".jpg")] + ".jpg"
-        if name in seen:
-            raise DataError(f"{zip_path}: two members are named {name} (in different folders)")
-        seen.add(name)
-        members.append((info, name))
-    return members
-
-
-def extract_covers(zip_path: Path, dest: Path) -> int:
-    """Extract the ``.jpg`` members of ``zip_path`` flat into ``dest`` (any top folder is
-    dropped) via ``dest.partial``; return how many. A zip with an absolute, ``..`` or
-    symlink member is rejected as a whole; a corrupt zip is deleted so a rerun re-fetches it."""
-    with atomic_directory(dest) as staging:
-        try:
-            with zipfile.ZipFile(zip_path) as archive:
-                members = _cover_members(archive, zip_path)
-                for info, name in members:
-                    with archive.open(info) as source, (staging / name).open("wb") as sink:
-                        shutil.copyfileobj(source, sink, CHUNK_BYTES)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
-            zip_path.unlink(missing_ok=True)
-            raise DataError(
-                f"{zip_path}: corrupt zip ({error}); it was deleted, rerun to download it again"
-            ) from error
-        if not members:
-            raise DataError(
-                f"{zip_path}: contains no .jpg covers; check the covers file name for this variant"
-            )
-    log.info("extracted %d covers into %s", len(members), dest)
-    return len(members)
-
-
 # --- command line -------------------------------------------------------------------------------
-
-
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -553,14 +561,38 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Run ``verify-data``: structural problems fail; with ``--report``, missing items are
-    listed (the per-item check reads every id and stats every media file, so it runs only
-    when its report is asked for: the workflow's ``layout_report`` job)."""
+    """Run ``verify-data``: structural problems fail, and so does malformed content (the
+    interaction and title files are always read through the readers); with ``--report``,
+    missing items are also listed (that check stats every media file, so it runs only when
+    its report is asked for: the workflow's ``layout_report`` job). Prints a one-line
+    summary on success."""
     name = args.name or args.data_dir.name
     layout = layout_mod.require_layout(args.data_dir, name, args.kind)
     if args.report is not None:
-        layout_mod.verify_layout(layout).write(args.report)
+        report = layout_mod.verify_layout(layout)
+        report.write(args.report)
+        counts = report.counts
+        summary = (
+            f"{counts['items']} items; missing {counts['missing_titles']} title(s), "
+            f"{counts['missing_covers']} cover(s), {counts['missing_videos']} video(s), listed in {args.report}"
+        )
+    else:
+        summary = check_content(layout) + "; media files not checked (--report lists the items without one)"
     if args.dataset_json is not None:
         layout_mod.write_manifest(layout, args.dataset_json)
+    absent = f"; absent: {', '.join(layout.absent)}" if layout.absent else ""
+    print(f"verify-data: dataset '{name}' ({args.kind}) in {args.data_dir}: content checked: {summary}{absent}")
     return 0
+
+
+def check_content(layout: layout_mod.DatasetLayout) -> str:
+    """Read the interaction file and (when present) the title file through the readers,
+    which raise ``DataError`` with the file and line of malformed content; return what was read."""
+    frame, _ = readers.read_interactions(layout.pairs)
+    items = [str(item) for item in frame["item"].unique().to_list()]
+    summary = f"{frame.height} interactions of {len(items)} items in {layout.pairs.name}"
+    if "titles" not in layout.absent:
+        titles = readers.read_titles(layout.titles, items)
+        summary += f", {len(titles)} titles in {layout.titles.name}"
+    return summary
 

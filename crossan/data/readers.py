@@ -10,12 +10,24 @@ media files (``covers/{id}.jpg``, ``videos/{id}.mp4``), so every id must be usab
 name (:func:`id_problem`). A column whose ids are all integers in canonical form (``-?[1-9][0-9]*``
 or ``0``, within 64 bits) is read as integers, so it sorts numerically and is written
 unquoted, exactly as before string ids were accepted; any other column stays text.
+
+**Rows as written.** Every field of every row is taken exactly as written (an id's and a title's
+surrounding spaces trimmed), or the row is refused with the file, the line, a quote of it cut to
+:data:`MAX_QUOTED_CHARS` characters, and the fix: both files are UTF-8 with lines ending in LF
+or CRLF (:func:`read_table_text`: a lone CR, Unicode line separators used as line ends, and C1
+control characters, the trace of a Windows-1252 file converted as Latin-1, are refused, naming
+the ``iconv`` conversion); the title file is RFC 4180 CSV read by :mod:`csv` with
+``strict=True`` (exactly two fields; a quote only around a whole field; no control character but
+a tab, and line breaks inside a quoted title), its last line checked like any other (a quote
+left open or a field missing is refused), and an id given two different titles is refused with
+both lines (an exact repeat is dropped and counted in the log).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -25,24 +37,53 @@ import polars as pl
 
 from crossan.errors import DataError
 
+log = logging.getLogger(__name__)
+
 COLUMNS = ("user", "item", "timestamp")
 ID_COLUMNS = ("user", "item")
 MAX_REPORTED_ROWS = 5
+# A quoted line in a message is cut to this many characters, enough for a row with a 200-byte id
+# (a file whose line ends are not recognised is one huge line).
+MAX_QUOTED_CHARS = 240
 # How a title row starts when its id is an integer: the id and a comma.
 _TITLE_ROW_START = re.compile(r"\s*-?\d+\s*,")
 _CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 _INT64_MAX = 2**63 - 1
 # An id becomes a file name ({id}.jpg, {id}.mp4, and the .partial files beside them).
 MAX_ID_BYTES = 200
-_ID_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\"]')
+_ID_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f/\\"]')
 ID_RULE = (f"an id must be non-empty, at most {MAX_ID_BYTES} bytes of UTF-8, not '.' or '..', and "
            "contain no '/', '\\', '\"', comma or control character (it names the files covers/{id}.jpg "
            "and videos/{id}.mp4)")
 
 
+def quote(text: str) -> str:
+    """``repr(text)``, cut to its first :data:`MAX_QUOTED_CHARS` characters (and saying how long
+    it is) so that no message quotes megabytes."""
+    if len(text) <= MAX_QUOTED_CHARS:
+        return repr(text)
+    return f"{text[:MAX_QUOTED_CHARS]!r}... ({len(text):,} characters)"
+
+
+def _conversion_hint(data: bytes, name: str) -> str:
+    """How to convert bytes that are not UTF-8 into UTF-8: the source encoding named."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return f"it is UTF-16 (it starts with a UTF-16 byte order mark): iconv -f UTF-16 -t UTF-8 {name} > fixed.csv"
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return (f"it is not Windows-1252 either: find its encoding (`file -i {name}`, or the program that "
+                f"wrote it) and convert it, e.g. iconv -f GB18030 -t UTF-8 {name} > fixed.csv")
+    # Latin-1 reads bytes 0x80-0x9F (curly quotes, dashes, the euro sign in Windows-1252) as
+    # C1 control characters, so the Windows-1252 conversion is the one that keeps them.
+    return (f"it reads as Windows-1252 (the usual encoding of Western text written on Windows; not "
+            f"latin1, which turns its curly quotes, dashes and euro signs into control characters): "
+            f"iconv -f WINDOWS-1252 -t UTF-8 {name} > fixed.csv")
+
+
 def read_text(path: Path, what: str) -> str:
     """The file as text (UTF-8, a BOM allowed). Raises ``DataError`` naming the line and byte of
-    the first byte sequence that is not UTF-8."""
+    the first byte sequence that is not UTF-8 and the ``iconv`` conversion to run."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -51,9 +92,69 @@ def read_text(path: Path, what: str) -> str:
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise DataError(
             f"{path}, line {line}, byte {column}: {data[error.start:error.end]!r} is not UTF-8 "
-            f"({error.reason}); {what} must be UTF-8 text: convert it, e.g. "
-            f"iconv -f latin1 -t utf-8 {path.name} > fixed.csv"
+            f"({error.reason}); {what} must be UTF-8 text: convert it; "
+            f"{_conversion_hint(data, path.name)}"
         ) from None
+
+
+_LONE_CR = re.compile(r"\r(?!\n)")
+# Line ends of other conventions: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR.
+_OTHER_LINE_ENDS = re.compile("[\x85\u2028\u2029]")
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def _sed_bytes(char: str) -> str:
+    """``char``'s UTF-8 bytes as GNU sed escapes (``\\xe2\\x80\\xa8``)."""
+    return "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8"))
+
+
+def _line_at(text: str, position: int) -> tuple[int, str]:
+    """The 1-based number (lines end at LF) and the text of the line holding ``position``."""
+    start = text.rfind("\n", 0, position) + 1
+    end = text.find("\n", position)
+    return text.count("\n", 0, position) + 1, text[start : end if end >= 0 else len(text)]
+
+
+def read_table_text(path: Path, what: str) -> str:
+    """:func:`read_text`, then the checks every raw table passes before its rows are read; the
+    text is returned with CRLF line ends as LF.
+
+    Raises ``DataError`` with the line, a short quote and the fix for: a carriage return not
+    followed by a line feed (a file whose lines end in CR alone, as old Mac programs write, is
+    otherwise one huge line 1); a file with no line feed whose lines end in NEL, U+2028 or
+    U+2029; a C1 control character (U+0080-U+009F), which UTF-8 text does not contain but a
+    Windows-1252 file decoded as Latin-1 does (curly quotes, dashes, the euro sign).
+    """
+    text = read_text(path, what)
+    if lone := _LONE_CR.search(text):
+        line, content = _line_at(text, lone.start())
+        if "\n" not in text:
+            raise DataError(
+                f"{path}: the lines end in a carriage return alone (CR, as old Mac programs and some "
+                f"spreadsheet exports write), so the file reads as one line {quote(text)}; lines must end "
+                f"in LF or CRLF: convert it, e.g. tr '\\r' '\\n' < {path.name} > fixed.csv"
+            )
+        raise DataError(
+            f"{path}, line {line}: a carriage return (CR) that is not followed by a line feed, "
+            f"in {quote(content)}; lines must end in LF or CRLF (a CR alone is not a line end, and no "
+            "field may contain one): remove it, or convert the file's line ends"
+        )
+    if "\n" not in text.rstrip() and (other := _OTHER_LINE_ENDS.search(text)):
+        raise DataError(
+            f"{path}: the lines end in U+{ord(other.group()):04X}, not LF or CRLF, so the file reads as "
+            f"one line {quote(text)}; convert the line ends to LF, e.g. "
+            f"sed 's/{_sed_bytes(other.group())}/\\n/g' {path.name} > fixed.csv"
+        )
+    if c1 := _C1.search(text):
+        line, content = _line_at(text, c1.start())
+        raise DataError(
+            f"{path}, line {line}: control character U+{ord(c1.group()):04X} in {quote(content)}; "
+            "UTF-8 text has none of U+0080-U+009F: this file was most likely converted from "
+            "Windows-1252 as if it were Latin-1 (iconv -f latin1 turns curly quotes, dashes and euro "
+            f"signs into these). Convert the original with iconv -f WINDOWS-1252 -t UTF-8, or repair "
+            f"this file: iconv -f UTF-8 -t LATIN1 {path.name} | iconv -f WINDOWS-1252 -t UTF-8 > fixed.csv"
+        )
+    return text.replace("\r\n", "\n")
 
 
 def physical_lines(text: str) -> list[str]:
@@ -82,6 +183,10 @@ def canonical_integers(ids: Iterable[str]) -> bool:
     return all(_CANONICAL_INTEGER.fullmatch(i) and abs(int(i)) <= _INT64_MAX for i in ids)
 
 
+# What a timestamp is (README, "Your own data"): the code only orders by it.
+TIMESTAMP_RULE = "in any unit, MicroLens' is Unix milliseconds; only their order counts"
+
+
 def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
     """Parse ``user,item,timestamp`` rows (header optional).
 
@@ -89,93 +194,179 @@ def read_interactions(path: Path) -> tuple[pl.DataFrame, int]:
     every id of the column is a canonical integer, else String, see the module doc),
     ``timestamp`` (Int64) and ``line`` (1-based line number in the file). Raises
     ``DataError`` naming the file and the first offending lines for rows with a wrong field
-    count, an id that breaks :data:`ID_RULE`, a non-integer or negative timestamp, and for a
-    file that is empty or not UTF-8.
+    count, an id that breaks :data:`ID_RULE`, a timestamp that is not :data:`TIMESTAMP_RULE`,
+    and for a file that is empty, not UTF-8 or fails :func:`read_table_text`. The first line
+    is a header when it is three names of letters and ``_``, else a data row like any other
+    (a float or a date there is reported as a timestamp that is not an integer).
     """
     if not path.is_file():
         raise DataError(f"interaction file {path} does not exist")
-    text = read_text(path, "the interaction file")
+    text = read_table_text(path, "the interaction file")
     lines = pl.DataFrame({"text": physical_lines(text)}, schema={"text": pl.String}).with_row_index("line", offset=1)
     lines = lines.filter(pl.col("text").str.strip_chars() != "")
     if lines.is_empty():
         raise DataError(f"{path}: the interaction file is empty")
-    first = [field.strip().lower() for field in lines["text"][0].split(",")]
-    # a data row has an integer timestamp; ids may be text (ASINs, UUIDs)
-    is_row = all(f.lstrip("-").isdigit() for f in first) or (len(first) == 3 and first[2].lstrip("-").isdigit())
-    if not is_row:
-        if len(first) != 3 or not all(field.replace("_", "").isalpha() for field in first):
-            raise DataError(
-                f"{path}, line 1: expected a header 'user,item,timestamp' or a data row, "
-                f"got {lines['text'][0]!r}"
-            )
+    first_line = lines["text"][0]
+    first = [field.strip() for field in first_line.split(",")]
+    is_header = len(first) == 3 and all(field.replace("_", "").isalpha() for field in first)
+    if is_header:
         lines = lines.slice(1)
+    elif not any(character.isdigit() for character in first_line):
+        # neither a header nor a row: a data row has a timestamp, so at least one digit
+        raise DataError(
+            f"{path}, line {lines['line'][0]}: expected a header 'user,item,timestamp' (three names of "
+            f"letters and '_') or a data row, got {quote(first_line)}"
+        )
     if lines.is_empty():
         raise DataError(f"{path}: the interaction file has a header but no rows")
     fields = lines.with_columns(parts=pl.col("text").str.split(","))
     wrong_count = fields.filter(pl.col("parts").list.len() != 3)
-    _fail_on_rows(path, wrong_count, "expected 3 fields user,item,timestamp")
+    # a first line read as data is named so when it is refused: it may be a header misspelt
+    read_as_data = None if is_header else int(lines["line"][0])
+    _fail_on_rows(path, wrong_count, "expected 3 fields user,item,timestamp", read_as_data)
     parsed = fields.with_columns(
         *(pl.col("parts").list.get(i).str.strip_chars().alias(name) for i, name in enumerate(ID_COLUMNS)),
         pl.col("parts").list.get(2).str.strip_chars().str.to_integer(strict=False).alias("timestamp"),
     )
-    _fail_on_rows(path, parsed.filter(pl.col("timestamp").is_null()), "timestamps must be integers")
-    _fail_on_rows(path, parsed.filter(pl.col("timestamp") < 0), "timestamps must be Unix seconds >= 0")
+    _fail_on_rows(path, parsed.filter(pl.col("timestamp").is_null()),
+                  f"timestamps must be integers within 64 bits ({TIMESTAMP_RULE}): write a date or a "
+                  "fraction as a whole number, e.g. Unix milliseconds", read_as_data)
+    _fail_on_rows(path, parsed.filter(pl.col("timestamp") < 0),
+                  f"timestamps must be integers >= 0 ({TIMESTAMP_RULE})", read_as_data)
     for column in ID_COLUMNS:
         distinct = parsed[column].unique().to_list()
         bad = {value for value in distinct if id_problem(value)}
         if bad:
             rows = parsed.filter(pl.col(column).is_in(list(bad)))
             why = id_problem(rows[column][0])
-            _fail_on_rows(path, rows, f"{column} ids must be usable as file names (the first: {why}); {ID_RULE}")
+            _fail_on_rows(path, rows, f"{column} ids must be usable as file names (the first: {why}); {ID_RULE}",
+                          read_as_data)
         if canonical_integers(distinct):
             parsed = parsed.with_columns(pl.col(column).cast(pl.Int64))
     return parsed.select(*COLUMNS, "line"), lines.height
 
 
-def _fail_on_rows(path: Path, bad: pl.DataFrame, what: str) -> None:
+# Characters str.splitlines ends a line at besides LF and CR: a row that holds one was most
+# likely meant as several lines.
+_LINE_BREAKING = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _fail_on_rows(path: Path, bad: pl.DataFrame, what: str, read_as_data: int | None = None) -> None:
+    """Raise ``DataError`` quoting the first :data:`MAX_REPORTED_ROWS` rows of ``bad`` (columns
+    ``line`` and ``text``), each cut to :data:`MAX_QUOTED_CHARS`; ``read_as_data``: the number of
+    the file's first line when it was read as a data row, not a header."""
     if bad.is_empty():
         return
     shown = "\n".join(
-        f"  line {row['line']}: {row['text']!r}" for row in bad.head(MAX_REPORTED_ROWS).iter_rows(named=True)
+        f"  line {row['line']}: {quote(row['text'])}" for row in bad.head(MAX_REPORTED_ROWS).iter_rows(named=True)
     )
     more = f"\n  ... and {bad.height - MAX_REPORTED_ROWS} more" if bad.height > MAX_REPORTED_ROWS else ""
+    first = bad.row(0, named=True)
+    note = ""
+    if separator := _LINE_BREAKING.search(first["text"]):
+        note = (f"\nLine {first['line']} holds U+{ord(separator.group()):04X}, which some programs take as "
+                "a line end; here lines end in LF or CRLF only: replace it by a line feed if it ends a row.")
+    if read_as_data is not None and first["line"] == read_as_data:
+        note += (f"\nLine {read_as_data} is read as a data row: a header is three names of letters and '_' "
+                 "(user_id,item_id,timestamp).")
     raise DataError(
-        f"{path}: {bad.height} malformed row(s), {what}:\n{shown}{more}\n"
+        f"{path}: {bad.height} malformed row(s), {what}:\n{shown}{more}{note}\n"
         "Fix or remove these rows and rerun."
     )
 
 
-def read_titles(path: Path, item_ids: Collection[str] = ()) -> dict[str, str]:
-    """Read the title file (no header, ``id,title``; a title may contain commas, and a quoted
-    one may span lines).
+# An RFC 4180 record: fields either quoted whole ("..." with "" for a quote) or free of quotes.
+_FIELD = r'(?:"[^"]*(?:""[^"]*)*"|[^",\n]*)'
+_RECORD = re.compile(rf"{_FIELD}(?:,{_FIELD})*")
+# A quote after spaces at a field's start: meant to open the field, but part of it.
+_SPACED_QUOTE = re.compile(r'(?:^|,)[ \t]+"')
+# Control characters a title row may not hold (C1 is refused for the whole file): C0 but the
+# tab and the line feed (which a quoted title may hold), and DEL.
+_TITLE_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_QUOTING = ('a title with a comma or a quote is quoted whole, the quote right after the comma, and a '
+            'quote inside it is written "" (12,"Skillet, 12 inch"; 12,"the ""best"" pan")')
 
-    Returns ``{item_id: title}``, ids as written (surrounding spaces removed). An empty id
-    raises ``DataError`` with the line, and so does a quote left open: a quoted field whose
-    later lines look like rows of their own, i.e. start with an integer id or one of
-    ``item_ids`` (the interactions' items) and a comma.
+
+def read_titles(path: Path, item_ids: Collection[str] = ()) -> dict[str, str]:
+    """Read the title file: RFC 4180 CSV, no header, rows ``id,title`` (a title with a comma or
+    a quote is quoted; a quoted one may span lines); blank lines are skipped.
+
+    Returns ``{item_id: title}``, the id and the title as written (surrounding spaces removed).
+    Each row is read exactly as written or refused (``DataError`` with the line, a short quote
+    and the fix): a row that is not two fields, a quote that does not enclose a whole field, a
+    quote never closed (``item_ids``, the interactions' items, help to name the line it
+    swallowed), a control character but a tab (and a line break inside a quoted title), an
+    empty id, an id given two different titles (both lines named), and whatever
+    :func:`read_table_text` refuses. The last line is read like any other, with or without a
+    final line feed. A row repeated exactly (same id and title) is dropped and counted in the log.
     """
     if not path.is_file():
         raise DataError(f"title file {path} does not exist")
-    text = read_text(path, "the title file")
-    # the lines as the csv reader counts them (its line_num), for quoting a swallowed one
-    lines = [line.rstrip("\r\n") for line in io.StringIO(text, newline="")]
-    known = set(item_ids)
+    text = read_table_text(path, "the title file")
+    lines = text.split("\n")  # as the csv reader counts them (its line_num): no CR is left
     titles: dict[str, str] = {}
-    reader = csv.reader(io.StringIO(text, newline=""))
+    first_line: dict[str, int] = {}
+    repeated: list[int] = []
+    known = set(item_ids)
+    row_like: list[tuple[int, int]] = []  # (first line of a multi-line title, a later line that looks like a row)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     end = 0
-    for row in reader:
-        start, end = end + 1, reader.line_num
-        if end > start:
-            _check_quote_closed(path, lines, start, end, known)
-        if not row or not "".join(row).strip():
+    while True:
+        start = end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise _quote_error(path, lines, start, reader.line_num, known, str(error)) from None
+        end = reader.line_num
+        record = "\n".join(lines[start - 1 : end])
+        if not record.strip():
             continue
-        item_id = row[0].strip()
-        if not item_id:
-            raise DataError(
-                f"{path}, line {start}: the item id is empty (expected rows 'id,title' with no header)"
-            )
-        titles[item_id] = ",".join(row[1:]).strip()
+        if problem := _title_row_problem(row, record):
+            raise DataError(f"{path}, line {start}: {problem}")
+        item_id, title = row[0].strip(), row[1].strip()
+        if item_id in titles:
+            if titles[item_id] != title:
+                raise DataError(
+                    f"{path}, line {start}: item {item_id!r} has a second title row with a different title "
+                    f"({quote(lines[start - 1])}; line {first_line[item_id]} gives it {quote(titles[item_id])}); "
+                    "keep one of the two rows and rerun"
+                )
+            repeated.append(start)
+            continue
+        titles[item_id] = title
+        first_line[item_id] = start
+        if end > start and (inner := next(
+                (n for n in range(start + 1, end + 1) if _looks_like_row(lines[n - 1], known)), None)):
+            row_like.append((start, inner))
+    if row_like:  # valid CSV, read as written; but a quote left open reads the same way
+        start, inner = row_like[0]
+        log.warning("%s: %d quoted title(s) span lines that look like rows of their own, e.g. the title "
+                    "opened on line %d holds line %d, %s; if a quote was left open there, close it",
+                    path, len(row_like), start, inner, quote(lines[inner - 1]))
+    if repeated:
+        log.warning("%s: dropped %d title row(s) that repeat an earlier row exactly (same id and title), "
+                    "e.g. line(s) %s", path, len(repeated), ", ".join(map(str, repeated[:MAX_REPORTED_ROWS])))
     return titles
+
+
+def _title_row_problem(row: list[str], record: str) -> str | None:
+    """Why the title row ``row``, read from the text ``record`` (its lines joined), is refused, or None."""
+    shown = quote(record.partition("\n")[0])
+    if control := _TITLE_CONTROL.search(record):
+        return (f"control character U+{ord(control.group()):04X} in {shown}; remove it (a title may hold a "
+                "tab, and line breaks inside quotes, but no other control character)")
+    if not _RECORD.fullmatch(record):
+        spaced = " (a space before the opening quote makes the quote part of the field)" if _SPACED_QUOTE.search(
+            record) else ""
+        return f"a quote that does not enclose a whole field, in {shown}{spaced}; {_QUOTING}"
+    if len(row) != 2:
+        return (f"expected 2 fields id,title, got {len(row)}, in {shown}; {_QUOTING}; an empty title is "
+                "written '12,'; a row cut short (e.g. the file's last line) is completed or removed")
+    if not row[0].strip():
+        return f"the item id is empty (expected rows 'id,title' with no header), in {shown}"
+    return None
 
 
 def _looks_like_row(line: str, known: set[str]) -> bool:
@@ -186,17 +377,30 @@ def _looks_like_row(line: str, known: set[str]) -> bool:
     return bool(comma) and head.strip().strip('"') in known
 
 
-def _check_quote_closed(path: Path, lines: list[str], start: int, end: int, known: set[str]) -> None:
-    """Raise when the row read from lines ``start..end`` (1-based) swallowed a line that is a
-    row of its own: a quote opened on line ``start`` was never closed (or closed lines later)."""
-    for number in range(start + 1, end + 1):
-        if _looks_like_row(lines[number - 1], known):
-            raise DataError(
-                f"{path}, line {start}: the quote that opens this row is never closed, so the "
-                f"lines after it were read into it (line {number}, {lines[number - 1]!r}, is a "
-                'row of its own); close the quote (a quote inside a quoted title is written "") '
-                "or remove it, and rerun"
-            )
+def _quote_error(path: Path, lines: list[str], start: int, end: int, known: set[str], reason: str) -> DataError:
+    """The error for a row from line ``start`` the csv reader could not read up to line ``end``
+    (``reason``, its message): a quote opened on line ``start`` and never closed, or closed in
+    the middle of a field. A quoted title may span lines, so a swallowed row is only named."""
+    end = min(max(end, start), len(lines))
+    swallowed = next((n for n in range(start + 1, end + 1) if _looks_like_row(lines[n - 1], known)), None)
+    fix = 'close the quote (a quote inside a quoted title is written "") or remove it, and rerun'
+    if swallowed is not None:
+        return DataError(
+            f"{path}, line {start}: the quote that opens this row is never closed, so the lines after it "
+            f"were read into it (line {swallowed}, {quote(lines[swallowed - 1])}, is a row of its own); {fix}"
+        )
+    if "end of data" in reason:
+        return DataError(
+            f"{path}, line {start}: the quote that opens this row, {quote(lines[start - 1])}, is never closed "
+            f"(it runs to the end of the file{', line ' + str(end) if end > start else ''}); {fix}"
+        )
+    if end == start:
+        return DataError(f"{path}, line {start}: a quote that does not enclose a whole field, in "
+                         f"{quote(lines[start - 1])}; {_QUOTING}")
+    return DataError(
+        f"{path}, line {start}: the quoted field that opens on this line, {quote(lines[start - 1])}, is "
+        f"closed on line {end} in the middle of a field ({quote(lines[end - 1])}; {reason}); {fix}"
+    )
 
 
 def item_ids(pairs: Path) -> list[str]:
