@@ -38,6 +38,7 @@ from crossan.runs.settings import CONVENTIONS, training_default
 from crossan.runs.vocabulary import (
     ALL_LETTERS,
     CACHED_STATE_METHODS,
+    E2E_LETTERS,
     END_TO_END_METHODS,
     FUSIONS,
     METHODS,
@@ -62,7 +63,7 @@ def paper_configuration_count(method: str, modalities: str = ALL_LETTERS, hidden
     end-to-end ones (T+I, concat) by :func:`end_to_end_count`, the others by
     :func:`crossan.models.counts.paper_configuration_count` (``shape``: its keywords)."""
     if method in END_TO_END_METHODS:
-        if letters_of(parse_modalities(modalities)) != METHODS[method].fixed["modalities"] or fusion not in (None, "concat"):
+        if letters_of(parse_modalities(modalities)) != E2E_LETTERS or fusion not in (None, "concat"):
             raise ValueError(f"{method} is a text+image method with concat fusion (modalities TI)")
         return end_to_end_count(method, hidden, **{k: v for k, v in shape.items() if k in ("item_dim", "max_len")})
     return cached_state_count(method, modalities, hidden, fusion, **shape)

@@ -138,6 +138,10 @@ class RunConfig:
     def uses_content(self) -> bool:
         return self.info.reads_content
 
+    def model_fusion(self) -> str | None:
+        """The fusion to build the model with: ``None`` for the method's default."""
+        return None if self.fusion in (None, NO_FUSION) else self.fusion
+
     def resolved_fusion(self) -> str:
         """The fusion actually used (resolved when the run is made)."""
         return self.fusion or self.info.default_fusion

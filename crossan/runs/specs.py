@@ -127,6 +127,19 @@ def run_by_name(config: Mapping[str, Any], dataset: str, name: str, **inputs: An
     return run_from_name(name, training_settings(config, dataset), **inputs)
 
 
+# ``crossan train`` input flag -> the RunConfig field it fills (the workflow writes them, run.py reads them)
+INPUT_FLAGS: Mapping[str, str] = {
+    "--data": "data_dir", "--features": "features_dir", "--graph": "graph_file", "--media": "media_dir",
+    "--text-model": "text_model", "--image-model": "image_model", "--text-max-length": "text_max_length",
+}
+
+
+def input_flags(fields: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(flag, value)`` of each input field in ``fields`` (:func:`input_fields`), in
+    :data:`INPUT_FLAGS` order."""
+    return [(flag, fields[field]) for flag, field in INPUT_FLAGS.items() if field in fields]
+
+
 def input_fields(config: Mapping[str, Any], dataset: str, method: str) -> dict[str, Any]:
     """Where a run of ``method`` on ``dataset`` reads its items, as
     :class:`~crossan.runs.run_config.RunConfig` fields: the sequences, and the feature folder

@@ -172,14 +172,6 @@ METHOD_LABELS: Mapping[str, str] = MappingProxyType({name: method.label for name
 E2E_LETTERS = "TI"  # the end-to-end baselines' only modalities (the paper fits no more encoders on a GPU)
 
 
-def method_info(name: str) -> Method:
-    """The :class:`Method` called ``name``; ``KeyError`` naming the known ones."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise KeyError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
-
-
 def modality_letters(spec: str) -> str:
     """``"tiva"``, ``"AT"`` -> canonical letters in T, I, V, A order (``"TIVA"``, ``"TA"``);
     ``ValueError`` for other letters, repeats or an empty set."""

@@ -35,7 +35,7 @@ from crossan.models.counts import paper_configuration_count
 from crossan.models.moda import SharedMoDASideAdapters
 from crossan.runs.identity import run_name
 from crossan.runs.run_config import RunConfig
-from crossan.runs.vocabulary import ALL_LETTERS, CACHED_STATE_METHODS, NO_FUSION
+from crossan.runs.vocabulary import ALL_LETTERS, CACHED_STATE_METHODS
 from crossan.train.devices import deterministic_on_cpu, reset_peak_memory, resolve_device
 from crossan.train.inputs import ItemStates, load_item_states, load_sequences
 from crossan.train.loop import ItemEncoder, Trained, evaluate_best, fit
@@ -53,7 +53,7 @@ def model_config(run: RunConfig, states: ItemStates | None, n_items: int) -> Mod
         n_layers=states.n_layers if states else 7,
         adapter_dim=run.hidden,
         modalities=run.modalities or ALL_LETTERS,  # unused by id-sasrec
-        fusion=None if run.fusion in (None, NO_FUSION) else run.fusion,
+        fusion=run.model_fusion(),
         topk=run.topk,
         max_len=run.max_len,
         n_items=n_items,
@@ -163,7 +163,7 @@ def paper_configuration(run: RunConfig) -> dict[str, Any]:
     if not run.info.has_towers:
         return {}
     count = paper_configuration_count(
-        run.method, run.modalities, run.hidden, fusion=None if run.fusion in (None, NO_FUSION) else run.fusion,
+        run.method, run.modalities, run.hidden, fusion=run.model_fusion(),
         topk=run.topk, max_len=run.max_len, inter_tower=run.inter_tower, moda_rank=run.moda_rank,
         moda_experts=run.moda_experts, align=run.align, align_weight=run.align_weight,
     )
@@ -219,8 +219,9 @@ def train_on_states(run: RunConfig) -> RunResult:
             extra["precision"] = "float16 autocast"
         trained = fit(run, data, model, encoder, optimizer, device, scaler)
         final = evaluate_best(run, data, model, encoder, device)
-        towers = (compute_item_towers(model, states, run_name(run)) if states is not None
-                  else empty_item_towers(data.item_ids, run_name(run)))
+        name = run_name(run)
+        towers = (compute_item_towers(model, states, name) if states is not None
+                  else empty_item_towers(data.item_ids, name))
         result = finish_run(run, data, device, final, rows=trained.rows, best_epoch=trained.best_epoch,
                             towers=towers, model=model,
                             extra=extra | alignment_metrics(run, model, trained))

@@ -31,7 +31,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -49,7 +48,7 @@ from crossan.train.inputs import EvalSplit, SequenceData, load_item_states, load
 from crossan.train.loop import EarlyStopping, optimizer_step
 from crossan.train.loss import check_finite
 from crossan.train.metrics import evaluate_full_ranking
-from crossan.train.outputs import RunResult, epoch_row, finish_run, log_result, start_run
+from crossan.train.outputs import RunResult, epoch_row, finish_run, log_result, mean_of, start_run
 from crossan.train.towers import empty_item_towers
 
 log = logging.getLogger(__name__)
@@ -251,7 +250,7 @@ def train_graph_run(run: RunConfig) -> RunResult:
         results, best = [], None
         for number, params in enumerate(points):
             model, hr, epoch, rows = train_one(run, graph, data, valid_rows, params, device)
-            seconds = float(np.mean([r["train_seconds"] for r in rows]))
+            seconds = mean_of(rows, "train_seconds")
             results.append({"params": params, "valid_HR@10": hr, "best_epoch": epoch, "epochs_run": len(rows),
                             "seconds_per_epoch": seconds})
             log.info("grid point %d/%d %s: valid HR@10 %.4f at epoch %d of %d (%.3f s/epoch)", number + 1,
@@ -260,14 +259,13 @@ def train_graph_run(run: RunConfig) -> RunResult:
                 best = (model, hr, epoch, rows, params, number)
             else:
                 del model
-        model, _, best_epoch, rows, params, chosen = best
+        model, _, best_epoch, rows, params, _ = best
         final = {"valid": evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets),
                  "test": evaluate_graph_model(model, test_rows, data.test, run.repeat_targets)}
         k = int(graph.knn_index[graph.modalities[0]].shape[1])
-        result = finish_run(run, data, device, final, rows=rows, best_epoch=best_epoch,
-                            model=model,
+        result = finish_run(run, data, device, final, rows=rows, best_epoch=best_epoch, model=model,
                             towers=empty_item_towers(data.item_ids, run_name(run)), extra={
-                                "hyper_parameters": asdict(model_config(run, config_type, params)),
+                                "hyper_parameters": asdict(model.config),
                                 "grid": results,
                                 "graph": {"file": str(run.graph_file), "layer": stored.item_graphs.layer,
                                           "training_pairs": len(graph.user), "k": k},

@@ -145,7 +145,8 @@ def log_result(result: RunResult) -> None:
              result.out_dir)
 
 
-def _mean(rows: list[dict[str, float]], key: str) -> float:
+def mean_of(rows: list[dict[str, float]], key: str) -> float:
+    """The mean of ``key`` over epoch rows (:func:`epoch_row`)."""
     return float(np.mean([row[key] for row in rows]))
 
 
@@ -180,8 +181,8 @@ def finish_run(
         valid=valid, test=test, best_epoch=best_epoch, epochs_run=len(rows),
         stopped_early=bool(rows) and len(rows) < run.max_epochs,
         trainable_parameters=count_trainable(model) if model is not None else 0,
-        seconds_per_epoch=_mean(rows, "train_seconds") if rows else 0.0,
-        eval_seconds=_mean(rows, "eval_seconds") if rows else float(eval_seconds or 0.0),
+        seconds_per_epoch=mean_of(rows, "train_seconds") if rows else 0.0,
+        eval_seconds=mean_of(rows, "eval_seconds") if rows else float(eval_seconds or 0.0),
         peak_memory_mib=memory_mib, peak_memory_kind=memory_kind, extra=dict(extra or {}),
         config=asdict(run), versions=versions(), test_by_popularity=test_by_popularity(data, per_user_test),
     )

@@ -22,17 +22,13 @@ from crossan.argtypes import positive_int
 from crossan.config import load_config
 from crossan.errors import ConfigError
 from crossan.runs.identity import parse_run_name, run_name
-from crossan.runs.specs import input_fields, run_by_name, run_from_name
+from crossan.runs.settings import training_settings
+from crossan.runs.specs import INPUT_FLAGS, input_fields, run_from_name
 from crossan.runs.vocabulary import DEVICES, METHODS
 from crossan.train.entry import train
 
 log = logging.getLogger(__name__)
 
-# input flag -> the RunConfig field it fills
-INPUT_FLAGS: dict[str, str] = {
-    "data": "data_dir", "features": "features_dir", "graph": "graph_file", "media": "media_dir",
-    "text_model": "text_model", "image_model": "image_model", "text_max_length": "text_max_length",
-}
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -81,18 +77,18 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _given_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    return {field: str(value) if isinstance(value, Path) else value
-            for flag, field in INPUT_FLAGS.items() if (value := getattr(args, flag)) is not None}
+    values = ((field, getattr(args, flag.removeprefix("--").replace("-", "_"))) for flag, field in INPUT_FLAGS.items())
+    return {field: str(value) if isinstance(value, Path) else value for field, value in values if value is not None}
 
 
 def _train_cli(args: argparse.Namespace) -> int:
-    dataset = parse_run_name(args.run)["dataset"]
+    fields = parse_run_name(args.run)
+    dataset, method = fields["dataset"], fields["method"]
     out = args.out or Path("results") / dataset / "runs" / args.run
     if out.name != args.run:
         raise ConfigError(f"--out {out} must be a folder named {args.run} (the run's name)")
     given = {"out_dir": str(out), "device": args.device, **_given_inputs(args)}
     if args.training is not None:
-        method = parse_run_name(args.run)["method"]
         if unused := sorted(set(args.training) - set(METHODS[method].settings)):
             raise ConfigError(f"--training: {method} does not use {', '.join(unused)}; its settings: "
                               f"{', '.join(METHODS[method].settings)}")
@@ -102,8 +98,8 @@ def _train_cli(args: argparse.Namespace) -> int:
         config = load_config(config_path)
         if dataset not in config["catalog"]:
             raise ConfigError(f"run {args.run} is of dataset {dataset!r}, which is not under catalog in {config_path}")
-        method = parse_run_name(args.run)["method"]
-        run = run_by_name(config, dataset, args.run, **(input_fields(config, dataset, method) | given))
+        run = run_from_name(args.run, training_settings(config, dataset), source=str(config_path),
+                            **(input_fields(config, dataset, method) | given))
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     result = train(run)

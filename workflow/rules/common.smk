@@ -19,7 +19,14 @@ from crossan.results.plan import (
 )
 from crossan.runs.folder import GATES_FILE, METRICS_FILE, PER_USER_FILES, RUN_FILES, SETTINGS_FILE, TOWERS_FILE
 from crossan.runs.settings import training_settings
-from crossan.runs.specs import graph_build_flags, input_fields, method_training, planned_run_names, run_by_name
+from crossan.runs.specs import (
+    graph_build_flags,
+    input_fields,
+    input_flags,
+    method_training,
+    planned_run_names,
+    run_by_name,
+)
 from crossan.runs.vocabulary import END_TO_END, GRAPH, MODALITY_LETTERS, POPULARITY_FAMILY
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
@@ -186,9 +193,7 @@ def run_training(wildcards):
 def run_input_flags(wildcards):
     """``crossan train`` flags naming where a run reads its items (crossan.runs.specs.input_fields)."""
     inputs = input_fields(config, wildcards.dataset, parsed_run(wildcards).method)
-    flags = {"data_dir": "--data", "features_dir": "--features", "graph_file": "--graph", "media_dir": "--media",
-             "text_model": "--text-model", "image_model": "--image-model", "text_max_length": "--text-max-length"}
-    return " ".join(f"{flags[field]} {shlex.quote(str(value))}" for field, value in inputs.items())
+    return " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in input_flags(inputs))
 
 
 def run_inputs(wildcards):

@@ -20,7 +20,7 @@ per-modality content representation after its transforms (a bias must not leak i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,7 @@ class GraphRecommender(nn.Module):
     :meth:`forward` and :meth:`loss`; ``config_type`` is the dataclass of their parameters."""
 
     config_type: ClassVar[type]
+    config: Any  # an instance of config_type, set by __init__ (metrics.json's hyper_parameters)
 
     def forward(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         """``(users [U, d'], items [I, d'])``: score = dot product."""
