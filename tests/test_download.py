@@ -70,11 +70,9 @@ def fetch(
     )
 
 
-def keep_validator(part: Path, url: str, data: bytes, etag: bool = True) -> None:
+def keep_validator(part: Path, url: str, data: bytes) -> None:
     """Write the validator a run that was killed leaves beside ``part`` (the stub's headers)."""
-    kept = {"url": url, "last_modified": last_modified_of(0)}
-    if etag:
-        kept["etag"] = etag_of(data)
+    kept = {"url": url, "last_modified": last_modified_of(0), "etag": etag_of(data)}
     validator_path(part).write_text(json.dumps(kept), encoding="utf-8")
 
 

@@ -358,6 +358,16 @@ def test_significance_level_is_the_tables() -> None:
     assert F.SIGNIFICANCE_LEVEL == SIGNIFICANCE_LEVEL
 
 
+def test_the_findings_name_the_tables_rows_and_columns() -> None:
+    """findings.py copies a few labels of crossan.results.tables (it must not import polars)."""
+    assert F.MI == T.MUTUAL_INFORMATION
+    assert F.TP_PAPER in T.SHARED_TOWER
+    measured = {"table4": dict(zip(T.EFFICIENCY, T.EFFICIENCY_KINDS)),
+                "tableB2": dict(zip(T.SHARED_TOWER, T.SHARED_TOWER_KINDS))}
+    assert {name: tuple(c for c, kind in kinds.items() if kind in ("seconds", "mib"))
+            for name, kinds in measured.items()} == dict(F.MEASURED_COLUMNS)
+
+
 # ---------------------------------------------------------------------- (b) README.md itself
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -230,6 +230,11 @@ class CrossModalSideAdapters(CrossModalGating, nn.Module):
         self.layer0_previous = check_layer0_previous(layer0_previous)
         self.towers = nn.ModuleDict({m: AdapterTower(dim, hidden, n_layers, item_dim) for m in modalities})
 
+    def modality_towers(self) -> tuple[dict[str, nn.Module], list[nn.Module]]:
+        """``(towers of one modality each, by modality; towers serving every modality)``, for
+        optimiser groups that treat them differently (``lr_groups: iisan``)."""
+        return dict(self.towers.items()), []
+
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(
             states, self.modalities, self.n_layers, self.dim, self.gate_logits.dtype
@@ -382,6 +387,11 @@ class IISANSideAdapters(nn.Module):
         w, w_prev = (tensor.detach() for tensor in self.inter_gate.weights())
         values["inter"] = torch.cat([w, w_prev[:, None]], dim=-1)
         return values
+
+    def modality_towers(self) -> tuple[dict[str, nn.Module], list[nn.Module]]:
+        """``(towers of one modality each, by modality; towers serving every modality)``, for
+        optimiser groups that treat them differently (``lr_groups: iisan``)."""
+        return dict(self.intra.items()), [self.inter]
 
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(

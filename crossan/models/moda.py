@@ -176,6 +176,11 @@ class SharedMoDASideAdapters(CrossModalGating, nn.Module):
         head = dim * dim + dim + dim * item_dim + item_dim
         return n_layers * adapter + head + n_modalities * n_layers * (n_modalities + 1)
 
+    def modality_towers(self) -> tuple[dict[str, nn.Module], list[nn.Module]]:
+        """``(towers of one modality each, by modality; towers serving every modality)``, for
+        optimiser groups that treat them differently (``lr_groups: iisan``)."""
+        return {}, [self]
+
     def forward(self, states: dict[str, Tensor]) -> Tensor:
         hidden = stack_states(states, self.modalities, self.n_layers, self.dim, self.gate_logits.dtype)
         n, m = hidden.shape[:2]

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crossan.errors import CrossanError
+from crossan.results.plan import BEYOND_TABLES, TABLES
 from crossan.runs.vocabulary import END_TO_END_METHODS, GRAPH_METHODS, METHOD_LABELS, SIDE_ADAPTER_METHODS
 
 # The tables' significance level (crossan.results.runs.SIGNIFICANCE_LEVEL, which imports numpy;
 # tests/test_readme_tables.py checks the two agree).
 SIGNIFICANCE_LEVEL = 0.05
-TABLE_NAME = re.compile(r"^table(?P<beyond>B?)\d+$")
 MI = "Mutual Information"  # Table 1's row and Table B1's column (crossan.results.tables.MUTUAL_INFORMATION)
 TP_PAPER = "TP (paper config)"  # Table B2's column (crossan.results.tables.SHARED_TOWER)
 # Measured columns (seconds per epoch, peak memory): they differ from run to run and machine to
@@ -41,10 +41,9 @@ EFFICIENCY_WORDS: dict[str, tuple[str, str, str]] = {  # Table 4's counted colum
 
 def table_path(results: Path, name: str) -> Path:
     """Where the workflow writes table ``name``'s Markdown: ``tables/`` or ``beyond/``."""
-    match = TABLE_NAME.match(name)
-    if not match:
-        raise CrossanError(f"{name!r} is not a table name (table1, table3, ..., tableB1, ...)")
-    return results / ("beyond" if match["beyond"] else "tables") / f"{name}.md"
+    if name not in TABLES + BEYOND_TABLES:
+        raise CrossanError(f"{name!r} is not a table name ({', '.join(TABLES + BEYOND_TABLES)})")
+    return results / ("beyond" if name in BEYOND_TABLES else "tables") / f"{name}.md"
 
 
 def _read(path: Path, name: str) -> str:

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from crossan.atomic import write_text_atomic
 from crossan.errors import CrossanError
-from crossan.results.findings import FINDINGS, MEASURED_COLUMNS, TABLE_NAME, Results
+from crossan.results.findings import FINDINGS, MEASURED_COLUMNS, Results
+from crossan.results.plan import BEYOND_TABLES, TABLES
 
 OPEN = re.compile(r"^<!-- demo:(?P<name>[A-Za-z0-9_-]+) -->$")
 CLOSE = re.compile(r"^<!-- /demo:(?P<name>[A-Za-z0-9_-]+) -->$")
@@ -118,8 +119,8 @@ def find_blocks(text: str, source: str = "README.md") -> list[Block]:
             if open_name is not None:
                 raise CrossanError(f"{where}: <!-- demo:{name} --> opens inside block {open_name!r} "
                                    f"(opened at line {open_line + 1}, not closed)")
-            if name not in FINDINGS and not TABLE_NAME.match(name):
-                raise CrossanError(f"{where}: unknown block {name!r}: a table (table1, ..., tableB1, ...) or "
+            if name not in (*FINDINGS, *TABLES, *BEYOND_TABLES):
+                raise CrossanError(f"{where}: unknown block {name!r}: a table ({', '.join(TABLES + BEYOND_TABLES)}) or "
                                    f"one of {', '.join(FINDINGS)}")
             if any(block.name == name for block in blocks):
                 raise CrossanError(f"{where}: block {name!r} appears twice")

@@ -30,9 +30,7 @@ from torch import Tensor, nn
 
 from crossan.errors import ConfigError
 from crossan.models import ModelConfig, build_model
-from crossan.models.adapters import CrossModalSideAdapters, IISANSideAdapters
 from crossan.models.counts import paper_configuration_count
-from crossan.models.moda import SharedMoDASideAdapters
 from crossan.runs.identity import run_name
 from crossan.runs.run_config import RunConfig
 from crossan.runs.vocabulary import ALL_LETTERS, CACHED_STATE_METHODS
@@ -91,14 +89,7 @@ def iisan_parts(towers: nn.Module) -> dict[int, str]:
     IISAN's image intra gates (``side_gate_params_cv``, a ``cv`` name) land in its
     ``fine_tune_lr_image`` group; here every tower's gates are one tensor, in the recommender's.
     """
-    if isinstance(towers, IISANSideAdapters):
-        own, shared = dict(towers.intra.items()), [towers.inter]
-    elif isinstance(towers, CrossModalSideAdapters):
-        own, shared = dict(towers.towers.items()), []
-    elif isinstance(towers, SharedMoDASideAdapters):
-        own, shared = {}, [towers]
-    else:
-        raise ConfigError(f"lr_groups iisan: no IISAN groups for {type(towers).__name__}")
+    own, shared = towers.modality_towers()
     parts: dict[int, str] = {}
     for modality, tower in own.items():
         text = modality == "text"

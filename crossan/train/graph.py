@@ -182,15 +182,15 @@ def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit
 
 
 def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: Tensor, params: dict[str, Any],
-              device: torch.device) -> tuple[GraphRecommender, float, int, list[dict[str, float]]]:
-    """Train one grid point: ``(model at its best epoch, best valid HR@10, best epoch, log rows)``."""
+              sampler: NegativeSampler, device: torch.device) -> tuple[GraphRecommender, float, int, list[dict[str, float]]]:
+    """Train one grid point: ``(model at its best epoch, best valid HR@10, best epoch, log rows)``
+    (``sampler``: the run's negatives, the same for every grid point)."""
     config_type, model_type = graph_model(run.method)
     config = model_config(run, config_type, params)
     torch.manual_seed(run.seed)
     model = model_type(graph, config).to(device)  # h = embedding size
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     schedule = learning_rate_schedule(optimizer, config)
-    sampler = NegativeSampler(graph, run.graph_negatives)
     generator = torch.Generator().manual_seed(run.seed)
     users_all, items_all = graph.user.cpu(), graph.item.cpu()
     rows: list[dict[str, float]] = []
@@ -247,9 +247,10 @@ def train_graph_run(run: RunConfig) -> RunResult:
         log.info("%s on %s: %d users, %d items, %d training pairs, %d grid point(s), on %s", run.method,
                  run.modalities, graph.n_users, graph.n_items, len(graph.user), len(points), device)
 
+        sampler = NegativeSampler(graph, run.graph_negatives)
         results, best = [], None
         for number, params in enumerate(points):
-            model, hr, epoch, rows = train_one(run, graph, data, valid_rows, params, device)
+            model, hr, epoch, rows = train_one(run, graph, data, valid_rows, params, sampler, device)
             seconds = mean_of(rows, "train_seconds")
             results.append({"params": params, "valid_HR@10": hr, "best_epoch": epoch, "epochs_run": len(rows),
                             "seconds_per_epoch": seconds})
