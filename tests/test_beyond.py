@@ -11,30 +11,38 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from matplotlib.container import BarContainer
 from matplotlib.patches import Rectangle
 from test_tables import BASE, better, config, make_run, naive_p, per_user, worse
 from test_workflow import snakemake, small_demo_config
 
+from crossan.data.buckets import BUCKET_RULE
 from crossan.errors import DataError
-from crossan.results.figure_data import build_figure
+from crossan.results.figure_data import bucket_labels, build_figure
 from crossan.results.figures import figure_b1_popularity, save_figure
 from crossan.results.mutual_info import ksg_mutual_information
 from crossan.results.plan import BEYOND_TARGETS, TargetPlan, planned_targets, target_plan
-from crossan.results.tables import build_table, to_markdown, write_table
+from crossan.results.table_output import to_markdown, write_table
+from crossan.results.tables import build_table
 from crossan.train.towers import ItemTowers
 
 METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
 BUCKETS = ("head", "torso", "tail")
 
 
-def popularity(head: float, torso: float, tail: float, users: tuple[int, int, int] = (10, 6, 8),
-               head_min: int = 15, tail_max: int = 9) -> dict:
-    """A ``test_by_popularity`` record as the trainer writes it (NDCG@10 = HR@10 / 2 here)."""
-    record = {"by": "item training count", "head_min_count": head_min, "tail_max_count": tail_max}
+def popularity(head: float | None, torso: float | None, tail: float | None,
+               users: tuple[int, int, int] = (10, 6, 8), head_min: int = 15, tail_max: int = 9,
+               items: tuple[int, int, int] = (5, 20, 75)) -> dict:
+    """A ``test_by_popularity`` record as the trainer writes it (NDCG@10 = HR@10 / 2 here; a
+    ``None`` HR@10: a bucket without test users)."""
+    sizes = dict(zip(BUCKETS, items))
+    record = {"by": BUCKET_RULE, "head_min_count": head_min, "tail_max_count": tail_max, "items": sizes,
+              "interactions": {"head": 300, "torso": 300, "tail": 300},
+              "empty_buckets": [bucket for bucket in BUCKETS if not sizes[bucket]]}
     for bucket, hr, n in zip(BUCKETS, (head, torso, tail), users):
-        record[bucket] = {"users": n, "HR@10": hr, "NDCG@10": hr / 2}
+        record[bucket] = {"users": n, "HR@10": hr, "NDCG@10": None if hr is None else hr / 2}
     return record
 
 
@@ -249,8 +257,11 @@ def test_tableB3_bucket_cells_thresholds_and_not_run_rows(popularity_runs, tmp_p
     markdown = (tmp_path / "b3.md").read_text(encoding="utf-8")
     assert "| Full Finetuning (T+I) | — | — | — | — | — | — |" in markdown
     assert "Full Finetuning (T+I): not run: left out of experiments.tableB3.end_to_end." in markdown
-    assert ("Buckets: items by their training interactions (terciles over items), head >= 15, tail <= 9, torso "
-            "between; a test user counts in the bucket of the target item: head 10, torso 6, tail 8 users.") in markdown
+    assert ("Buckets: items by their training interactions (head: the fewest most popular items holding a third "
+            "of them, tail: the fewest least popular holding a third, equal counts in one bucket), head >= 15, "
+            "tail <= 9, torso between; a test user counts in the bucket of the target item: head 10, torso 6, "
+            "tail 8 users.") in markdown
+    assert "No item is" not in markdown
     crossan = plan.rows[0].runs
     assert f"| CROSSAN (T+I+V+A) | {statistics.mean(numbers[n][0] for n in crossan):.4f} ± " in markdown
 
@@ -264,6 +275,49 @@ def test_tableB3_bucket_cells_thresholds_and_not_run_rows(popularity_runs, tmp_p
     (runs_dir / odd / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(DataError, match=rf"{odd}/metrics.json has no test_by_popularity"):
         build_table(plan, runs_dir)
+
+
+def test_tableB3_refuses_runs_bucketed_by_an_older_rule(popularity_runs) -> None:
+    _, plan, runs_dir, _ = popularity_runs
+    old = plan.row("MHCR").runs[0]
+    add_metrics(runs_dir, old, test_by_popularity={**popularity(0.3, 0.2, 0.1), "by": "terciles over items"})
+    with pytest.raises(DataError, match=rf"run {old}: its metrics.json test_by_popularity was bucketed by "
+                                        r"another rule \('terciles over items'\)"):
+        build_table(plan, runs_dir)
+
+
+def test_an_empty_bucket_is_reported_not_filled(tmp_path: Path) -> None:
+    """Two distinct training counts: no torso item, so no torso test user: empty torso cells,
+    a note naming it, a Figure B1 label saying so and no torso bar."""
+    cfg = config({"seeds": [0], "tableB3": {"end_to_end": [], "models": ["bm3"]}})
+    plan = target_plan(cfg, "hand", "tableB3")
+    runs_dir = tmp_path / "runs"
+    for i, name in enumerate(plan.runs()):
+        make_run(runs_dir, name, BASE)
+        add_metrics(runs_dir, name, test_by_popularity=popularity(
+            0.4 - 0.1 * i, None, 0.1, users=(12, 0, 30), head_min=3, tail_max=0, items=(40, 0, 60)))
+    table = build_table(plan, runs_dir)
+    crossan = table.row("CROSSAN (T+I+V+A)").cells
+    assert crossan["Head HR@10"].mean == pytest.approx(0.4) and crossan["Tail HR@10"].mean == pytest.approx(0.1)
+    assert crossan["Torso HR@10"].mean is None and crossan["Torso NDCG@10"].mean is None
+    note = next(n for n in table.notes if n.startswith("Buckets:"))
+    assert note.endswith("head 12, torso 0, tail 30 users. No item is torso: the items take fewer than three "
+                         "distinct training counts, so equal counts cannot fill three buckets.")
+    figure, points = build_figure(target_plan(cfg, "hand", "figureB1"), runs_dir)
+    assert points["x"].to_list()[:3] == ["head (>= 3)", "torso (no item)", "tail (<= 0)"]
+    assert points.filter(pl.col("bucket") == "torso")["HR@10"].null_count() == len(plan.runs())
+    (ax,) = figure.axes
+    assert [text.get_text() for text in ax.get_xticklabels()] == ["head (>= 3)", "tail (<= 0)"]
+    heights = sorted(p.get_height() for p in ax.patches if isinstance(p, Rectangle))
+    assert heights == pytest.approx(sorted([0.4 - 0.1 * i for i in range(len(plan.runs()))] + [0.1] * len(plan.runs())))
+
+
+def test_figureB1_labels_a_one_count_torso() -> None:
+    base = {"head_min_count": 4, "tail_max_count": 2, "empty_buckets": []}
+    assert bucket_labels(base) == {"head": "head (>= 4)", "torso": "torso (3)", "tail": "tail (<= 2)"}
+    assert bucket_labels({**base, "head_min_count": 9})["torso"] == "torso (3-8)"
+    assert bucket_labels({"head_min_count": 3, "tail_max_count": 2, "empty_buckets": ["head", "torso"]}) == {
+        "head": "head (no item)", "torso": "torso (no item)", "tail": "tail (<= 2)"}
 
 
 # ---------------------------------------------------------------------------- figure

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.cli import parse_config
+from snakemake.utils import update_config
 
-from crossan.config import dataset_media, encoder_spec, load_config, validate_config
+from crossan.config import COMMAND_LINE, ConfigSource, dataset_media, encoder_spec, load_config, validate_config
 from crossan.encoders.load import check_encoder_models
 from crossan.errors import ConfigError
 
@@ -199,3 +201,53 @@ def test_encoder_models_are_checked_before_any_job(shipped: dict, tmp_path: Path
     shipped["datasets"] = ["demo"]  # only the selected datasets are checked
     mine["encoders"]["text"]["model"] = "./nowhere"
     check_encoder_models(validate_config(shipped))
+
+
+# --------------------------------------------------------------------------- command-line values
+# Snakemake reads `--config KEY=VALUE` itself: a nested value arrives as text (YAML's base loader).
+def command_line(*entries: str) -> dict:
+    return parse_config(list(entries))  # the parser Snakemake itself uses
+
+
+def overridden(shipped: dict, cli: dict) -> dict:
+    config = copy.deepcopy(shipped)
+    update_config(config, cli)
+    return validate_config(config, sources=[ConfigSource("config.yaml", shipped), ConfigSource(COMMAND_LINE, cli)])
+
+
+def test_a_nested_numeric_command_line_override_is_typed_validated_and_applied(shipped: dict) -> None:
+    cli = command_line("training={max_epochs: 3, weight_decay: 1e-4, standardize_states: true}",
+                       "experiments={table1: {seeds: [0, 1]}}")
+    assert cli["training"]["max_epochs"] == "3"  # what Snakemake hands over
+    config = overridden(shipped, cli)
+    assert config["training"]["max_epochs"] == 3 and type(config["training"]["max_epochs"]) is int
+    assert config["training"]["weight_decay"] == 1.0e-4
+    assert config["training"]["standardize_states"] is True
+    assert config["experiments"]["table1"]["seeds"] == [0, 1]
+    assert config["training"]["patience"] == 5  # the rest of the block stays as config.yaml has it
+    assert config["catalog"]["demo"]["training"]["standardize_states"] is True
+
+
+def test_a_bad_command_line_value_is_blamed_on_the_command_line(shipped: dict) -> None:
+    with pytest.raises(ConfigError) as error:
+        overridden(shipped, command_line("training={max_epochs: three, colour: red}"))
+    lines = str(error.value).splitlines()
+    assert lines[0] == "invalid configuration (config.yaml + --config):"
+    assert lines[1].startswith("  unknown key 'training.colour' [from --config]; allowed here: batch_size, ")
+    assert lines[2] == "  key 'training.max_epochs': 'three' is not of type 'integer' [from --config]"
+
+
+def test_a_number_a_config_file_writes_as_text_gets_a_hint_and_its_file(shipped: dict, tmp_path: Path) -> None:
+    shipped["training"]["weight_decay"] = "1e-4"  # YAML 1.1 reads 1e-4 as text
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(shipped))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).splitlines()[1] == (
+        "  key 'training.weight_decay': '1e-4' is not of type 'number' (YAML reads 1e-4 as text: write 1.0e-4, "
+        f"a dot in the mantissa and a signed exponent) [from {path}]")
+
+
+def test_a_missing_config_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no such config file \(pass --config PATH, or run from the repository"):
+        load_config(tmp_path / "config.yaml")

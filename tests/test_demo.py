@@ -3,7 +3,6 @@ atomicity and the CLI. Sizes are small (60 users, 40 items) to keep the suite fa
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from crossan.cli import build_parser, handler_of
 from crossan.data import demo, demo_media, demo_structure
 from crossan.data.layout import find_layout
 from crossan.errors import ConfigError
@@ -428,8 +428,7 @@ def test_invalid_sizes_are_config_errors(tmp_path: Path) -> None:
 
 
 def test_cli_subcommand(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    parser = argparse.ArgumentParser(prog="crossan")
-    demo.register_cli(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     out = tmp_path / "cli-demo"
     args = parser.parse_args(
         ["demo-data", "--out", str(out), "--users", "25", "--items", "30"]
@@ -437,7 +436,7 @@ def test_cli_subcommand(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Non
     )
     assert (args.out, args.users, args.items, args.topics, args.seed) == (out, 25, 30, 4, 7)
     with caplog.at_level(logging.INFO, logger="crossan.data.demo"):
-        assert args.func(args) == 0
+        assert handler_of(args)(args) == 0
     truth = json.loads((out / "demo_truth.json").read_text(encoding="utf-8"))
     assert (truth["seed"], truth["n_users"], truth["n_items"], truth["n_topics"]) == (7, 25, 30, 4)
     assert set(truth["item_topic"].values()) == {0, 1, 2, 3}

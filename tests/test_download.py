@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import pytest
 from http_stub import Fault, MicroLensTree, StubServer, etag_of, last_modified_of, make_zip, microlens_tree, mp4_like
 
+from crossan.cli import build_parser, handler_of
 from crossan.data import download as dl
 from crossan.data.covers import extract_covers
 from crossan.data import fetch as fetch_mod
@@ -128,7 +129,7 @@ def test_cli_download_writes_a_dataset_manifest(
         "download", "--base-url", server.url + PREFIX, "--variant", "100k", "--out", str(out),
         "--dataset-json", str(dataset_json), "--name", "ml", "--workers", "2", "--retries", "1",
     ])
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
 
     layout = load_manifest(dataset_json)
     assert (layout.name, layout.kind) == ("ml", "microlens")
@@ -410,9 +411,7 @@ def test_corrupt_zip_is_deleted_so_a_rerun_fetches_it_again(tmp_path: Path) -> N
 
 # --- command line -------------------------------------------------------------------------------
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    dl.register_cli(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_cli_flags_and_defaults() -> None:
@@ -421,12 +420,12 @@ def test_cli_flags_and_defaults() -> None:
     assert (args.workers, args.retries) == (8, 5)
     assert (args.timeout, args.min_bytes_per_s, args.stall_window, args.deadline) == (60, 1024, 60, 7200)
     assert (args.max_items, args.dataset_json, args.name) == (None, None, None)
-    assert args.func is dl.run_download
+    assert handler_of(args) is dl.run_download
     args = parse(["download", "--out", "d", "--variant", "50k", "--max-items", "7", "--retries", "0"])
     assert (args.variant, args.max_items, args.retries) == ("50k", 7, 0)
     args = parse(["verify-data", "--data-dir", "raw", "--kind", "microlens", "--report", "r.json"])
     assert (args.data_dir, args.kind, args.report) == (Path("raw"), "microlens", Path("r.json"))
-    assert args.func is dl.run_verify
+    assert handler_of(args) is dl.run_verify
     for bad in (["--workers", "0"], ["--variant", "1m"], ["--retries", "-1"], ["--deadline", "0"]):
         with pytest.raises(SystemExit):
             parse(["download", "--out", "d", *bad])

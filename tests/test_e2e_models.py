@@ -4,7 +4,6 @@ masked covers."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
+from crossan.cli import build_parser, handler_of
 from crossan.models.e2e.houlsby import AdaptedProjection, add_houlsby_adapters
 from crossan.models.e2e.item_encoder import (
     EndToEndConfig,
@@ -19,7 +19,7 @@ from crossan.models.e2e.item_encoder import (
     Standardize,
     build_e2e_model,
 )
-from crossan.models.params import paper_configuration_count, register_cli
+from crossan.models.params import paper_configuration_count
 from crossan.models.trainable import count_trainable
 
 PAPER_TP = {"fft": 194_897_216, "adapter": 38_017_088, "lora": 37_992_512}  # Table 4
@@ -61,10 +61,8 @@ def test_paper_configuration_counts(method: str) -> None:
 
 @pytest.mark.parametrize("method", ["fft", "adapter", "lora"])
 def test_params_command_prints_the_papers_count(method: str, capsys) -> None:
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
-    args = parser.parse_args(["params", "--method", method])
-    assert args.func(args) == 0
+    args = build_parser().parse_args(["params", "--method", method])
+    assert handler_of(args)(args) == 0
     assert capsys.readouterr().out.splitlines()[-1] == str(PAPER_TP[method])
 
 

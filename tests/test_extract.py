@@ -4,7 +4,6 @@ the position embeddings on the right grid."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -26,6 +25,7 @@ from transformers import (
     ViTModel,
 )
 
+from crossan.cli import build_parser, handler_of
 from crossan.encoders import extract as extract_module
 from crossan.encoders.extract import batch_ranges, chunk_ranges, extract, shard_rows
 from crossan.encoders.inputs import PixelInputs, TextInputs
@@ -389,9 +389,7 @@ def test_rerun_is_up_to_date_and_a_stale_partial_is_discarded(
 
 
 def test_cli_flags(world: dict, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    subparsers = parser.add_subparsers(dest="command")
-    extract_module.register_cli(subparsers)
+    parser = build_parser()
     args = parser.parse_args([
         "extract-features", "--modality", "text", "--model", str(world["models"]["text"]),
         "--layers", "0,3,6", "--batch-size", "16", "--max-length", "20", "--items",
@@ -399,12 +397,12 @@ def test_cli_flags(world: dict, tmp_path: Path) -> None:
         "2", "--chunk-batches", "1", "--device", "cpu", "--no-progress",
     ])
     assert (args.layers, args.batch_size, args.max_length, args.shard) == ([0, 3, 6], 16, 20, 1)
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
     with h5py.File(tmp_path / "t.h5", "r") as file:
         assert file["features"].shape == (28 + 1, 3, 32)  # shard 1 of 2: batches 2..3 (rows 33-60)
         assert (file.attrs["first_row"], file.attrs["shard"], file.attrs["num_shards"]) == (33, 1, 2)
     merge = parser.parse_args(["merge-features", "--out", "m.h5", "a.h5", "b.h5"])
-    assert merge.shards == [Path("a.h5"), Path("b.h5")] and merge.func is not None
+    assert merge.shards == [Path("a.h5"), Path("b.h5")] and merge.handler == "crossan.encoders.extract:run_merge"
     with pytest.raises(SystemExit):
         parser.parse_args(["extract-features", "--modality", "smell", "--model", "m",
                            "--items", "i", "--out", "o"])

@@ -4,7 +4,6 @@ bit; a merge refuses missing, overlapping or mismatched shards."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -19,6 +18,7 @@ from test_extract import LAYERS, NUM_ITEMS, build_world, run
 from test_media import btree_nodes
 
 from crossan.atomic import partial_path
+from crossan.cli import build_parser, handler_of
 from crossan.encoders import extract as extract_module
 from crossan.encoders.store import merge_shards
 from crossan.errors import DataError
@@ -63,13 +63,11 @@ def _done_mask(path: Path, timeout: float = 10.0) -> np.ndarray:
 
 
 CHILD = """
-import argparse, logging, sys
+import logging, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-from crossan.encoders.extract import register_cli
-parser = argparse.ArgumentParser()
-register_cli(parser.add_subparsers())
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))
+from crossan.cli import build_parser, handler_of
+args = build_parser().parse_args(sys.argv[1:])
+sys.exit(handler_of(args)(args))
 """
 
 
@@ -147,11 +145,9 @@ def test_three_shards_merge_to_the_unsharded_file_bit_for_bit(
     assert [(r.first_row, r.items) for r in reports] == [(1, 21), (22, 21), (43, 18)]
     assert {r.config_hash for r in reports} == {whole.config_hash}
 
-    parser = argparse.ArgumentParser()
-    extract_module.register_cli(parser.add_subparsers())
-    args = parser.parse_args(["merge-features", "--out", str(tmp_path / "video.h5"),
+    args = build_parser().parse_args(["merge-features", "--out", str(tmp_path / "video.h5"),
                               *map(str, reversed(shards))])
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
     merged, unsharded = read(tmp_path / "video.h5"), read(tmp_path / "whole.h5")
     assert_bit_identical(merged, unsharded)
     assert not merged["valid"][[4, 5, 41]].any() and merged["valid"].sum() == NUM_ITEMS - 3

@@ -14,6 +14,7 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
 from crossan.results.figures import (
+    BEST_RING_LABEL,
     figure3_hidden_size,
     figure4_gate_heatmaps,
     figure5_sensitivity,
@@ -88,7 +89,7 @@ def test_figure3_lines_scale_legend_and_error_bars():
     assert list(ax.get_xticks()) == SIZES
     assert ax.get_xlabel() == "adapter hidden size h"
     assert ax.get_ylabel() == "HR@10"
-    assert tick_texts(ax.get_legend().get_texts()) == ["IISAN-E", "CROSSAN"]
+    assert tick_texts(ax.get_legend().get_texts()) == ["IISAN-E", "CROSSAN", BEST_RING_LABEL]
     assert fig.get_suptitle() == "Fig 3"
 
     # IISAN-E has std 0.002 everywhere: one vertical bar per point from mean-std to mean+std.
@@ -116,7 +117,7 @@ def test_figure3_sorts_sizes_keeps_series_order_and_tolerates_an_empty_method():
     assert xy(b) == ([32, 128, 512], pytest.approx([0.1, 0.2, 0.3]))
     assert xy(a) == ([], [])
     assert xy(c) == ([64], [0.5])
-    assert tick_texts(ax.get_legend().get_texts()) == ["B", "A", "C"]
+    assert tick_texts(ax.get_legend().get_texts()) == ["B", "A", "C", BEST_RING_LABEL]
     assert tick_texts(ax.get_xticklabels()) == ["32", "64", "128", "512"]
     assert ax.get_ylabel() == "NDCG@10"
     assert not any(c.has_yerr for c in lines_of(ax))

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli_help import handlers
 from test_train_data import random_features, random_sequences, write_dataset, write_features
 
 from crossan.cli import COMMAND_MODULES
@@ -68,8 +69,10 @@ def test_the_workflow_loads_no_torch() -> None:
 @pytest.mark.parametrize("command", ["demo-data", "download", "verify-data", "sequences", "sample-media", "plan",
                                      "table", "figure", "run-name"])
 def test_data_and_report_commands_load_no_torch(command: str) -> None:
-    """Their environments (``envs/data.yaml``, ``envs/report.yaml``) have no torch."""
-    assert loaded_after(f"import {COMMAND_MODULES[command]}", TORCH) == []
+    """Their environments (``envs/data.yaml``, ``envs/report.yaml``) have no torch: neither the
+    module that registers the command nor the one that does its work loads it."""
+    work = handlers()[command].partition(":")[0]
+    assert loaded_after(f"import {COMMAND_MODULES[command]}\nimport {work}", TORCH) == []
 
 
 def test_a_cached_state_run_loads_no_transformers_or_peft(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crossan.data import download as dl
+from crossan.cli import build_parser, handler_of
 from crossan.data.layout import (
     DatasetLayout,
     LayoutReport,
@@ -25,7 +25,8 @@ from crossan.data.raw_state import part_state, write_raw_state
 from crossan.data.readers import item_ids
 from crossan.errors import ConfigError, DataError
 
-# items 3, 20, 100, 7 (numeric order 3, 7, 20, 100); title rows for 3, 20, 100, 555 (not 7)
+# items 3, 20, 100, 7 (numeric order 3, 7, 20, 100); title rows for 3, 20, 100, 555 (not 7),
+# the one of 100 empty
 PAIRS = "user,item,timestamp\n1,20,5\n1,3,6\n2,100,1\n2,20,2\n3,7,9\n\n"
 TITLES = '3,three\n20,"twenty, a title with a comma"\n100,\n555,not in pairs\n'
 ITEMS = ("3", "7", "20", "100")
@@ -43,9 +44,7 @@ def write_tree(root: Path, pairs_name: str = "pairs.csv", titles_name: str = "ti
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    dl.register_cli(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_read_ids_with_and_without_header(tmp_path: Path) -> None:
@@ -70,11 +69,28 @@ def test_unusable_interaction_files_are_data_errors(tmp_path: Path) -> None:
         item_ids(tmp_path / "absent.csv")
 
 
-def test_complete_tree_has_only_the_titleless_item_missing(tmp_path: Path) -> None:
+def test_complete_tree_lacks_only_the_titles_of_7_and_100(tmp_path: Path) -> None:
     layout = find_layout(write_tree(tmp_path / "raw"), "ds", "local")
     report = verify_layout(layout)
-    assert report == LayoutReport(name="ds", kind="local", n_items=4, missing_titles=("7",))
+    assert report == LayoutReport(name="ds", kind="local", n_items=4, missing_titles=("7",), empty_titles=("100",))
     assert not report.complete
+
+
+def test_empty_titles_are_listed_apart_from_missing_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = write_tree(tmp_path / "raw")
+    # 3: spaces only (read stripped: empty); 20: a quoted empty title; 100: a title; 7: no row
+    (root / "titles.csv").write_text('3,   \n20,""\n100,a title\n555,\n')
+    with caplog.at_level(logging.WARNING, logger="crossan.data.layout"):
+        report = verify_layout(find_layout(root, "ds", "local"))
+    assert (report.missing_titles, report.empty_titles) == (("7",), ("3", "20"))
+    assert report.counts == {"items": 4, "missing_titles": 1, "empty_titles": 2, "missing_covers": 0,
+                             "missing_videos": 0}
+    record = json.loads(report.to_json())
+    assert record["missing"]["titles"] == ["7"] and record["empty"] == {"titles": ["3", "20"]}
+    assert any("2 of 4 item(s) have an empty title" in m and m.endswith("e.g. 3, 20") for m in caplog.messages)
+    (root / "titles.csv").write_text("3,a\n7,b\n20,c\n100,d\n")  # every item titled: complete
+    whole = verify_layout(find_layout(root, "ds", "local"))
+    assert whole.complete and whole.empty_titles == () and json.loads(whole.to_json())["empty"] == {"titles": []}
 
 
 def test_lists_exactly_the_missing_ids(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -93,12 +109,14 @@ def test_lists_exactly_the_missing_ids(tmp_path: Path, caplog: pytest.LogCapture
     assert report.missing_titles == ("7", "100")
     assert report.missing_covers == ("20",)
     assert report.missing_videos == ("3", "100")
-    assert report.counts == {"items": 4, "missing_titles": 2, "missing_covers": 1, "missing_videos": 2}
+    assert report.empty_titles == ()  # 100 has no row at all: missing, not empty
+    assert report.counts == {"items": 4, "missing_titles": 2, "empty_titles": 0, "missing_covers": 1,
+                             "missing_videos": 2}
     assert any("2 of 4 item(s) have no video" in m and "3, 100" in m for m in caplog.messages)
     assert any("1 of 4 item(s) have no cover" in m and "20" in m for m in caplog.messages)
 
 
-def test_verify_data_cli_writes_report_and_dataset_manifest(tmp_path: Path) -> None:
+def test_verify_data_cli_writes_report_and_dataset_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_tree(tmp_path / "raw", "MicroLens-50k_pairs.csv", "MicroLens-50k_title_en.csv")
     (root / "covers" / "100.jpg").unlink()
     report_path = tmp_path / "results" / "report.json"
@@ -107,12 +125,14 @@ def test_verify_data_cli_writes_report_and_dataset_manifest(tmp_path: Path) -> N
         "verify-data", "--data-dir", str(root), "--name", "mine", "--kind", "local",
         "--dataset-json", str(dataset_json), "--report", str(report_path),
     ])
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
+    assert "4 items; missing 1 title(s), 1 cover(s), 0 video(s); 1 empty title(s); listed in" in capsys.readouterr().out
 
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["missing"] == {"titles": ["7"], "covers": ["100"], "videos": []}
+    assert report["empty"] == {"titles": ["100"]}
     assert report["counts"] == {
-        "items": 4, "missing_titles": 1, "missing_covers": 1, "missing_videos": 0,
+        "items": 4, "missing_titles": 1, "empty_titles": 1, "missing_covers": 1, "missing_videos": 0,
     }
     assert (report["name"], report["kind"], report["complete"]) == ("mine", "local", False)
     assert load_manifest(dataset_json) == DatasetLayout(
@@ -139,7 +159,7 @@ def test_structural_absence_is_a_data_error(remove: str, kind: str, tmp_path: Pa
     assert "data_dir" in str(caught.value)
     args = parse(["verify-data", "--data-dir", str(root), "--kind", kind, "--dataset-json", str(tmp_path / "d.json")])
     with pytest.raises(DataError):
-        args.func(args)
+        handler_of(args)(args)
     assert not (tmp_path / "d.json").exists()
 
 

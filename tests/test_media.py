@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import pytest
 from killing import kill_after_marks
 from PIL import Image
 
+from crossan.cli import build_parser, handler_of
 from crossan.data.layout import DatasetLayout, write_manifest
 from crossan.encoders.inputs import MediaSource
 from crossan.errors import DataError
@@ -919,15 +919,14 @@ def test_items_table_must_be_dense(tmp_path: Path) -> None:
 
 
 def test_register_cli_parses_every_option() -> None:
-    parser = argparse.ArgumentParser()
-    media.register_cli(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(
         ["sample-media", "--dataset-json", "d.json", "--items", "i.csv", "--out", "o"]
     )
     assert (args.video_size, args.image_size, args.frames, args.seconds) == (224, 224, 16, 3.0)
     assert (args.sample_rate, args.workers, args.chunk_items) == (16000, 2, 16)
     assert args.jpeg_quality == DEFAULT_JPEG_QUALITY == 85
-    assert args.modalities == ["video", "audio", "image"] and args.func is media._run
+    assert args.modalities == ["video", "audio", "image"] and handler_of(args) is media.run_cli
     args = parser.parse_args(
         ["sample-media", "--dataset-json", "d.json", "--items", "i.csv", "--out", "o",
          "--modalities", "video,audio", "--video-size", "32", "--image-size", "24",

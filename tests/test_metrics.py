@@ -9,7 +9,13 @@ import polars as pl
 import pytest
 import torch
 
-from crossan.data.buckets import assign_buckets, bucket_thresholds, item_training_counts, popularity_buckets
+from crossan.data.buckets import (
+    BUCKET_RULE,
+    assign_buckets,
+    bucket_thresholds,
+    item_training_counts,
+    popularity_buckets,
+)
 from crossan.train.metrics import (
     evaluate_full_ranking,
     hit_ndcg,
@@ -196,22 +202,73 @@ NINE = np.array([0, 5, 0, 3, 1, 8, 2, 7, 4, 6])
 
 
 def test_bucket_thresholds_by_hand() -> None:
-    # sorted 0..8, k = 9 // 3 = 3: tail <= 2 (items 2, 4, 6), head >= 6 (items 5, 7, 9)
-    assert bucket_thresholds(NINE) == (6, 2)
-    bucket = assign_buckets(NINE, 6, 2)
-    assert bucket.tolist() == [-1, 1, 2, 1, 2, 0, 2, 0, 1, 0]
+    # 36 interactions, a third is 12. From the top: 8 (8), 8 + 7 (15 >= 12): head >= 7 (items
+    # 5, 7). From the bottom: 0, 1, 3, 6, 10, 15 (>= 12 at count 5): tail <= 5. Torso: count 6.
+    assert bucket_thresholds(NINE) == (7, 5)
+    bucket = assign_buckets(NINE, 7, 5)
+    assert bucket.tolist() == [-1, 2, 2, 2, 2, 0, 2, 0, 2, 1]
     record = popularity_buckets(NINE, {"test": np.array([5, 2, 1, 7, 4])})
-    assert record["head_min_count"] == 6 and record["tail_max_count"] == 2
-    assert record["items"] == {"head": 3, "torso": 3, "tail": 3}
+    assert record == {"by": BUCKET_RULE, "head_min_count": 7, "tail_max_count": 5,
+                      "items": {"head": 2, "torso": 1, "tail": 6},
+                      "interactions": {"head": 15, "torso": 6, "tail": 15}, "empty_buckets": [],
+                      "test_targets": {"head": 2, "torso": 0, "tail": 3}}
+
+
+# Sparse and heavily tied, as real data (most items seen 0-2 times): items 1..20 with counts
+# 0 x4 (items 2, 7, 12, 18), 1 x9, 2 x4 (items 3, 11, 16, 19), 3 (item 9), 6 (item 14), 12 (item 5).
+SPARSE = np.array([0, 1, 0, 2, 1, 12, 1, 0, 1, 3, 1, 2, 0, 1, 6, 1, 2, 1, 0, 2, 1])
+
+
+def test_sparse_tied_counts_give_three_buckets_with_whole_tie_groups() -> None:
+    # 38 interactions. Head from the top: 12 (36 < 38 when tripled), 12 + 6 = 18 (54 >= 38):
+    # head >= 6. Tail from the bottom: 0, 9 (27 < 38), 9 + 8 = 17 (51 >= 38): tail <= 2.
+    # Torso: count 3. The old terciles over items (k = 6) gave tail <= 1, head >= 2, no torso.
+    assert bucket_thresholds(SPARSE) == (6, 2)
+    bucket = assign_buckets(SPARSE, 6, 2)
+    assert np.flatnonzero(bucket == 0).tolist() == [5, 14]
+    assert np.flatnonzero(bucket == 1).tolist() == [9]
+    assert np.flatnonzero(bucket == 2).tolist() == [i for i in range(1, 21) if i not in (5, 9, 14)]
+    record = popularity_buckets(SPARSE, {"test": np.array([5, 9, 2, 3, 14])})
+    assert record["items"] == {"head": 2, "torso": 1, "tail": 17}
+    assert record["interactions"] == {"head": 18, "torso": 3, "tail": 17}
+    assert record["empty_buckets"] == []
     assert record["test_targets"] == {"head": 2, "torso": 1, "tail": 2}
 
 
-def test_bucket_ties_go_to_the_outer_bucket() -> None:
-    # counts 1,1,1,1,5,9: k = 2, tail <= 1 (four items), head >= 5 (two), torso empty
-    assert bucket_thresholds(np.array([0, 1, 1, 1, 1, 5, 9])) == (5, 1)
-    # all equal: the head threshold is raised above the tail's, every item is tail
+def test_old_degenerate_split_now_has_a_torso() -> None:
+    # counts 1,1,1,1,5,9 (terciles over items: tail <= 1, head >= 5, no torso). 18 interactions:
+    # head >= 9 (27 >= 18); the tail would need counts <= 5 (9 x 3 >= 18), cut to two distinct
+    # values below the head: tail <= 1, torso = count 5.
+    counts = np.array([0, 1, 1, 1, 1, 5, 9])
+    assert bucket_thresholds(counts) == (9, 1)
+    assert assign_buckets(counts, 9, 1).tolist() == [-1, 2, 2, 2, 2, 1, 0]
+
+
+def test_head_is_raised_above_the_two_least_popular_counts() -> None:
+    # counts 0,0, 1 x30, 2, 3: 35 interactions; the head would need the count-1 items (only
+    # 3 + 2 = 5 above them), so it starts at the third distinct value, 2; tail <= 0.
+    counts = np.array([0, 0, 0, *[1] * 30, 2, 3])
+    assert bucket_thresholds(counts) == (2, 0)
+    assert popularity_buckets(counts)["items"] == {"head": 2, "torso": 30, "tail": 2}
+
+
+def test_fewer_than_three_distinct_counts_leave_buckets_empty_and_say_so() -> None:
+    # two values: head = the higher, tail = the lower, no torso
+    two = popularity_buckets(np.array([0, 0, 3, 0, 3]), {"test": np.array([1, 2])})
+    assert (two["head_min_count"], two["tail_max_count"]) == (3, 0)
+    assert two["items"] == {"head": 2, "torso": 0, "tail": 2}
+    assert two["empty_buckets"] == ["torso"]
+    assert two["test_targets"] == {"head": 1, "torso": 0, "tail": 1}
+    # one value: every item is tail, the head threshold one above it
     assert bucket_thresholds(np.array([0, 2, 2, 2])) == (3, 2)
-    assert popularity_buckets(np.array([0, 2, 2, 2]))["items"] == {"head": 0, "torso": 0, "tail": 3}
+    one = popularity_buckets(np.array([0, 2, 2, 2]))
+    assert one["items"] == {"head": 0, "torso": 0, "tail": 3}
+    assert one["interactions"] == {"head": 0, "torso": 0, "tail": 6}
+    assert one["empty_buckets"] == ["head", "torso"]
+    # no training interaction at all
+    assert bucket_thresholds(np.array([0, 0, 0])) == (1, 0)
+    with pytest.raises(ValueError, match="no items"):
+        bucket_thresholds(np.array([0]))
 
 
 def test_item_training_counts() -> None:

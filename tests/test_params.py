@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 
 import pytest
 import torch
 
+from crossan.cli import build_parser, handler_of
 from crossan.models import ModelConfig, build_model, count_trainable
-from crossan.models.params import paper_configuration_count, register_cli
+from crossan.models.params import paper_configuration_count
 
 PAPER_IISAN_E_SAME = 30_889_784  # h = 512
 PAPER_IISAN_E_BEST = 58_432_824  # h = 1024
@@ -79,21 +79,20 @@ def test_count_trainable_skips_frozen_parameters() -> None:
 
 
 def test_cli_prints_the_integer_last(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     args = parser.parse_args(["params", "--method", "iisan-e", "--modalities", "TIVA", "--hidden", "1024"])
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(PAPER_IISAN_E_BEST)
     args = parser.parse_args(["params", "--method", "iisan", "--modalities", "TI"])
-    args.func(args)
+    handler_of(args)(args)
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(IISAN_TI)
     args = parser.parse_args(["params", "--method", "iisan", "--modalities", "TI", "--inter-tower", "convex"])
-    args.func(args)
+    handler_of(args)(args)
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(IISAN_TI + 7)
     args = parser.parse_args(
         ["params", "--method", "crossan", "--modalities", "ti", "--encoder-dim", "32", "--layers", "3"]
     )
-    args.func(args)
+    handler_of(args)(args)
     expected = count_trainable(
         build_model(ModelConfig(method="crossan", modalities="TI", encoder_dim=32, n_layers=3))
     )

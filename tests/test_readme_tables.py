@@ -5,7 +5,7 @@ The README quotes the demo's tables and the conclusions drawn from them only ins
 results folder, and ``crossan readme --check`` fails with a diff when the two disagree.
 
 Here: (a) the command on small results folders written by the workflow's own table writer
-(:func:`crossan.results.tables.write_table`) with the demo plan's row labels, so a change to the
+(:func:`crossan.results.table_output.write_table`) with the demo plan's row labels, so a change to the
 tables' format or labels reaches these tests; (b) README.md itself: every block present and
 generated, and no demo number or win/loss wording typed outside them. Whether the README's
 blocks equal a fresh default demo run is ``crossan readme --check`` after ``snakemake all`` on
@@ -30,6 +30,7 @@ from crossan.cli import main
 from crossan.config import load_config
 from crossan.results import findings as F
 from crossan.results import readme as R
+from crossan.results import table_output as O
 from crossan.results import tables as T
 from crossan.results.paper import TABLE8_COLUMNS
 from crossan.results.plan import target_plan
@@ -149,7 +150,7 @@ def write_results(folder: Path, overrides: Overrides | None = None) -> Path:
     for name, table in _tables(_Cells(overrides or {})).items():
         md = F.table_path(folder, name)
         md.parent.mkdir(parents=True, exist_ok=True)
-        T.write_table(table, md.with_suffix(".csv"), md, md.with_suffix(".html"))
+        O.write_table(table, md.with_suffix(".csv"), md, md.with_suffix(".html"))
     return folder
 
 
@@ -185,7 +186,7 @@ def test_generates_every_table_verbatim_and_then_checks_clean(generated, capsys)
         table = F.table_path(results, name).read_text(encoding="utf-8")
         quoted = R.without_columns(table, F.MEASURED_COLUMNS.get(name, ()))
         assert block_text(text, name) == "\n" + quoted + "\n"  # the file verbatim, one blank line each side
-        assert table.startswith(f"**{T.display_name(name)}** (demo): ")
+        assert table.startswith(f"**{O.display_name(name)}** (demo): ")
     for name in F.FINDINGS:
         items = block_text(text, name).strip("\n").split("\n- ")
         assert len(items) == len(F.FINDINGS[name]) and items[0].startswith("- ")
@@ -384,7 +385,7 @@ def test_readme_holds_every_demo_block_in_order() -> None:
 def test_readme_blocks_are_generated_not_typed() -> None:
     for name in TABLE_BLOCKS:
         content = block_text(README, name)
-        assert content.startswith(f"\n**{T.display_name(name)}** (demo): "), name
+        assert content.startswith(f"\n**{O.display_name(name)}** (demo): "), name
         assert "|---|" in content, name
     for name in F.FINDINGS:
         assert block_text(README, name).startswith("\n- "), name

@@ -57,11 +57,15 @@ def test_stats(outputs: tuple[dict, Path]) -> None:
     assert stats["repeat_target_users"] == {"valid": 0, "test": 0}
     # Dense ids 13->1, 14->2, 11->3, 12->4, 10->5, 20..25->6..11, 31->12, 30->13; train lists
     # [14, 11], [22, 23], [11, 12]: counts id 3 -> 2, ids 2, 4, 8, 9 -> 1, the other 8 -> 0.
-    # Sorted 0 x8, 1 x4, 2; k = 13 // 3 = 4: tail <= 0 (8 items), head >= 1 (5), no torso.
+    # 6 interactions, a third is 2: head >= 2 (id 3 holds 2); the tail needs the count-1 ids
+    # (0 + 4 >= 2) but keeps only the lowest of the three distinct counts: tail <= 0 (8 ids),
+    # torso = count 1 (ids 2, 4, 8, 9). (Terciles over items gave head >= 1, no torso.)
     buckets = stats["popularity_buckets"]
-    assert (buckets["head_min_count"], buckets["tail_max_count"]) == (1, 0)
-    assert buckets["items"] == {"head": 5, "torso": 0, "tail": 8}
-    assert buckets["valid_targets"] == {"head": 1, "torso": 0, "tail": 2}  # 12 (id 4); 24, 31
+    assert (buckets["head_min_count"], buckets["tail_max_count"]) == (2, 0)
+    assert buckets["items"] == {"head": 1, "torso": 4, "tail": 8}
+    assert buckets["interactions"] == {"head": 2, "torso": 4, "tail": 0}
+    assert buckets["empty_buckets"] == []
+    assert buckets["valid_targets"] == {"head": 0, "torso": 1, "tail": 2}  # 12 (id 4); 24, 31
     assert buckets["test_targets"] == {"head": 0, "torso": 0, "tail": 3}  # 10, 25, 30
     titles = json.loads((out / "titles.json").read_text(encoding="utf-8"))  # the title step's counts
     assert titles == {"items": 13, "items_without_title": 1, "empty_titles": 1}  # item 25; item 12
@@ -303,7 +307,7 @@ def test_runs_bucket_with_the_thresholds_of_stats_json(outputs: tuple[dict, Path
     data = load_sequences(out)
     per_user = {"HR@10": np.ones(len(data.test)), "NDCG@10": np.ones(len(data.test))}
     by_pop = test_by_popularity(data, per_user)
-    for key in ("by", "head_min_count", "tail_max_count"):
+    for key in ("by", "head_min_count", "tail_max_count", "items", "interactions", "empty_buckets"):
         assert by_pop[key] == stats["popularity_buckets"][key]
     assert {b: by_pop[b]["users"] for b in ("head", "torso", "tail")} == stats["popularity_buckets"]["test_targets"]
 
@@ -332,10 +336,9 @@ def test_the_catalogue_rule_on_hand_made_users(tmp_path: Path, catalogue: str) -
 
 
 def test_the_catalogue_setting_schema_cli_and_workflow_agree() -> None:
-    import argparse
-
+    from crossan.cli import build_parser
     from crossan.config import load_schema, validate_config
-    from crossan.data.sequences import CATALOGUES, build_sequences, register_cli
+    from crossan.data.sequences import CATALOGUES, build_sequences
     from crossan.errors import ConfigError
 
     spec = load_schema()["properties"]["sequences"]["properties"]["catalogue"]
@@ -344,8 +347,7 @@ def test_the_catalogue_setting_schema_cli_and_workflow_agree() -> None:
     assert config["sequences"]["catalogue"] == "history"  # the paper's Table 2 counts
     with pytest.raises(ConfigError, match="catalogue"):
         validate_config({"datasets": ["d"], "catalog": {"d": {"kind": "demo"}}, "sequences": {"catalogue": "all"}})
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(["sequences", "--dataset-json", "m.json", "--out", "o", "--catalogue", "window"])
     assert args.catalogue == "window"
     assert parser.parse_args(["sequences", "--dataset-json", "m.json", "--out", "o"]).catalogue == "history"
@@ -357,3 +359,22 @@ def test_the_catalogue_setting_schema_cli_and_workflow_agree() -> None:
 
 def read_interactions_frame() -> pl.DataFrame:
     return pl.DataFrame({"user": [1], "item": [1], "timestamp": [1], "line": [2]})
+
+
+@pytest.mark.parametrize(("user_type", "users_in_order"), [(pl.Int64, [2, 10]), (pl.String, ["10", "2"])])
+def test_dense_ids_follow_user_id_order_then_time_not_global_time(user_type, users_in_order) -> None:
+    """Items are numbered by first appearance reading user by user in id order (numeric for
+    integer ids, text order otherwise), each user's interactions in time order: user 10 acts
+    first in time, yet with integer ids user 2's items are numbered first."""
+    from crossan.data.sequences import build_sequences
+
+    rows = [(10, "A", 1), (10, "B", 2), (10, "C", 3), (10, "D", 4), (10, "E", 5),
+            (2, "E", 100), (2, "F", 101), (2, "G", 102), (2, "H", 103), (2, "A", 104)]
+    frame = pl.DataFrame({"user": [u for u, _, _ in rows], "item": [i for _, i, _ in rows],
+                          "timestamp": [t for _, _, t in rows], "line": list(range(1, len(rows) + 1))})
+    sequences, items, _ = build_sequences(frame.with_columns(pl.col("user").cast(user_type)), 5, 13)
+    assert sequences["user"].to_list() == users_in_order
+    assert sequences["user_index"].to_list() == [0, 1]
+    expected = "EFGHABCD" if user_type == pl.Int64 else "ABCDEFGH"
+    assert items["item"].to_list() == list(expected)
+    assert items["dense_id"].to_list() == list(range(1, 9))

@@ -25,7 +25,8 @@ from crossan.results.plan import (
     planned_targets,
     target_plan,
 )
-from crossan.results.tables import build_table, to_markdown, write_table
+from crossan.results.table_output import to_markdown, write_table
+from crossan.results.tables import build_table
 from crossan.runs.folder import RunMetrics
 from crossan.runs.identity import parse_run_name, settings_digest, settings_record
 from crossan.runs.specs import run_by_name

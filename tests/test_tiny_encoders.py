@@ -30,6 +30,7 @@ from transformers import (
 )
 from transformers.image_utils import PILImageResampling
 
+from crossan.cli import build_parser, handler_of
 from crossan.encoders import tiny
 from crossan.encoders.tiny import ARCHITECTURES, TinySpec, build_tiny_encoders
 from crossan.errors import ConfigError, DataError
@@ -341,8 +342,7 @@ def test_rebuild_replaces_the_directory_and_a_leftover_partial(tmp_path: Path) -
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    tiny.register_cli(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     return parser.parse_args(argv)
 
 
@@ -371,7 +371,7 @@ def test_cli_reads_items_csv_and_applies_sizes(tmp_path: Path) -> None:
             "128",
         ]
     )
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
     assert ViTModel.from_pretrained(out / "vit").config.image_size == 32
     ast = ASTModel.from_pretrained(out / "ast").config
     assert (ast.hidden_size, ast.num_hidden_layers, ast.max_length) == (16, 2, 128)
@@ -385,7 +385,7 @@ def test_cli_rejects_items_without_titles(tmp_path: Path) -> None:
     items.write_text("dense_id,item_id\n1,a1\n", encoding="utf-8")
     args = _cli(["tiny-encoders", "--items", str(items), "--out", str(tmp_path / "enc")])
     with pytest.raises(DataError, match="title"):
-        args.func(args)
+        handler_of(args)(args)
     args = _cli(["tiny-encoders", "--items", str(tmp_path / "nope.csv"), "--out", "x"])
     with pytest.raises(DataError, match="does not exist"):
-        args.func(args)
+        handler_of(args)(args)

@@ -3,7 +3,6 @@ deduplicated item encoding, the popularity baseline and run names."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import hashlib
@@ -24,7 +23,7 @@ from test_train_data import (
     write_features,
 )
 
-from crossan.cli import main
+from crossan.cli import build_parser, handler_of, main
 from crossan.config import load_schema
 from crossan.errors import ConfigError
 from crossan.models.adapters import IISANSideAdapters
@@ -69,7 +68,6 @@ from crossan.train.inputs import load_item_states, load_sequences
 from crossan.train.loop import EarlyStopping
 from crossan.train.loss import NonFiniteLossError
 from crossan.train.popularity import evaluate_popularity
-from crossan.train.run import register_cli
 from crossan.train.towers import read_item_towers
 
 N_USERS, N_ITEMS, LAYERS, HIDDEN = 40, 30, 3, 16
@@ -275,11 +273,13 @@ def test_popularity_by_hand(tmp_path: Path) -> None:
     assert metrics["test"]["HR@10"] == 1.0
     assert metrics["test"]["NDCG@10"] == pytest.approx(np.mean([1 / math.log2(r + 1) for r in ranks]))
     assert metrics["trainable_parameters"] == 0 and metrics["best_epoch"] == 0
-    # Long-tail buckets: counts sorted 0,0,0,1,3,3; terciles of 6 items, k = 2: tail <= 0
-    # (items 4..6), head >= 3 (items 1, 2), torso item 3. Test targets 1 (head, rank 6), 6 and 5
-    # (tail, ranks 3 and 4), 3 (torso, rank 2).
+    # Long-tail buckets: counts 3,3,1,0,0,0 (items 1..6), 7 interactions: head >= 3 (items 1, 2
+    # hold 6, >= 7/3); the tail would need count 3 to reach a third, cut to the lowest of the
+    # three distinct counts: tail <= 0 (items 4..6), torso item 3. Test targets 1 (head, rank 6),
+    # 6 and 5 (tail, ranks 3 and 4), 3 (torso, rank 2).
     by_pop = metrics["test_by_popularity"]
     assert (by_pop["head_min_count"], by_pop["tail_max_count"]) == (3, 0)
+    assert by_pop["items"] == {"head": 2, "torso": 1, "tail": 3} and by_pop["empty_buckets"] == []
     assert by_pop["head"] == {"users": 1, "HR@10": 1.0, "NDCG@10": pytest.approx(1 / math.log2(7))}
     assert by_pop["torso"] == {"users": 1, "HR@10": 1.0, "NDCG@10": pytest.approx(1 / math.log2(3))}
     assert by_pop["tail"] == {"users": 2, "HR@10": 1.0,
@@ -411,14 +411,13 @@ def test_the_vocabulary_agrees_with_itself_the_schema_and_the_models() -> None:
 
 
 def test_cli_train(dataset, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser(prog="crossan")  # the lead wires it into crossan.cli
-    register_cli(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     data, features = dataset
     training = {"batch_size": 16, "max_epochs": 1, "patience": 1}  # the rest: the schema's defaults
     name = f"demo__crossan-TI-momef-k1-h8-lr1e-03-s0-x{settings_digest(training)}"
     args = parser.parse_args(["train", "--run", name, "--training", json.dumps(training), "--data", str(data),
                               "--features", str(features), "--out", str(tmp_path / name), "--device", "cpu"])
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
     metrics = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["run_name"] == name
     assert {k: metrics["config"][k] for k in ("method", "modalities", "fusion", "topk", "hidden", "lr", "seed")} == {
@@ -428,8 +427,7 @@ def test_cli_train(dataset, tmp_path: Path) -> None:
 
 
 def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser(prog="crossan")
-    register_cli(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     data, features = dataset
     changed = {"batch_size": 16, "max_epochs": 1}
     config_file = tmp_path / "config.yaml"
@@ -439,7 +437,7 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     inputs = ["--data", str(data), "--features", str(features), "--device", "cpu"]
     common = ["train", *inputs, "--config", str(config_file)]
     args = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name)])
-    assert args.func(args) == 0
+    assert handler_of(args)(args) == 0
     metrics = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["run_name"] == name
     assert {k: metrics["config"][k] for k in ("method", "modalities", "fusion", "topk", "hidden", "lr", "seed")} == {
@@ -453,11 +451,11 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
             parser.parse_args([*common, "--run", name, "--out", str(tmp_path / name), *flag])
     elsewhere = parser.parse_args([*common, "--run", name, "--out", str(tmp_path / "x")])
     with pytest.raises(ConfigError, match="must be a folder named"):
-        elsewhere.func(elsewhere)
+        handler_of(elsewhere)(elsewhere)
     odd = "demo__indsan-TI-static-h8-lr0.001e+00-s3-x" + name[-8:]  # parses, but is not the canonical name
     not_canonical = parser.parse_args([*common, "--run", odd, "--out", str(tmp_path / odd)])
     with pytest.raises(ConfigError, match="not canonical"):
-        not_canonical.func(not_canonical)
+        handler_of(not_canonical)(not_canonical)
     # the name's digest must be the one of the settings given: other settings, other name
     other_settings = json.dumps({**changed, "patience": 2})
     other = parser.parse_args(["train", *inputs, "--training", other_settings, "--run", name,
@@ -465,7 +463,7 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     digest = settings_digest({"batch_size": 16, "max_epochs": 1, "patience": 2})
     with pytest.raises(ConfigError, match=f"does not match the training settings .* patience=2.*named "
                                           f"{re.escape(name[:-8] + digest)}"):
-        other.func(other)
+        handler_of(other)(other)
     # and those of the configuration it is launched under (here: none changed)
     defaults_file = tmp_path / "defaults.yaml"
     defaults_file.write_text(yaml.safe_dump({"datasets": ["demo"], "catalog": {"demo": {"kind": "demo"}}}),
@@ -473,7 +471,7 @@ def test_cli_train_by_run_name(dataset, tmp_path: Path) -> None:
     under_defaults = parser.parse_args(["train", *inputs, "--config", str(defaults_file), "--run", name,
                                         "--out", str(tmp_path / name)])
     with pytest.raises(ConfigError, match=f"defaults: none\\): with them this run is named {re.escape(name[:-10])}\\."):
-        under_defaults.func(under_defaults)
+        handler_of(under_defaults)(under_defaults)
 
 
 def test_run_name_command_prints_the_configured_name(tmp_path: Path, capsys) -> None:
@@ -483,11 +481,11 @@ def test_run_name_command_prints_the_configured_name(tmp_path: Path, capsys) -> 
     args = ["run-name", "--config", str(config), "--dataset", "a"]
     assert main([*args, "--method", "iisan", "--modalities", "it", "--lr", "1e-3"]) == 0
     assert main([*args, "--method", "popularity", "--seed", "3"]) == 0
-    assert main([*args, "--method", "lora", "--hidden", "8"]) == 0
+    assert main([*args, "--method", "lora", "--hidden", "8"]) == 0  # lr: LoRA's setting in the paper's plan
     assert capsys.readouterr().out.split() == [
         "a__iisan-TI-concat-h512-lr1e-03-s0-x" + settings_digest({"standardize_states": True}),
         "a__popularity",
-        "a__lora-h8-lr1e-04-s0-x" + settings_digest({"standardize_states": True})]
+        "a__lora-h8-lr2e-04-s0-x" + settings_digest({"standardize_states": True})]
 
 
 SETTINGS_CONFIG = {

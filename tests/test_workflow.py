@@ -16,6 +16,7 @@ import polars as pl
 import yaml
 
 from crossan.data.demo import generate_demo
+from crossan.machine import machine_cores
 from crossan.runs.identity import parse_run_name, settings_digest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -539,3 +540,38 @@ def test_a_title_only_dataset_with_string_ids_runs_only_text(tmp_path: Path) -> 
     table8 = pl.read_csv(tmp_path / "results/shop/tables/table8.csv")
     assert table8["row"].to_list() == ["BM3", "IISAN (T+I)", "CROSSAN (T) (ours)"]
     assert table8["HR@10"].to_list()[0] is not None and table8["HR@10"].to_list()[1] is None
+
+
+def test_two_settings_tables_land_side_by_side(tmp_path: Path) -> None:
+    """A training setting given with --config trains the runs it renames and writes every table
+    and figure into tables-x…/, figures-x…/, beyond-x…/: nothing of the default folders is
+    planned again, so both settings' tables stay to compare."""
+    small_demo_config(tmp_path)
+    mark_all_done(tmp_path, create=True)
+    result = snakemake(tmp_path, "-n", "--cores", "1", "all", "--config", "training={weight_decay: 1e-4}")
+    jobs = planned_jobs(result)
+    suffix = "-x" + settings_digest({"training.weight_decay": 1.0e-4})
+    assert f"results/demo/tables{suffix}/ (training.weight_decay=0.0001)" in result.stdout + result.stderr
+    targets = {output for rule, output in jobs if rule != "train_run"}
+    assert {Path(output).parent.name for output in targets} == {f"tables{suffix}", f"figures{suffix}",
+                                                               f"beyond{suffix}"}
+    assert {rule for rule, _ in jobs} == {"train_run", "table", "figure", "beyond_table", "beyond_figure"}
+    assert all("-x" in Path(output).parent.name for rule, output in jobs if rule == "train_run")
+    assert not any(output.startswith(("results/demo/tables/", "results/demo/figures/")) for _, output in jobs)
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "all").stdout  # defaults intact
+
+
+def test_more_cores_than_the_machine_has_are_warned_about(tmp_path: Path) -> None:
+    small_demo_config(tmp_path)
+    result = snakemake(tmp_path, "-n", "--cores", str(machine_cores() + 1), "figure3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"--cores {machine_cores() + 1} is more than this machine's {machine_cores()} cores" in result.stdout + result.stderr
+    assert "results/demo/figures/figure3.png" in result.stdout  # figure3 is a target of its own
+
+
+def test_started_outside_the_repository_it_suggests_the_directory(tmp_path: Path) -> None:
+    result = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0
+    assert f"no config.yaml in {tmp_path}: run from the repository ({REPO}) or pass --directory {REPO}" in \
+        result.stdout + result.stderr

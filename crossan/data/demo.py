@@ -378,21 +378,6 @@ def generate_demo(
 # --- command line -----------------------------------------------------------------------------
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``crossan demo-data --out DIR [--users N] [--items N] [--topics N] [--seed N]``."""
-    parser = subparsers.add_parser(
-        "demo-data",
-        help="generate the embedded demo dataset (deterministic, offline)",
-        description="Generate the demo dataset in the MicroLens raw layout.",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output directory (replaced)")
-    parser.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
-    parser.add_argument("--items", type=int, default=400, help="number of items (default 400)")
-    parser.add_argument("--topics", type=int, default=8, help="number of latent topics (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.set_defaults(func=run_cli)
-
-
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``demo-data`` from parsed arguments; returns the exit status."""
     summary = generate_demo(

@@ -68,9 +68,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
 
-from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
 from crossan.data import layout as layout_mod
 from crossan.data import readers
@@ -88,12 +86,12 @@ from crossan.data.fetch import (
     kind_of,
 )
 from crossan.errors import ConfigError, DataError, DownloadError
+from crossan.progress import Progress, log_progress
 
 log = logging.getLogger(__name__)
 
 VARIANTS = layout_mod.MICROLENS_VARIANTS
 DEFAULT_BASE_URL = "https://recsys.westlake.edu.cn/MicroLens-{v}-Dataset/"
-DATASET_KINDS = ("demo", "microlens", "local")
 
 # Local names (the canonical layout of crossan.data.layout).
 PAIRS_FILE = "pairs.csv"
@@ -389,16 +387,18 @@ def _download(
     policy: RetryPolicy,
 ) -> DownloadManifest:
     session = _Session(base_url, out_dir, policy)
-    records = [session.fetch(remote.pairs, PAIRS_FILE)[0], session.fetch(remote.titles, TITLES_FILE)[0]]
+    label = progress_label(out_dir)
+    records = [_fetch_logged(session, remote.pairs, PAIRS_FILE, label)[0],
+               _fetch_logged(session, remote.titles, TITLES_FILE, label)[0]]
     items = select_items(_downloaded_item_ids(out_dir / PAIRS_FILE, records[0].url), max_items)
-    covers_record, fresh = session.fetch(remote.covers_zip, COVERS_ZIP)
+    covers_record, fresh = _fetch_logged(session, remote.covers_zip, COVERS_ZIP, label)
     records.append(covers_record)
     covers_dir = out_dir / COVERS_DIR
     if fresh or not covers_dir.is_dir():
         n_covers = extract_covers(out_dir / COVERS_ZIP, covers_dir)
     else:
         n_covers = sum(1 for _ in covers_dir.glob("*.jpg"))
-    video_records, failures = _fetch_videos(session, remote, items, workers)
+    video_records, failures = _fetch_videos(session, remote, items, workers, label)
     manifest = DownloadManifest(
         base_url=session.base_url,
         variant=variant,
@@ -446,10 +446,24 @@ def _unverified_warning(records: list[FileRecord], manifest_path: Path) -> str:
     )
 
 
+def progress_label(out_dir: Path) -> str:
+    """The label of a download's progress lines (:mod:`crossan.progress`)."""
+    return f"crossan download {out_dir}"
+
+
+def _fetch_logged(session: _Session, remote_name: str, local: str, label: str) -> tuple[FileRecord, bool]:
+    """:meth:`_Session.fetch`, then a progress line saying what it did."""
+    record, fresh = session.fetch(remote_name, local)
+    log_progress(label, f"{local}: {record.size / 1e6:.1f} MB {'downloaded' if fresh else 'already here'}")
+    return record, fresh
+
+
 def _fetch_videos(
-    session: _Session, remote: RemoteLayout, items: list[str], workers: int
+    session: _Session, remote: RemoteLayout, items: list[str], workers: int, label: str
 ) -> tuple[list[FileRecord], list[FetchError]]:
-    """Fetch the videos with at most ``workers`` in flight; collect failures, don't stop."""
+    """Fetch the videos with at most ``workers`` in flight; collect failures, don't stop.
+    Progress lines (``label``): videos done (fetched, found complete or failed) every 30 s and
+    at the end."""
     (session.out_dir / VIDEOS_DIR).mkdir(exist_ok=True)
     records: list[FileRecord] = []
     failures: list[FetchError] = []
@@ -458,14 +472,13 @@ def _fetch_videos(
             pool.submit(session.fetch, remote.video(item), f"{VIDEOS_DIR}/{item}.mp4") for item in items
         ]
         try:
-            progress = tqdm(
-                as_completed(futures), total=len(futures), unit="video", desc="videos", mininterval=10
-            )
-            for future in progress:
-                try:
-                    records.append(future.result()[0])
-                except FetchError as error:
-                    failures.append(error)
+            with Progress(label, len(futures), "videos") as progress:
+                for future in as_completed(futures):
+                    try:
+                        records.append(future.result()[0])
+                    except FetchError as error:
+                        failures.append(error)
+                    progress.update()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # local failure (disk full, Ctrl-C)
             raise
@@ -496,44 +509,6 @@ def _video_failures_error(failures: list[FetchError], n_videos: int, progress: P
 
 
 # --- command line -------------------------------------------------------------------------------
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``crossan download`` and ``crossan verify-data``."""
-    download = subparsers.add_parser(
-        "download",
-        help="download MicroLens (resumable, retried, checked)",
-        description="Download MicroLens into the canonical raw layout and record a manifest.",
-    )
-    add = download.add_argument
-    add("--base-url", default=None, help="remote folder (default: the official one of --variant)")
-    add("--variant", choices=VARIANTS, default="100k", help="MicroLens variant (default 100k)")
-    add("--out", type=Path, required=True, help="output directory (resumed if present)")
-    add("--dataset-json", type=Path, default=None, help="also write the dataset manifest here")
-    add("--name", default=None, help="dataset name in that manifest (default microlens-VARIANT)")
-    add("--workers", type=positive_int, default=8, help="parallel video downloads (default 8)")
-    add("--retries", type=non_negative_int, default=5, help="retries per file (default 5)")
-    add("--timeout", type=positive_float, default=60.0, help="seconds a socket may stay silent (default 60)")
-    add("--min-bytes-per-s", type=positive_float, default=1024.0,
-        help="slower than this over --stall-window ends the attempt (default 1024)")
-    add("--stall-window", type=positive_float, default=60.0, help="seconds the speed is averaged over (default 60)")
-    add("--deadline", type=positive_float, default=7200.0,
-        help="seconds one attempt at one file may take; a retry resumes it (default 7200)")
-    add("--max-items", type=positive_int, default=None, help="only the first N items' videos")
-    download.set_defaults(func=run_download)
-
-    verify = subparsers.add_parser(
-        "verify-data",
-        help="check a raw dataset tree and write its dataset manifest",
-        description="List exactly which items lack a title, cover or video; record the layout.",
-    )
-    add = verify.add_argument
-    add("--data-dir", type=Path, required=True, help="raw tree in the MicroLens layout")
-    add("--name", default=None, help="dataset name (default: the folder name)")
-    add("--kind", choices=DATASET_KINDS, default="local", help="dataset kind (default local)")
-    add("--dataset-json", type=Path, default=None, help="write the dataset manifest here")
-    add("--report", type=Path, default=None, help="write the JSON list of missing ids here")
-    verify.set_defaults(func=run_verify)
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -574,7 +549,8 @@ def run_verify(args: argparse.Namespace) -> int:
         counts = report.counts
         summary = (
             f"{counts['items']} items; missing {counts['missing_titles']} title(s), "
-            f"{counts['missing_covers']} cover(s), {counts['missing_videos']} video(s), listed in {args.report}"
+            f"{counts['missing_covers']} cover(s), {counts['missing_videos']} video(s); "
+            f"{counts['empty_titles']} empty title(s); listed in {args.report}"
         )
     else:
         summary = check_content(layout) + "; media files not checked (--report lists the items without one)"

@@ -16,11 +16,12 @@ part would be). Which of them a dataset must have depends on the modalities it d
 :func:`check_declared_parts` names a missing one before any job runs.
 
 :func:`verify_layout` checks a located tree item by item: every item of the interaction file
-should have a title row, a cover and a video. Structural absence (no interaction file; for
-the demo and MicroLens also no covers folder, ...) is fatal (:func:`require_layout` raises
-``DataError``); missing individual
-titles or media are only counted and listed in a :class:`LayoutReport`, because later stages
-mask those items (an item without a title row gets an empty title).
+should have a non-empty title, a cover and a video. Structural absence (no interaction file;
+for the demo and MicroLens also no covers folder, ...) is fatal (:func:`require_layout` raises
+``DataError``); items without a title row, with an empty title (a row ``id,`` or a title of
+spaces only), without a cover or without a video are only counted and listed in a
+:class:`LayoutReport`, because later stages mask those items (an item without a title row
+gets an empty title, and an empty title is encoded as ``[CLS] [SEP]``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 from crossan.atomic import write_text_atomic
 from crossan.config import dataset_modalities
+from crossan.data.options import MICROLENS_VARIANTS
 from crossan.data.readers import item_ids, read_titles
 from crossan.errors import ConfigError, DataError
 
@@ -45,7 +47,6 @@ PAIRS_NAMES = ("pairs.csv", "MicroLens-{v}_pairs.csv")
 TITLES_NAMES = ("titles.csv", "MicroLens-{v}_title_en.csv")
 COVERS_NAMES = ("covers", "MicroLens-{v}_covers")
 VIDEOS_NAMES = ("videos", "MicroLens-{v}_videos")
-MICROLENS_VARIANTS = ("100k", "50k")
 
 
 # The raw part each modality is read from.
@@ -219,7 +220,9 @@ def _file_stems(folder: Path, suffix: str) -> set[str]:
 @dataclass(frozen=True)
 class LayoutReport:
     """What a raw tree lacks, item by item (ids in numeric order, or text order when they are
-    not integers); an absent part's items are not listed (the part is in ``absent``)."""
+    not integers); an absent part's items are not listed (the part is in ``absent``).
+    ``missing_titles``: items without a row in the title file; ``empty_titles``: items whose
+    row gives an empty title."""
 
     name: str
     kind: str
@@ -228,19 +231,22 @@ class LayoutReport:
     missing_covers: tuple[str, ...] = field(default=())
     missing_videos: tuple[str, ...] = field(default=())
     absent: tuple[str, ...] = field(default=())  # parts the dataset does not have at all
+    empty_titles: tuple[str, ...] = field(default=())
 
     @property
     def counts(self) -> dict[str, int]:
         return {
             "items": self.n_items,
             "missing_titles": len(self.missing_titles),
+            "empty_titles": len(self.empty_titles),
             "missing_covers": len(self.missing_covers),
             "missing_videos": len(self.missing_videos),
         }
 
     @property
     def complete(self) -> bool:
-        return not (self.missing_titles or self.missing_covers or self.missing_videos)
+        """Whether every item has a non-empty title, a cover and a video."""
+        return not (self.missing_titles or self.empty_titles or self.missing_covers or self.missing_videos)
 
     def to_json(self) -> str:
         record = {
@@ -253,6 +259,7 @@ class LayoutReport:
                 "covers": list(self.missing_covers),
                 "videos": list(self.missing_videos),
             },
+            "empty": {"titles": list(self.empty_titles)},
         }
         if self.absent:
             record["absent"] = list(self.absent)
@@ -264,7 +271,7 @@ class LayoutReport:
 
 
 def verify_layout(layout: DatasetLayout) -> LayoutReport:
-    """List every item of ``layout.pairs`` with no title row, no cover or no video.
+    """List every item of ``layout.pairs`` with no title row, an empty title, no cover or no video.
 
     A cover or video counts as present when ``{id}.jpg`` / ``{id}.mp4`` is a non-empty file.
     Missing entries are logged (count and the first few ids) but not fatal; a part the layout
@@ -273,17 +280,18 @@ def verify_layout(layout: DatasetLayout) -> LayoutReport:
     """
     items = item_ids(layout.pairs)
     present = {part: part not in layout.absent for part in OPTIONAL_PARTS}
-    titled = set(read_titles(layout.titles, items)) if present["titles"] else None
+    titles = read_titles(layout.titles, items) if present["titles"] else None
     covers = _file_stems(layout.covers, ".jpg") if present["covers"] else None
     videos = _file_stems(layout.videos, ".mp4") if present["videos"] else None
     report = LayoutReport(
         name=layout.name,
         kind=layout.kind,
         n_items=len(items),
-        missing_titles=_absent(items, titled),
+        missing_titles=_absent(items, None if titles is None else set(titles)),
         missing_covers=_absent(items, covers),
         missing_videos=_absent(items, videos),
         absent=layout.absent,
+        empty_titles=_empty_titles(items, titles),
     )
     _log_missing(report, layout)
     return report
@@ -294,6 +302,14 @@ def _absent(items: Iterable[str], present: set[str] | None) -> tuple[str, ...]:
     if present is None:
         return ()
     return tuple(item for item in items if item not in present)
+
+
+def _empty_titles(items: Iterable[str], titles: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The items whose row in ``titles`` (:func:`read_titles`: stripped) is empty; an item
+    without a row is missing, not empty; none when the title file is absent (``None``)."""
+    if titles is None:
+        return ()
+    return tuple(item for item in items if titles.get(item) == "")
 
 
 def _log_missing(report: LayoutReport, layout: DatasetLayout) -> None:
@@ -311,10 +327,14 @@ def _log_missing(report: LayoutReport, layout: DatasetLayout) -> None:
                 report.name, len(ids), report.n_items, kind[:-1], where[kind],
                 ", ".join(ids[:SHOWN_IDS]),
             )
+    if report.empty_titles:
+        log.warning("dataset '%s': %d of %d item(s) have an empty title in %s (encoded as an empty "
+                    "text), e.g. %s", report.name, len(report.empty_titles), report.n_items, layout.titles,
+                    ", ".join(report.empty_titles[:SHOWN_IDS]))
     for part in report.absent:
         log.info("dataset '%s' has no %s (%s): the modalities that read it are not available",
                  report.name, part, getattr(layout, part))
     if report.complete and not report.absent:
         log.info(
-            "dataset '%s': all %d items have a title, a cover and a video", report.name, report.n_items
+            "dataset '%s': all %d items have a non-empty title, a cover and a video", report.name, report.n_items
         )

@@ -6,8 +6,10 @@ The MicroLens convention (``method-facts.md``, "Data and evaluation"):
 2. exact duplicate ``(user, item, timestamp)`` rows dropped and counted;
 3. users with fewer than ``min_interactions`` (5) interactions dropped;
 4. item ids mapped densely to ``1..n_items`` in order of first appearance in the sorted,
-   filtered interactions (``window``: in each user's last ``max_items`` of them; 0 is
-   padding); which items get one is ``catalogue``
+   filtered interactions, i.e. read user by user (users in ascending id order: numeric for
+   integer ids, else text order; not by time) and within a user in time order, ties in file
+   order (``window``: in each user's last ``max_items`` of them; 0 is padding); users get
+   their 0-based ``user_index`` in the same id order; which items get one is ``catalogue``
    (``sequences.catalogue`` in ``config.yaml``): ``history`` (the default) numbers every item
    of a kept user's full history, so ``stats.json`` counts match the paper's Table 2
    (MicroLens-100K: 19,738 items, the dataset's own count) and every item is rankable;
@@ -34,8 +36,11 @@ masks the whole history, so such a target is always a miss; ``stats.json`` count
 users per split (``repeat_target_users``), which bounds how much that choice can matter.
 
 ``stats.json`` also records the long-tail buckets (``popularity_buckets``, see
-:mod:`crossan.data.buckets`): items split into head / torso / tail by training-count terciles,
-the two thresholds, and how many items and validation / test targets fall in each.
+:mod:`crossan.data.buckets`): items split into head / torso / tail by their training count,
+the head and the tail each the fewest items holding a third of the training interactions
+(equal counts in one bucket), the two thresholds, how many items, training interactions and
+validation / test targets fall in each, and the buckets left empty (``empty_buckets``, logged
+as a warning: fewer than three distinct training counts).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import polars as pl
 from crossan.atomic import atomic_output, write_text_atomic
 from crossan.data.buckets import item_training_counts, popularity_buckets
 from crossan.data.layout import load_manifest
+from crossan.data.options import CATALOGUES
 from crossan.data.readers import (
     COLUMNS,
     MAX_REPORTED_ROWS,
@@ -66,8 +72,6 @@ log = logging.getLogger(__name__)
 
 ITEM_IDS = "item_ids.csv"
 USER_IDS = "user_ids.csv"
-# which items get an id: every item of the kept users' full histories, or of their last max_items
-CATALOGUES: tuple[str, ...] = ("history", "window")
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,16 @@ def count_repeat_targets(splits: dict[str, pl.DataFrame]) -> dict[str, int]:
     }
 
 
+def warn_empty_buckets(record: dict[str, Any]) -> None:
+    """Log a warning naming the long-tail buckets without an item (``record``: the
+    ``popularity_buckets`` of ``stats.json``), which happens only with fewer than three
+    distinct training counts (:mod:`crossan.data.buckets`)."""
+    if record["empty_buckets"]:
+        log.warning("long-tail buckets without an item: %s (the items take fewer than three distinct "
+                    "training counts); Table B3 and Figure B1 show them empty",
+                    ", ".join(record["empty_buckets"]))
+
+
 def write_sequences(
     pairs: Path, out_dir: Path, min_interactions: int = 5, max_items: int = 13, catalogue: str = CATALOGUES[0]
 ) -> SequenceStats:
@@ -218,6 +232,7 @@ def write_sequences(
             {name: splits[name]["target"].to_numpy() for name in ("valid", "test")},
         ),
     )
+    warn_empty_buckets(stats.popularity_buckets)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(out_dir / ITEM_IDS) as tmp:
         items.select("dense_id", pl.col("item").alias("item_id")).write_csv(tmp, quote_style="non_numeric")
@@ -273,35 +288,15 @@ def prepare_sequences(
     return stats
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``crossan sequences`` and ``crossan item-titles``."""
-    parser = subparsers.add_parser(
-        "sequences", help="interactions -> cleaned, truncated, leave-one-out user sequences"
-    )
-    parser.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--min-interactions", type=int, default=5)
-    parser.add_argument("--max-items", type=int, default=13)
-    parser.add_argument("--catalogue", choices=CATALOGUES, default=CATALOGUES[0],
-                        help="items that get an id: every item of the kept users' full histories (history) "
-                             "or of their last --max-items (window, IISAN's preprocess.py)")
-    parser.set_defaults(func=_run_cli)
-
-    titled = subparsers.add_parser("item-titles", help="item_ids.csv + the title file -> items.csv")
-    titled.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
-    titled.add_argument("--item-ids", type=Path, required=True, help="item_ids.csv of the sequences step")
-    titled.add_argument("--out", type=Path, required=True, help="items.csv to write")
-    titled.add_argument("--report", type=Path, default=None, help="titles.json to write (counts)")
-    titled.set_defaults(func=_run_titles_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``crossan sequences`` (:mod:`crossan.commands.data`); returns the exit status."""
     layout = load_manifest(args.dataset_json)
     write_sequences(layout.pairs, args.out, args.min_interactions, args.max_items, args.catalogue)
     return 0
 
 
-def _run_titles_cli(args: argparse.Namespace) -> int:
+def run_titles_cli(args: argparse.Namespace) -> int:
+    """Run ``crossan item-titles`` (:mod:`crossan.commands.data`); returns the exit status."""
     layout = load_manifest(args.dataset_json)
     write_item_titles(args.item_ids, None if "titles" in layout.absent else layout.titles, args.out, args.report)
     return 0

@@ -35,13 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 import crossan
-from crossan.argtypes import non_negative_int, positive_int
 from crossan.encoders import inputs as inputs_module
 from crossan.encoders import store as feature_store
 from crossan.encoders.load import MODALITIES, Encoder, load_encoder, resolve_device
+from crossan.encoders.options import AUTOCAST
 from crossan.encoders.pooling import (
     DEFAULT_LAYERS,
     POOLING,
@@ -52,6 +51,7 @@ from crossan.encoders.pooling import (
 from crossan.errors import ConfigError
 from crossan.kill_point import pause_after
 from crossan.media.store import PartialStore, is_current
+from crossan.progress import Progress
 
 if TYPE_CHECKING:
     import torch
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the meaning of stored numbers changes
-AUTOCAST = ("float16", "bfloat16", "off")
 # Test hook (crossan.kill_point): pause after this many committed chunks.
 PAUSE_ENV = "CROSSAN_FEATURES_TEST_PAUSE_AFTER_CHUNKS"
 PREFETCH_BATCHES = 2
@@ -280,6 +279,8 @@ def extract(
     :func:`crossan.encoders.store.merge_shards`. ``device``: auto, cpu or cuda; ``autocast``
     (CUDA only): float16, bfloat16 or off. ``threads``: torch's CPU threads (default: torch's
     own choice, which follows ``OMP_NUM_THREADS`` or the machine's cores, not the job's share).
+    ``progress``: log progress lines (items done, rate, ETA; :mod:`crossan.progress`) every 30 s
+    and at the end.
     """
     started = time.monotonic()
     if modality not in MODALITIES:
@@ -410,8 +411,9 @@ def _fill(
     pause = pause_after(PAUSE_ENV)
     width = (len(layers), encoder.hidden_size)
     stream = _prefetched(source, builder, batches)
-    with closing(stream), tqdm(total=sum(hi - lo for lo, hi in todo), unit="item", mininterval=1.0,
-              desc=f"extract {encoder.modality}", disable=not progress) as bar:
+    counter = Progress(f"crossan extract-features {report.path}", sum(hi - lo for lo, hi in todo), "items",
+                       enabled=progress)
+    with closing(stream), counter:
         for lo, hi in todo:
             features = np.zeros((hi - lo, *width), dtype=np.float16)
             reasons: list[str] = []
@@ -423,7 +425,7 @@ def _fill(
                     rows = np.flatnonzero(raw.valid) + raw.start - lo
                     features[rows] = forward_pooled(encoder, model_inputs, layers, device, autocast)
                     report.items_computed += int(raw.valid.sum())
-                bar.update(raw.stop - raw.start)
+                counter.update(raw.stop - raw.start)
             rows_local = list(range(lo + local, hi + local))
             partial.write(rows_local, {feature_store.FEATURES: features}, reasons)
             partial.commit(rows_local)
@@ -448,19 +450,8 @@ def _finish(report: ExtractReport, out: Path, started: float) -> ExtractReport:
 # ---------------------------------------------------------------- command line
 
 
-
-
-
-
-def parse_layers(text: str) -> list[int]:
-    """``"0,2,4"`` -> ``[0, 2, 4]``."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
-
-
-def _run_extract(args: argparse.Namespace) -> int:
+def run_extract(args: argparse.Namespace) -> int:
+    """Run ``crossan extract-features`` (:mod:`crossan.commands.encoders`); returns the exit status."""
     if (args.shard is None) != (args.num_shards is None):
         raise ConfigError("--shard and --num-shards go together")
     report = extract(
@@ -485,50 +476,8 @@ def _run_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_merge(args: argparse.Namespace) -> int:
+def run_merge(args: argparse.Namespace) -> int:
+    """Run ``crossan merge-features``; returns the exit status."""
     feature_store.merge_shards(list(args.shards), args.out)
     print(f"merged {len(args.shards)} shard file(s) -> {args.out}")
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``extract-features`` and ``merge-features``; each sets ``func(args) -> int``."""
-    parser = subparsers.add_parser(
-        "extract-features",
-        help="run a frozen encoder once and cache pooled hidden states of kept layers",
-        description="Run one modality's frozen encoder over every item (or one shard of the "
-        "items) and store the pooled vector of each kept hidden state in HDF5; resumable.",
-    )
-    parser.add_argument("--modality", choices=MODALITIES, required=True)
-    parser.add_argument("--model", required=True, help="Hugging Face id or local directory")
-    parser.add_argument(
-        "--layers", type=parse_layers, default=list(DEFAULT_LAYERS),
-        help="hidden-state indices to keep, 0 = embedding output (default 0,2,4,6,8,10,12)",
-    )
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument(
-        "--max-length", type=positive_int, default=None,
-        help="text: tokens per title (30); audio: filterbank frames (default: checkpoint's)",
-    )
-    parser.add_argument("--items", type=Path, required=True, help="items.csv")
-    parser.add_argument("--media", type=Path, default=None, help="{image,video,audio}.h5 (not text)")
-    parser.add_argument("--out", type=Path, required=True, help="feature (or shard) file")
-    parser.add_argument("--shard", type=non_negative_int, default=None, help="0-based shard")
-    parser.add_argument("--num-shards", type=positive_int, default=None)
-    parser.add_argument("--chunk-batches", type=positive_int, default=4,
-                        help="batches per resumable write (4)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--autocast", choices=AUTOCAST, default="float16",
-                        help="mixed precision on CUDA (ignored on CPU)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's own)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run_extract)
-
-    merge = subparsers.add_parser(
-        "merge-features",
-        help="merge feature shard files into one (checks config and row coverage)",
-    )
-    merge.add_argument("--out", type=Path, required=True, help="merged feature file")
-    merge.add_argument("shards", type=Path, nargs="+", help="shard files")
-    merge.set_defaults(func=_run_merge)

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 from crossan.config import dataset_modalities, encoder_spec
 from crossan.encoders.pooling import validate_layers
-from crossan.encoders.tiny import TinySpec, built_model_root
+from crossan.encoders.options import built_model_root
+from crossan.encoders.tiny import TinySpec
 from crossan.errors import ConfigError
 from crossan.runs.vocabulary import MODALITIES
 

@@ -35,12 +35,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossan.atomic import atomic_directory
 from crossan.data.readers import read_item_table
+from crossan.encoders.options import AST_PATCH_SIZE, SPECIAL_TOKENS, TinySpec
 from crossan.errors import ConfigError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so ``crossan --help`` is fast
@@ -56,77 +57,14 @@ ARCHITECTURES: dict[str, str] = {
     "audio": "ast",
 }
 
-TITLE_MAX_LENGTH = 30  # the pipeline tokenizes titles to 30 tokens, so BERT needs >= 30 positions
 # Models the workflow builds itself: a model path resources/models/NAME/ARCH makes the rule
 # tiny_encoders write resources/models/NAME (NAME = tiny-{dataset}) with the default spec.
-BUILT_MODELS = Path("resources/models")
-
-
-def built_model_root(model: str) -> Path | None:
-    """``resources/models/NAME`` when ``model`` lies under it (a model the workflow builds), else
-    None (a Hugging Face id or a user's own folder)."""
-    parts = Path(model).parts
-    if parts[: len(BUILT_MODELS.parts)] == BUILT_MODELS.parts and len(parts) > len(BUILT_MODELS.parts):
-        return Path(*parts[: len(BUILT_MODELS.parts) + 1])
-    return None
-
-
-SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CONTINUATION_PREFIX = "##"
 VIT_MEAN = VIT_STD = (0.5, 0.5, 0.5)  # google/vit-base-patch16-224's processor
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # MCG-NJU/videomae-base's processor
 IMAGENET_STD = (0.229, 0.224, 0.225)
 AUDIO_SAMPLING_RATE = 16000
-AST_PATCH_SIZE = 16  # MIT/ast-finetuned-audioset-10-10-0.4593: 16x16 patches,
-AST_STRIDE = 10  # frequency and time strides 10
-
-
-@dataclass(frozen=True)
-class TinySpec:
-    """Sizes of the tiny encoders; the defaults give four 61k-100k-parameter models, built in
-    about 0.2 s once torch and transformers are imported (about 7 s cold).
-
-    Raises :class:`ConfigError` on construction for sizes the architectures cannot take.
-    """
-
-    hidden_size: int = 32
-    num_layers: int = 6
-    num_heads: int = 2
-    intermediate_size: int = 64
-    image_size: int = 64
-    patch_size: int = 16
-    num_frames: int = 16
-    tubelet_size: int = 2
-    audio_max_length: int = 1024
-    num_mel_bins: int = 128
-    vocab_size: int = 1000
-    max_position: int = 64
-
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(
-                    f"tiny encoders: {item.name} must be a positive int, got {value!r}"
-                )
-        checks = [
-            (self.hidden_size % self.num_heads == 0, "hidden_size must be a multiple of num_heads"),
-            (self.image_size % self.patch_size == 0, "image_size must be a multiple of patch_size"),
-            (
-                self.num_frames % self.tubelet_size == 0,
-                "num_frames must be a multiple of tubelet_size",
-            ),
-            (
-                self.audio_max_length >= AST_PATCH_SIZE,
-                f"audio_max_length must be >= {AST_PATCH_SIZE}",
-            ),
-            (self.num_mel_bins >= AST_PATCH_SIZE, f"num_mel_bins must be >= {AST_PATCH_SIZE}"),
-            (self.max_position >= TITLE_MAX_LENGTH, f"max_position must be >= {TITLE_MAX_LENGTH}"),
-            (self.vocab_size > len(SPECIAL_TOKENS), f"vocab_size must be > {len(SPECIAL_TOKENS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"tiny encoders: {message} ({self})")
+AST_STRIDE = 10  # MIT/ast-finetuned-audioset-10-10-0.4593: frequency and time strides 10
 
 
 # ---------------------------------------------------------------- vocabulary and tokenizer
@@ -356,23 +294,8 @@ def build_tiny_encoders(
 # ---------------------------------------------------------------- command line
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``crossan tiny-encoders``."""
-    default = TinySpec()
-    parser = subparsers.add_parser(
-        "tiny-encoders", help="tiny random BERT/ViT/VideoMAE/AST checkpoints for demo and tests"
-    )
-    parser.add_argument("--items", type=Path, required=True, help="items.csv (titles -> vocab)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (replaced)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden-size", type=int, default=default.hidden_size)
-    parser.add_argument("--layers", type=int, default=default.num_layers)
-    parser.add_argument("--image-size", type=int, default=default.image_size)
-    parser.add_argument("--audio-max-length", type=int, default=default.audio_max_length)
-    parser.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``crossan tiny-encoders`` (:mod:`crossan.commands.encoders`); returns the exit status."""
     spec = replace(
         TinySpec(),
         hidden_size=args.hidden_size,

@@ -32,17 +32,14 @@ from torch import Tensor
 
 from crossan.atomic import atomic_output
 from crossan.errors import DataError
+from crossan.graph_file.options import DEFAULT_BLOCK, DEFAULT_K, DEFAULT_MAX_LEN
 from crossan.graph_file.sparse import coo
-from crossan.runs.settings import training_default
 from crossan.runs.vocabulary import MODALITY_LETTERS, modality_letters
 from crossan.train.inputs import SequenceData, load_item_states, load_sequences
 
 log = logging.getLogger(__name__)
 
 GRAPH_FILE = "graph.h5"
-DEFAULT_K: int = training_default("graph_k")
-DEFAULT_MAX_LEN: int = training_default("max_len")
-DEFAULT_BLOCK = 2048
 
 
 @dataclass(frozen=True)
@@ -228,26 +225,8 @@ def build_graph(data_dir: Path, features_dir: Path, out: Path, modalities: str =
     return read_graph(Path(out), data.item_ids)
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "graph", help="build the user-item and kNN item graphs of the graph recommenders (Table 8)",
-        description="Training interactions, their normalised adjacency and per-modality kNN item "
-        "graphs from the cached states, in one HDF5 file.")
-    parser.add_argument("--data", type=Path, required=True, help="results/{dataset}/data")
-    parser.add_argument("--features", type=Path, required=True, help="results/{dataset}/features")
-    parser.add_argument("--out", type=Path, required=True, help="the HDF5 file to write")
-    parser.add_argument("--modalities", default="TIVA", help="letters of TIVA (default TIVA)")
-    parser.add_argument("--layer", type=int, default=-1, help="kept layer to use (default -1: the last)")
-    parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per item (default {DEFAULT_K})")
-    parser.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN,
-                        help=f"the sequential models' max_len (default {DEFAULT_MAX_LEN})")
-    parser.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="rows of similarities at once")
-    parser.add_argument("--standardize-states", action="store_true",
-                        help="kNN on z-scored states (the demo's setting, as its runs see them)")
-    parser.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``crossan graph`` (:mod:`crossan.commands.graph`); returns the exit status."""
     build_graph(args.data, args.features, args.out, args.modalities, args.layer, args.k, args.max_len, args.block,
                 args.standardize_states)
     return 0

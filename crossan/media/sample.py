@@ -27,7 +27,8 @@ Worker processes decode blocks of ``chunk_items`` items; the main process alone 
 item order, and commits each block to the resumable ``*.h5.partial`` files, so a killed run
 continues where it stopped and the result equals an uninterrupted run's.
 
-This module is the job and its command line: it opens (or resumes) the files, plans the
+This module is the job and its command's handler (the arguments are in
+:mod:`crossan.commands.media`): it opens (or resumes) the files, plans the
 blocks still to sample, writes and commits their results, and summarises each file into its
 report. What is stored per item is :class:`crossan.media.spec.MediaSpec`; the decoding, in
 worker processes, is :mod:`crossan.media.workers`.
@@ -45,17 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-from tqdm import tqdm
 
-from crossan.argtypes import non_negative_int, positive_float, positive_int
 from crossan.atomic import write_text_atomic
 from crossan.data.layout import MODALITY_PARTS, DatasetLayout, load_manifest
 from crossan.data.readers import read_item_ids
 from crossan.errors import DataError
 from crossan.kill_point import pause_after
 from crossan.media import store, video
-from crossan.media.spec import DECODER_CODES, DEFAULT_JPEG_QUALITY, MODALITIES, MediaSpec
+from crossan.media.options import DEFAULT_JPEG_QUALITY, MODALITIES
+from crossan.media.spec import DECODER_CODES, MediaSpec
 from crossan.media.workers import Block, Item, sample_blocks
+from crossan.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -231,16 +232,17 @@ def _fill(
     spec: MediaSpec,
     workers: int,
     chunk_items: int,
+    label: str,
     progress: bool,
 ) -> None:
-    """Sample every pending row and commit it block by block, in item order."""
+    """Sample every pending row and commit it block by block, in item order; progress lines
+    (:class:`crossan.progress.Progress`, ``label``) every 30 s and at the end, unless
+    ``progress`` is off."""
     blocks = _plan(items, stores, chunk_items)
     pause = pause_after(PAUSE_ENV)
     committed = 0
     total = sum(len(block.items) for block in blocks)
-    with tqdm(
-        total=total, unit="item", desc="sample-media", disable=not progress, mininterval=1.0
-    ) as bar:
+    with Progress(label, total, "items", enabled=progress) as counter:
         for block, result in sample_blocks(blocks, spec, workers):
             for modality, (rows, data, reasons) in result.items():
                 stores[modality].write(rows, data, reasons)
@@ -251,7 +253,7 @@ def _fill(
                 "block %d committed (rows %d-%d)",
                 block.index, block.items[0].row, block.items[-1].row,
             )
-            bar.update(len(block.items))
+            counter.update(len(block.items))
             committed += 1
             pause(committed)
 
@@ -278,8 +280,9 @@ def sample_media(
     ``workers`` decoder processes (0: decode in this process) take blocks of ``chunk_items``
     items; frames and covers are stored as JPEG at ``jpeg_quality`` (0: raw uint8). Files
     already complete for the same spec and items are left alone; partial files
-    of an interrupted run are resumed. Returns counts per modality; also written to
-    ``out_dir/{modality}_report.json``.
+    of an interrupted run are resumed. ``progress``: log progress lines (items sampled, rate,
+    ETA; :mod:`crossan.progress`) every 30 s and at the end. Returns counts per modality; also
+    written to ``out_dir/{modality}_report.json``.
     """
     started = time.monotonic()
     unknown = [m for m in modalities if m not in MODALITIES]
@@ -299,7 +302,8 @@ def sample_media(
 
     stores, notes = _open_stores(chosen, spec, layout, items, out_dir, dataset_json)
     try:
-        _fill(stores, notes, items, spec, workers, chunk_items, progress)
+        label = f"crossan sample-media {layout.name} {','.join(chosen)}"
+        _fill(stores, notes, items, spec, workers, chunk_items, label, progress)
         for partial in stores.values():
             partial.finalize(digest=True)
     finally:
@@ -332,14 +336,6 @@ def sample_media(
 # ---------------------------------------------------------------- command line
 
 
-def jpeg_quality(text: str) -> int:
-    """argparse type of ``--jpeg-quality``: an integer 0..100."""
-    value = non_negative_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be 0 (raw) to 100, got {value}")
-    return value
-
-
 def _modalities(values: list[str]) -> list[str]:
     chosen = [m.strip() for value in values for m in value.split(",") if m.strip()]
     unknown = sorted(set(chosen) - set(MODALITIES))
@@ -348,7 +344,8 @@ def _modalities(values: list[str]) -> list[str]:
     return chosen
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``crossan sample-media``; returns the exit status."""
     try:
         layout = load_manifest(args.dataset_json)
     except FileNotFoundError as error:
@@ -378,35 +375,3 @@ def _run(args: argparse.Namespace) -> int:
             f"resumed {summary.resumed}, decoded {summary.decoded} -> {summary.path}"
         )
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add the ``sample-media`` subcommand; it sets ``func(args) -> int``."""
-    parser = subparsers.add_parser(
-        "sample-media",
-        help="sample video frames, audio and covers of every item into HDF5",
-        description="Sample every item's video frames, audio and cover into one HDF5 file "
-        "per modality; bad media is masked, an interrupted run resumes.",
-    )
-    parser.add_argument("--dataset-json", type=Path, required=True, help="dataset manifest")
-    parser.add_argument("--items", type=Path, required=True, help="item_ids.csv (or items.csv) of the sequences step")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument(
-        "--modalities", nargs="+", default=list(MODALITIES),
-        help="any of video audio image (space or comma separated; default all)",
-    )
-    parser.add_argument("--video-size", type=positive_int, default=224, help="frame side (224)")
-    parser.add_argument("--image-size", type=positive_int, default=224, help="cover side (224)")
-    parser.add_argument("--frames", type=positive_int, default=16, help="frames per video (16)")
-    parser.add_argument("--seconds", type=positive_float, default=3.0, help="clip length (3.0)")
-    parser.add_argument("--sample-rate", type=positive_int, default=16000, help="audio Hz (16000)")
-    parser.add_argument(
-        "--jpeg-quality", type=jpeg_quality, default=DEFAULT_JPEG_QUALITY,
-        help=f"JPEG quality of stored frames and covers, 1-100; 0 stores them raw "
-        f"({DEFAULT_JPEG_QUALITY})",
-    )
-    parser.add_argument(
-        "--workers", type=non_negative_int, default=2, help="decoder processes (0: in-process)"
-    )
-    parser.add_argument("--chunk-items", type=positive_int, default=16, help="items per task (16)")
-    parser.set_defaults(func=_run)

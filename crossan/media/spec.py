@@ -15,15 +15,10 @@ from typing import Any
 
 import crossan
 from crossan.media import store, video
+from crossan.media.options import DEFAULT_JPEG_QUALITY, MODALITIES
 
-MODALITIES = ("video", "audio", "image")
 # video.h5's per-item ``decoder`` field; stored in the file's attributes too.
 DECODER_CODES = {video.FAST_DECODER: 1, video.FALLBACK_DECODER: 2}
-# Frames and covers as JPEG at this quality: 14 % of the raw bytes on H.264-decoded natural
-# frames at 224 px (6.6 GB for MicroLens-100K's videos, against 47.6 GB raw), pooled states of
-# the tiny encoders 0.5 % (video) and 1.5 % (image) of the item-to-item spread away from raw
-# (bench/media_store.py); 90 would pass 8 GB on that content.
-DEFAULT_JPEG_QUALITY = 85
 
 
 @dataclass(frozen=True)

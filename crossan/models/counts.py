@@ -26,13 +26,8 @@ from crossan.models.adapters import letters_of, parse_modalities
 from crossan.models.recommender import ModelConfig, build_model
 from crossan.models.trainable import count_trainable
 from crossan.runs.settings import training_default
+from crossan.runs.paper_shape import MICROLENS_100K_ITEMS, PAPER_ENCODER_DIM, PAPER_ITEM_DIM, PAPER_LAYERS
 from crossan.runs.vocabulary import ALL_LETTERS, NAME_DEFAULTS
-
-# MicroLens-100K's item count, used for the ID baseline's embedding table by default.
-MICROLENS_100K_ITEMS = 19_738
-PAPER_ENCODER_DIM = 768  # BERT-base, ViT-B/16, VideoMAE-base, AST
-PAPER_LAYERS = 7  # hidden states 0, 2, ..., 12
-PAPER_ITEM_DIM = 64
 
 
 def paper_configuration_count(

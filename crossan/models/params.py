@@ -12,7 +12,8 @@ without poolers, two ``Linear(768->64)`` heads 98,432 + ``Linear(128->64)`` 8,25
   (paper: same).
 
 This module imports transformers and peft (through the end-to-end family); training a
-cached-state run never imports it.
+cached-state run never imports it, nor does ``crossan params --help`` (the command's
+arguments are in :mod:`crossan.commands.params`).
 """
 
 from __future__ import annotations
@@ -21,29 +22,15 @@ import argparse
 
 import torch
 
-from crossan.argtypes import positive_int
 from crossan.errors import ConfigError
 from crossan.models.adapters import letters_of, parse_modalities
-from crossan.models.counts import (
-    MICROLENS_100K_ITEMS,
-    PAPER_ENCODER_DIM,
-    PAPER_ITEM_DIM,
-    PAPER_LAYERS,
-    paper_configuration_count as cached_state_count,
-)
+from crossan.models.counts import paper_configuration_count as cached_state_count
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model, paper_backbones
 from crossan.models.recommender import ModelConfig
 from crossan.models.trainable import count_trainable
-from crossan.runs.settings import CONVENTIONS, training_default
-from crossan.runs.vocabulary import (
-    ALL_LETTERS,
-    CACHED_STATE_METHODS,
-    E2E_LETTERS,
-    END_TO_END_METHODS,
-    FUSIONS,
-    METHODS,
-    NAME_DEFAULTS,
-)
+from crossan.runs.paper_shape import PAPER_ITEM_DIM
+from crossan.runs.settings import training_default
+from crossan.runs.vocabulary import ALL_LETTERS, E2E_LETTERS, END_TO_END_METHODS, METHODS, NAME_DEFAULTS
 
 
 def end_to_end_count(method: str, size: int = NAME_DEFAULTS["hidden"], item_dim: int = PAPER_ITEM_DIM,
@@ -69,32 +56,8 @@ def paper_configuration_count(method: str, modalities: str = ALL_LETTERS, hidden
     return cached_state_count(method, modalities, hidden, fusion, **shape)
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``crossan params``: print a method's trainable-parameter count (last line = integer)."""
-    parser = subparsers.add_parser("params", help="trainable-parameter count at the paper's configuration")
-    parser.add_argument("--method", choices=(*CACHED_STATE_METHODS, *END_TO_END_METHODS), default="crossan")
-    parser.add_argument("--modalities", default=None,
-                        help="letters from TIVA (default: TIVA; TI for fft, adapter and lora)")
-    parser.add_argument("--hidden", type=positive_int, default=NAME_DEFAULTS["hidden"],
-                        help="adapter bottleneck size h (the LoRA rank for lora)")
-    parser.add_argument("--fusion", choices=FUSIONS, default=None, help="default: the method's own")
-    parser.add_argument("--topk", type=positive_int, default=NAME_DEFAULTS["topk"], help="MOMEF's k")
-    parser.add_argument("--encoder-dim", type=positive_int, default=PAPER_ENCODER_DIM)
-    parser.add_argument("--layers", type=positive_int, default=PAPER_LAYERS, help="kept layers per encoder")
-    parser.add_argument("--item-dim", type=positive_int, default=PAPER_ITEM_DIM)
-    parser.add_argument("--max-len", type=positive_int, default=training_default("max_len"))
-    parser.add_argument(
-        "--items", type=positive_int, default=MICROLENS_100K_ITEMS, help="item count (id-sasrec)"
-    )
-    parser.add_argument("--inter-tower", choices=CONVENTIONS["inter_tower"], default=CONVENTIONS["inter_tower"][0],
-                        help="IISAN/IISAN-E inter tower (default: IISAN's code)")
-    parser.add_argument("--moda-rank", type=positive_int, default=training_default("moda_rank"),
-                        help="crossan-moda: total rank of each adapter projection's low-rank experts")
-    parser.add_argument("--moda-experts", type=positive_int, default=training_default("moda_experts"), help="crossan-moda: experts per projection")
-    parser.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
+def run_cli(args: argparse.Namespace) -> int:
+    """Run ``crossan params`` (:mod:`crossan.commands.params`); returns the exit status."""
     e2e = args.method in END_TO_END_METHODS
     try:
         default = METHODS[args.method].fixed.get("modalities", ALL_LETTERS)

@@ -21,7 +21,8 @@ CAPTION_TEMPLATES: dict[str, str] = {
     "table7": "Top-K experts of CROSSAN's MOMEF.",
     "table8": "Comparison with multimodal graph recommenders (MMRecs) on the same splits, item "
               "content and full-ranking evaluation.",
-    "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN.",
+    "figure3": "Adapter hidden size vs test HR@10 for IISAN-E and CROSSAN; a ring marks each method's best h "
+               "(its highest mean; the smaller h on a tie).",
     "figure4": "CROSSAN's learned gates per tower: layers (bottom 0) x sources (H: the tower's "
                "own frozen hidden state; {sources}: the previous adapter layer's output of that "
                "tower, zeros before layer 0 unless training.layer0_previous is frozen).",
@@ -35,8 +36,8 @@ CAPTION_TEMPLATES: dict[str, str] = {
                "modality: TP trainable parameters (here and at the paper's configuration), TT training "
                "time (s per epoch) and test metrics.",
     "tableB3": "Beyond the paper: the long tail. Test HR@10 and NDCG@10 of the users whose target item "
-               "is a head, torso or tail item by its number of training interactions (terciles over "
-               "items).",
+               "is a head, torso or tail item by its number of training interactions (head: the fewest "
+               "most popular items holding a third of them; tail: the fewest least popular holding a third).",
     "figureB1": "Beyond the paper: test HR@10 by the popularity of the target item (head, torso, tail "
                 "by training interactions), one bar per method of Table B3.",
 }

@@ -25,7 +25,7 @@ from crossan.results.runs import (
     read_runs,
     summarise,
 )
-from crossan.results.tables import display_name
+from crossan.results.table_output import display_name
 
 POPULARITY_METRIC = "HR@10"  # Figure B1's y
 
@@ -47,9 +47,14 @@ def _points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
 
 def bucket_labels(buckets: dict[str, object]) -> dict[str, str]:
     """The x labels of Figure B1, each bucket with its training-interaction range:
-    ``{"head": "head (>= 15)", "torso": "torso (10-14)", "tail": "tail (<= 9)"}``."""
+    ``{"head": "head (>= 15)", "torso": "torso (10-14)", "tail": "tail (<= 9)"}``; a torso of
+    one count reads ``"torso (10)"``, a bucket without an item (``empty_buckets``) ``"torso
+    (no item)"``."""
     head, tail = int(buckets["head_min_count"]), int(buckets["tail_max_count"])
-    return {"head": f"head (>= {head})", "torso": f"torso ({tail + 1}-{head - 1})", "tail": f"tail (<= {tail})"}
+    torso = f"{tail + 1}" if head - tail == 2 else f"{tail + 1}-{head - 1}"
+    labels = {"head": f"head (>= {head})", "torso": f"torso ({torso})", "tail": f"tail (<= {tail})"}
+    empty = buckets.get("empty_buckets") or ()
+    return {bucket: f"{bucket} (no item)" if bucket in empty else label for bucket, label in labels.items()}
 
 
 def _popularity_points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
@@ -63,9 +68,10 @@ def _popularity_points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
         for bucket in BUCKETS:
             record: dict[str, object] = {"series": row.label, "bucket": bucket, "x": labels[bucket],
                                          "users": int(runs[0][bucket]["users"])}
-            for metric in BUCKET_METRICS:
+            for metric in BUCKET_METRICS:  # a bucket without test users: no bar (None)
                 summary = bucket_summary(runs, bucket, metric)
-                record[metric], record[f"{metric}_std"] = summary.mean, summary.std
+                record[metric], record[f"{metric}_std"] = (None, None) if summary is None else (summary.mean,
+                                                                                               summary.std)
             record["n_seeds"] = len(row.runs)
             record["runs"] = ";".join(row.runs)
             records.append(record)
@@ -73,8 +79,10 @@ def _popularity_points(plan: TargetPlan, runs_dir: Path) -> pl.DataFrame:
 
 
 def _by_series(points: pl.DataFrame, series: str, metric: str) -> dict[float, tuple[float, float]]:
+    """``{x: (mean, std)}`` of ``series``' points; a point without a value (``None``) is left out."""
     part = points.filter(pl.col("series") == series)
-    return {x: (mean, std) for x, mean, std in zip(part["x"], part[metric], part[f"{metric}_std"])}
+    return {x: (mean, std) for x, mean, std in zip(part["x"], part[metric], part[f"{metric}_std"])
+            if mean is not None}
 
 
 def build_figure(plan: TargetPlan, runs_dir: Path) -> tuple[Figure, pl.DataFrame]:

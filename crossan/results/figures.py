@@ -129,6 +129,9 @@ def _no_runs(ax: Axes) -> None:
 # --------------------------------------------------------------------------- Figure 3
 
 
+BEST_RING_LABEL = "ring: the method's best h"
+
+
 def figure3_hidden_size(
     series: Mapping[str, Mapping[int, Point]], *, metric: str = "HR@10", title: str = ""
 ) -> Figure:
@@ -142,7 +145,7 @@ def figure3_hidden_size(
         title: optional figure title.
 
     Each method's best point (highest mean; the smallest h on a tie) is circled with a hollow,
-    larger marker. The x axis is log2 with ticks at every h that occurs, labelled as integers.
+    larger marker, which the legend explains (its last entry). The x axis is log2 with ticks at every h that occurs, labelled as integers.
 
     Raises:
         ValueError: no methods, no points at all, or a malformed point / size.
@@ -176,11 +179,14 @@ def figure3_hidden_size(
                 label="_best",
                 gid=f"best:{name}",
             )
+    ax.scatter([], [], s=180, facecolors="none", edgecolors="0.35", linewidths=1.5, label=BEST_RING_LABEL)
     _set_log_ticks(ax, ticks, 2, _integer_label)
     ax.set_xlabel(HIDDEN_LABEL)
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    last = sorted(range(len(labels)), key=lambda k: labels[k] == BEST_RING_LABEL)  # the ring's entry after the lines
+    ax.legend([handles[k] for k in last], [labels[k] for k in last])
     if title:
         figure.suptitle(title)
     return figure

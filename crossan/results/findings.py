@@ -62,7 +62,7 @@ def _number(text: str | None) -> float | None:
 
 @dataclass
 class CsvTable:
-    """A table's CSV as the workflow writes it (:func:`crossan.results.tables.to_frame`): per
+    """A table's CSV as the workflow writes it (:func:`crossan.results.table_output.to_frame`): per
     row ``section``, ``row``, and per column its mean, ``_std``, ``_n``, ``_p``, ``_mark``."""
 
     name: str

@@ -36,7 +36,10 @@ Beyond the paper (:data:`BEYOND_TARGETS`, written under ``results/{dataset}/beyo
 A dataset that declares fewer modalities (``catalog.{name}.modalities``) gets a plan restricted
 to them: every modality set loses the letters the dataset lacks (T+I+V+A becomes T for a
 text-only dataset; a set with none of its letters is a ``ConfigError``), the end-to-end rows and
-IISAN (T+I) stay as rows marked "not run" without text and image, MOMEF's top-k is clamped to
+Table 8's IISAN (T+I) row stay as rows marked "not run" without text and image, while Table 3's
+IISAN (T+I) row follows its set (:meth:`_Planner.iisan_row`: IISAN on T+I itself, IISAN-E on any
+other set): T+I restricted becomes, e.g., T, whose row is IISAN-E (T), kept once with the other
+sets that restrict to T (no IISAN (T+I) row), MOMEF's top-k is clamped to
 the number of modalities, Table 1 (two towers' mutual information) is left out with fewer
 than two (:func:`dropped_targets` says why), and so is Table B1 when none of its sets keeps two
 (a set that keeps one is left out with a note), and with one modality Table 6's INDSAN row reads
@@ -126,6 +129,9 @@ NOT_RUN_NOTE = "not run: left out of experiments.{target}.end_to_end"
 NEEDS_TI_NOTE = "not run: {method} needs text and image, and dataset '{dataset}' declares {words}"
 # A target whose rows are another's (its block holds its seeds at most).
 ROWS_OF: dict[str, str] = {"figureB1": "tableB3"}
+# A method planned at another's setting (experiments.settings has none of its own): the shared tower
+# at CROSSAN's (Table B2).
+SETTING_OF: dict[str, str] = {"crossan-moda": "crossan"}
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,13 @@ def experiment_config(config: Mapping[str, Any], dataset: str) -> dict[str, Any]
     return plan
 
 
+def method_setting(plan: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The setting (``hidden``, ``lr``, ``topk``) ``method``'s rows use in ``plan`` (an
+    :func:`experiment_config`): its own in ``settings``, or that of the method it is planned at
+    (:data:`SETTING_OF`); empty when it has neither (the name defaults then apply)."""
+    return dict(plan["settings"].get(SETTING_OF.get(method, method), {}))
+
+
 def paper_dataset(config: Mapping[str, Any], dataset: str) -> str:
     """``microlens-100k``/``microlens-50k`` for a MicroLens dataset (the paper reports on
     them), else ``""``."""
@@ -253,7 +266,7 @@ class _Planner:
     def runs(self, target: str, method: str, modalities: str = "", **override: Any) -> tuple[str, ...]:
         """The run names (one per seed) of ``method`` at its setting, with ``override``; MOMEF's
         top-k clamped to the number of modalities (one expert each)."""
-        setting = {**NAME_DEFAULTS, **self.plan["settings"].get(method, {}), **override}
+        setting = {**NAME_DEFAULTS, **method_setting(self.plan, method), **override}
         topk = int(setting["topk"])
         if method in TOPK_METHODS and modalities and topk > len(modalities):
             if setting.get("fusion") in (None, "momef"):
@@ -492,10 +505,9 @@ class _Planner:
     def tableB2(self):
         m = self.modalities("tableB2")
         label = modality_label(m)
-        crossan = self.plan["settings"]["crossan"]  # the shared tower at CROSSAN's setting
         rows = [PlanRow(f"CROSSAN ({label})", self.runs("tableB2", "crossan", m), "crossan"),
                 PlanRow(f"CROSSAN-MoDA ({label}) (shared tower)",
-                        self.runs("tableB2", "crossan-moda", m, **crossan), "crossan-moda")]
+                        self.runs("tableB2", "crossan-moda", m), "crossan-moda")]  # at CROSSAN's setting
         return rows, [Comparison("Shared vs CROSSAN", rows[1].label, rows[0].label)]
 
     def popularity_rows(self, target: str) -> list[PlanRow]:

@@ -183,10 +183,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
     readme.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and print a diff when the README and the results disagree")
-    readme.set_defaults(func=_readme_cli)
+    readme.set_defaults(handler="crossan.results.readme:readme_cli")
 
 
-def _readme_cli(args: argparse.Namespace) -> int:
+def readme_cli(args: argparse.Namespace) -> int:
+    """Regenerate (or, with ``--check``, compare) the README's blocks; returns the exit status."""
     if not args.readme.is_file():
         raise CrossanError(f"{args.readme} does not exist")
     if not args.results.is_dir():

@@ -5,8 +5,10 @@ complete when its ``metrics.json`` exists (:class:`~crossan.runs.folder.RunMetri
 significance), ``item_towers.h5`` (Tables 1 and B1) and ``gates.json`` (Figure 4), nothing else.
 
 Long tail (Table B3, Figure B1): ``metrics.json``'s ``test_by_popularity`` gives each bucket's
-test users and HR/NDCG@10 (:data:`BUCKETS`, items by training-count terciles) and the two
-thresholds; :func:`popularity_thresholds` checks that the runs of a table share them.
+test users and HR/NDCG@10 (:data:`BUCKETS`, :mod:`crossan.data.buckets`: head and tail each the
+fewest items holding a third of the training interactions), the two thresholds, the items per
+bucket and the empty buckets; :func:`popularity_thresholds` checks that the runs of a table
+share them and were bucketed by the current rule (``BUCKET_RULE``).
 
 Settings: a run's ``settings.json`` (:mod:`crossan.runs.identity`) lists the training settings
 its name's ``-x`` digest stands for; :func:`settings_notes` turns those of a table's runs into
@@ -30,7 +32,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from crossan.data.buckets import BUCKETS
+from crossan.data.buckets import BUCKET_RULE, BUCKETS
 from crossan.errors import DataError
 from crossan.runs.folder import GATES_FILE, PER_USER_FILES, SETTINGS_FILE, RunMetrics
 from crossan.runs.identity import describe_changed, parse_run_name
@@ -81,10 +83,14 @@ def summarise(runs: Sequence[RunMetrics], key: str, split: str = "test") -> Summ
     return Summary.of([run.number(key, split) for run in runs])
 
 
-def bucket_summary(records: Sequence[Mapping[str, Any]], bucket: str, metric: str) -> Summary:
+def bucket_summary(records: Sequence[Mapping[str, Any]], bucket: str, metric: str) -> Summary | None:
     """Mean ± std over runs' ``test_by_popularity`` records (:func:`read_popularity`) of
-    ``metric`` (:data:`BUCKET_METRICS`) in ``bucket`` (:data:`BUCKETS`)."""
-    return Summary.of([float(record[bucket][metric]) for record in records])
+    ``metric`` (:data:`BUCKET_METRICS`) in ``bucket`` (:data:`BUCKETS`); ``None`` when the
+    bucket has no test user (its metric is ``None``: an empty bucket, shown as an empty cell)."""
+    values = [record[bucket][metric] for record in records]
+    if any(value is None for value in values):
+        return None
+    return Summary.of([float(value) for value in values])
 
 
 def read_popularity(runs_dir: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -104,12 +110,20 @@ def read_popularity(runs_dir: Path, names: Sequence[str]) -> dict[str, dict[str,
 
 def popularity_thresholds(records: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """The buckets the runs of ``records`` (:func:`read_popularity`, one run at least) share:
-    ``{"head_min_count", "tail_max_count", "users": {bucket: test users}}``; a run with others
-    (another split or another definition) is a :class:`DataError` naming it."""
+    ``{"head_min_count", "tail_max_count", "items": {bucket: items}, "empty_buckets": [...],
+    "users": {bucket: test users}}``; a run bucketed by another rule (an older ``by``: its
+    ``test_by_popularity`` must be recomputed) or with other buckets (another split) is a
+    :class:`DataError` naming it."""
     shared: dict[str, Any] = {}
     first = ""
     for name, record in records.items():
+        if record.get("by") != BUCKET_RULE:
+            raise DataError(f"run {name}: its metrics.json test_by_popularity was bucketed by another rule "
+                            f"({record.get('by')!r}) than the current one ({BUCKET_RULE!r}, "
+                            "crossan/data/buckets.py); delete its folder and rerun it")
         buckets = {"head_min_count": int(record["head_min_count"]), "tail_max_count": int(record["tail_max_count"]),
+                   "items": {bucket: int(record["items"][bucket]) for bucket in BUCKETS},
+                   "empty_buckets": list(record["empty_buckets"]),
                    "users": {bucket: int(record[bucket]["users"]) for bucket in BUCKETS}}
         if not shared:
             shared, first = buckets, name

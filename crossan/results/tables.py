@@ -1,7 +1,7 @@
 """The paper's Tables 1 and 3-8, and Tables B1-B3 beyond it, rebuilt from run directories alone.
 
 Each builder takes a :class:`~crossan.results.plan.TargetPlan` (rows and their runs) and the
-runs folder and returns a :class:`Table`; :func:`write_table` writes it as CSV (every number,
+runs folder and returns a :class:`~crossan.results.table_output.Table`; :func:`~crossan.results.table_output.write_table` writes it as CSV (every number,
 its standard deviation over seeds, p-values, the paper's value and the runs behind it),
 Markdown and HTML (laid out like the paper).
 
@@ -14,7 +14,9 @@ Conventions, the same in every table:
   the row's baseline gives p < 0.05 and ours is better (``scipy.stats.ttest_rel``);
 * relative improvement (Table 3): ``(ours - baseline) / baseline``, in percent, of the
   means; efficiency improvement (Table 4): ``(baseline - ours) / baseline`` (lower is better),
-  which reproduces the paper's Table 4 percentages exactly;
+  which reproduces the paper's Table 4 percentages exactly; Table 4's TT and GM come from the runs
+  measured side by side in one job (``crossan efficiency``) when that measurement is given, else
+  from each run's own ``metrics.json`` (a note says which);
 * a row the pipeline does not produce (full fine-tuning, Adapter, LoRA left out, or without
   text and image) is shown with ``—`` and a note, never dropped; the plan's own notes (a
   dataset's modalities, a clamped top-k, rows that coincide) follow the table; for MicroLens datasets the paper's published value is
@@ -28,19 +30,17 @@ target item, the thresholds in a note).
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import polars as pl
 
-from crossan.atomic import write_text_atomic
 from crossan.errors import DataError
 from crossan.results.paper import TABLE8_COLUMNS, paper_value
 from crossan.results.mutual_info import ksg_mutual_information
 from crossan.results.plan import TargetPlan
+from crossan.results.table_output import Cell, Row, Table
 from crossan.results.runs import (
     BUCKET_METRICS,
     BUCKETS,
@@ -58,14 +58,15 @@ from crossan.results.runs import (
     settings_notes,
     summarise,
 )
+from crossan.runs.efficiency_file import EfficiencyRecord, RunEfficiency
 from crossan.runs.folder import TOWERS_FILE, RunMetrics
 from crossan.runs.vocabulary import GRAPH_METHODS
 from crossan.train.towers import read_item_towers
 
-MISSING = "—"
 MUTUAL_INFORMATION = "Mutual Information"
 EFFICIENCY: dict[str, str] = {"TT": "seconds_per_epoch", "GM": "peak_memory_mib", "TP": "trainable_parameters"}
 EFFICIENCY_KINDS: tuple[str, ...] = ("seconds", "mib", "count")
+MEASURED: tuple[str, ...] = ("TT", "GM")  # Table 4's columns crossan efficiency measures side by side
 # Table B2: column -> metrics.json key, and each one's kind
 SHARED_TOWER: dict[str, str] = {"TP": "trainable_parameters", "TP (paper config)": "paper_configuration_parameters",
                                 "TT": "seconds_per_epoch"}
@@ -78,184 +79,6 @@ MEMORY_KINDS: dict[str, str] = {
     "cuda_max_allocated": "GPU memory (torch.cuda.max_memory_allocated)",
     "cpu_peak_rss": "peak resident memory of the process on the CPU (no GPU; includes the cached states)",
 }
-
-
-@dataclass
-class Cell:
-    """One value of a table: ``mean ± std`` over ``n`` seeds, a p-value against the row's
-    baseline, the ``*`` mark, and the paper's published value. ``kind`` sets the format:
-    ``metric`` (4 decimals), ``percent`` (signed, %), ``seconds``, ``mib``, ``count``."""
-
-    mean: float | None = None
-    std: float = 0.0
-    n: int = 0
-    p_value: float | None = None
-    marked: bool = False
-    paper: float | None = None
-    kind: str = "metric"
-
-    @classmethod
-    def of(cls, summary: Summary, kind: str = "metric") -> Cell:
-        return cls(summary.mean, summary.std, summary.n, kind=kind)
-
-
-@dataclass
-class Row:
-    label: str
-    cells: dict[str, Cell]
-    runs: tuple[str, ...] = ()
-    note: str = ""
-    section: str = ""  # rows under a section heading, e.g. "Relative Improvement"
-
-
-@dataclass
-class Table:
-    """A table as the paper lays it out: a first column (``header``) and value ``columns``."""
-
-    target: str
-    dataset: str
-    caption: str
-    header: str
-    columns: tuple[str, ...]
-    rows: list[Row]
-    notes: list[str] = field(default_factory=list)
-    paper_dataset: str = ""
-
-    def row(self, label: str) -> Row:
-        for row in self.rows:
-            if row.label == label:
-                return row
-        raise KeyError(f"{self.target} has no row {label!r}")
-
-
-# ====================================================================== formatting
-
-
-def display_name(target: str) -> str:
-    """``"table3" -> "Table 3"``, ``"figure4" -> "Figure 4"``."""
-    for prefix in ("table", "figure"):
-        if target.startswith(prefix):
-            return f"{prefix.capitalize()} {target[len(prefix):]}"
-    return target
-
-
-def format_number(value: float, kind: str) -> str:
-    if kind == "percent":
-        return f"{value:+.2f}%"
-    if kind == "seconds":
-        return f"{value:,.2f}"
-    if kind == "mib":
-        return f"{value:,.1f}"
-    if kind == "count":
-        return f"{value:,.0f}"
-    return f"{value:.4f}"
-
-
-def format_cell(cell: Cell, with_paper: bool) -> str:
-    """``0.1033* ± 0.0012 (0.1033)``: mean, mark, std (several seeds), the paper's value."""
-    text = MISSING if cell.mean is None or math.isnan(cell.mean) else format_number(cell.mean, cell.kind)
-    if cell.marked:
-        text += "*"
-    if cell.mean is not None and cell.n > 1:
-        text += f" ± {format_number(cell.std, cell.kind).lstrip('+')}"
-    if with_paper and cell.paper is not None:
-        text += f" ({format_number(cell.paper, cell.kind)})"
-    return text
-
-
-def _has_paper(table: Table) -> bool:
-    return any(cell.paper is not None for row in table.rows for cell in row.cells.values())
-
-
-def _sections(table: Table) -> list[tuple[str, list[Row]]]:
-    groups: list[tuple[str, list[Row]]] = []
-    for row in table.rows:
-        if not groups or groups[-1][0] != row.section:
-            groups.append((row.section, []))
-        groups[-1][1].append(row)
-    return groups
-
-
-def _notes(table: Table) -> list[str]:
-    notes = list(table.notes)
-    if _has_paper(table):
-        notes.append(f"In parentheses: the paper's published value ({table.paper_dataset}).")
-    for row in table.rows:
-        if row.note:
-            notes.append(f"{row.label}: {row.note}.")
-    return notes
-
-
-def to_markdown(table: Table) -> str:
-    with_paper = _has_paper(table)
-    lines = [f"**{display_name(table.target)}** ({table.dataset}): {table.caption}", ""]
-    lines.append("| " + " | ".join((table.header, *table.columns)) + " |")
-    lines.append("|" + "---|" * (len(table.columns) + 1))
-    for section, rows in _sections(table):
-        if section:
-            lines.append(f"| *{section}* |" + " |" * len(table.columns))
-        for row in rows:
-            cells = [format_cell(row.cells.get(c, Cell()), with_paper) for c in table.columns]
-            lines.append("| " + " | ".join((row.label, *cells)) + " |")
-    notes = _notes(table)
-    if notes:
-        lines += [""] + [f"- {note}" for note in notes]
-    return "\n".join(lines) + "\n"
-
-
-def to_html(table: Table) -> str:
-    """A standalone HTML page of the table (the report embeds it)."""
-    with_paper = _has_paper(table)
-    e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in (table.header, *table.columns))
-    body = []
-    for section, rows in _sections(table):
-        if section:
-            body.append(f'<tr class="section"><td colspan="{len(table.columns) + 1}"><em>{e(section)}</em></td></tr>')
-        for row in rows:
-            cells = "".join(f"<td>{e(format_cell(row.cells.get(c, Cell()), with_paper))}</td>" for c in table.columns)
-            body.append(f"<tr><th>{e(row.label)}</th>{cells}</tr>")
-    notes = "".join(f"<li>{e(note)}</li>" for note in _notes(table))
-    style = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-             "td,th{border-bottom:1px solid #ccc;padding:4px 10px;text-align:right}"
-             "th:first-child,tr th{text-align:left}tr.section td{text-align:left;background:#f3f3f3}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{e(table.target)} {e(table.dataset)}</title>"
-            f"<style>{style}</style></head><body>\n<p><strong>{e(display_name(table.target))}</strong> ({e(table.dataset)}): "
-            f"{e(table.caption)}</p>\n<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
-            + f"\n</tbody></table>\n<ul>{notes}</ul>\n</body></html>\n")
-
-
-def to_frame(table: Table) -> pl.DataFrame:
-    """Every number of the table, one row per table row: ``section, row``, per column its
-    mean, ``_std``, ``_n``, ``_p`` (vs the baseline), ``_mark`` and ``_paper``; the run
-    names behind the row (``;``-separated) and the note."""
-    records = []
-    for row in table.rows:
-        record: dict[str, object] = {"section": row.section, "row": row.label}
-        for column in table.columns:
-            cell = row.cells.get(column, Cell())
-            record[column] = cell.mean
-            record[f"{column}_std"] = cell.std if cell.mean is not None else None
-            record[f"{column}_n"] = cell.n
-            record[f"{column}_p"] = cell.p_value
-            record[f"{column}_mark"] = "*" if cell.marked else ""
-            record[f"{column}_paper"] = cell.paper
-        record["runs"] = ";".join(row.runs)
-        record["note"] = row.note
-        records.append(record)
-    schema: dict[str, pl.DataType] = {"section": pl.String, "row": pl.String}
-    for column in table.columns:
-        schema |= {column: pl.Float64, f"{column}_std": pl.Float64, f"{column}_n": pl.Int64,
-                   f"{column}_p": pl.Float64, f"{column}_mark": pl.String, f"{column}_paper": pl.Float64}
-    schema |= {"runs": pl.String, "note": pl.String}
-    return pl.DataFrame(records, schema=schema, orient="row")
-
-
-def write_table(table: Table, csv: Path, markdown: Path, html_path: Path) -> None:
-    """Write the three views atomically (temp name, then rename)."""
-    write_text_atomic(csv, to_frame(table).write_csv())
-    write_text_atomic(markdown, to_markdown(table))
-    write_text_atomic(html_path, to_html(table))
 
 
 # ====================================================================== building blocks
@@ -409,8 +232,10 @@ def table3(plan: TargetPlan, runs_dir: Path) -> Table:
     return table
 
 
-def table4(plan: TargetPlan, runs_dir: Path) -> Table:
-    """Training time per epoch, peak memory and trainable parameters (paper Table 4)."""
+def table4(plan: TargetPlan, runs_dir: Path, efficiency: EfficiencyRecord | None = None) -> Table:
+    """Training time per epoch, peak memory and trainable parameters (paper Table 4). TT and GM
+    come from ``efficiency`` (the runs measured side by side in one job, ``crossan efficiency``)
+    when given, else from each run's own ``metrics.json``; TP always from ``metrics.json``."""
     rows, kinds = [], set()
     for plan_row in plan.rows:
         if not plan_row.runs:
@@ -419,7 +244,12 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
             continue
         metrics = read_runs(runs_dir, plan_row.runs)
         cells = _number_cells(metrics, EFFICIENCY, EFFICIENCY_KINDS)
-        kinds |= {run.peak_memory_kind for run in metrics}
+        if efficiency is None:
+            kinds |= {run.peak_memory_kind for run in metrics}
+        else:
+            measured = efficiency.of(plan_row.runs, source=f"the {plan.dataset} efficiency measurement")
+            cells |= measured_cells(measured)
+            kinds |= {run.peak_memory_kind for run in measured}
         rows.append(Row(plan_row.label, cells, plan_row.runs))
     table = Table("table4", plan.dataset, plan.title, "Method", tuple(EFFICIENCY), rows,
                   paper_dataset=plan.paper_dataset)
@@ -428,8 +258,39 @@ def table4(plan: TargetPlan, runs_dir: Path) -> Table:
         table.rows.append(_change_row(comparison.label, ours, baseline, tuple(EFFICIENCY), efficiency_gain))
     table.notes.append("Improvement: (IISAN-E - CROSSAN) / IISAN-E. _best: IISAN-E at its own setting; "
                        "_same: IISAN-E at CROSSAN's adapter hidden size.")
+    table.notes.append(efficiency_note(efficiency))
     table.notes += [f"GM here: {MEMORY_KINDS.get(kind, kind)}." for kind in sorted(kinds)]
     return table
+
+
+def measured_cells(measured: Sequence[RunEfficiency]) -> dict[str, Cell]:
+    """The :data:`MEASURED` columns (TT, GM) of a row's runs as measured side by side (mean ± std
+    over the row's seeds)."""
+    return {column: Cell.of(Summary.of([getattr(run, EFFICIENCY[column]) for run in measured]), kind)
+            for column, kind in zip(EFFICIENCY, EFFICIENCY_KINDS) if column in MEASURED}
+
+
+def efficiency_note(efficiency: EfficiencyRecord | None) -> str:
+    """Where TT and GM come from: the side-by-side measurement (how it was made), or each run's
+    own job (which may have shared the machine with others)."""
+    if efficiency is None:
+        return ("TT and GM: each run's own metrics.json, timed in its own training job; jobs that ran side by "
+                "side shared the CPU (and GPU), so these figures may include contention (the workflow's rule "
+                "efficiency, `crossan efficiency`, measures them side by side in one job).")
+    by_batches: dict[int, list[str]] = {}
+    for run in efficiency.runs.values():
+        by_batches.setdefault(run.batches, [])
+        if run.method not in by_batches[run.batches]:
+            by_batches[run.batches].append(run.method)
+    batches = (f"{next(iter(by_batches))}" if len(by_batches) == 1 else
+               ", ".join(f"{count} ({', '.join(methods)})" for count, methods in sorted(by_batches.items())))
+    rounds = f"{efficiency.repeats} round{'s' if efficiency.repeats != 1 else ''}"
+    threads = f"{efficiency.threads} thread{'s' if efficiency.threads != 1 else ''}"
+    return ("TT and GM: measured side by side in one job taking every core (crossan efficiency; "
+            f"{threads}, {rounds}): each run in a fresh process, the runs in rotating order; TT = batches per "
+            f"epoch x the median seconds per training batch, timed over {batches} training batches per round "
+            f"after a warm-up of {efficiency.warmup_batches}; GM over loading and those batches (median of the "
+            "rounds). TP: each run's metrics.json.")
 
 
 def table5(plan: TargetPlan, runs_dir: Path) -> Table:
@@ -553,26 +414,38 @@ def tableB3(plan: TargetPlan, runs_dir: Path) -> Table:
     std over seeds, from each run's ``test_by_popularity``; a note gives the thresholds and the
     test users per bucket, which every run must share."""
     records = read_popularity(runs_dir, plan.runs())
+    buckets = popularity_thresholds(records)  # first: runs bucketed by another rule are refused
     rows = []
     for plan_row in plan.rows:
         if not plan_row.runs:
             rows.append(Row(plan_row.label, {c: Cell() for c in BUCKET_COLUMNS}, note=plan_row.note))
             continue
         seeds = [records[name] for name in plan_row.runs]
-        rows.append(Row(plan_row.label, {c: Cell.of(bucket_summary(seeds, bucket, metric))
+        rows.append(Row(plan_row.label, {c: _bucket_cell(bucket_summary(seeds, bucket, metric))
                                          for c, (bucket, metric) in BUCKET_COLUMNS.items()}, plan_row.runs))
     table = Table(plan.target, plan.dataset, plan.title, "Method", tuple(BUCKET_COLUMNS), rows,
                   paper_dataset=plan.paper_dataset)
-    table.notes.append(popularity_note(popularity_thresholds(records)))
+    table.notes.append(popularity_note(buckets))
     return table
 
 
-def popularity_note(buckets: Mapping[str, object]) -> str:
-    """The buckets' definition (:func:`~crossan.results.runs.popularity_thresholds`) in words."""
+def _bucket_cell(summary: Summary | None) -> Cell:
+    """A Table B3 cell; empty for a bucket without test users."""
+    return Cell() if summary is None else Cell.of(summary)
+
+
+def popularity_note(buckets: Mapping[str, Any]) -> str:
+    """The buckets' definition (:func:`~crossan.results.runs.popularity_thresholds`) in words,
+    naming the buckets without an item (``empty_buckets``)."""
     users = buckets["users"]
-    return (f"Buckets: items by their training interactions (terciles over items), head >= "
+    note = (f"Buckets: items by their training interactions (head: the fewest most popular items holding a third "
+            f"of them, tail: the fewest least popular holding a third, equal counts in one bucket), head >= "
             f"{buckets['head_min_count']}, tail <= {buckets['tail_max_count']}, torso between; a test user counts "
             f"in the bucket of the target item: {', '.join(f'{b} {users[b]:,}' for b in BUCKETS)} users.")
+    if empty := buckets.get("empty_buckets"):
+        note += (f" No item is {' or '.join(empty)}: the items take fewer than three distinct training counts, "
+                 "so equal counts cannot fill three buckets.")
+    return note
 
 
 BUILDERS: dict[str, Callable[[TargetPlan, Path], Table]] = {
@@ -581,12 +454,20 @@ BUILDERS: dict[str, Callable[[TargetPlan, Path], Table]] = {
 }
 
 
-def build_table(plan: TargetPlan, runs_dir: Path) -> Table:
+def build_table(plan: TargetPlan, runs_dir: Path, efficiency: EfficiencyRecord | None = None) -> Table:
     """The table of ``plan`` from the runs in ``runs_dir``, with the seed note and (for
-    MicroLens) the paper's values."""
+    MicroLens) the paper's values. ``efficiency``: Table 4's TT and GM measured side by side
+    (:mod:`crossan.runs.efficiency_file`), of the same dataset and target; a
+    :class:`DataError` otherwise."""
     if plan.target not in BUILDERS:
         raise ValueError(f"{plan.target} is not a table; choose from {', '.join(BUILDERS)}")
-    table = BUILDERS[plan.target](plan, Path(runs_dir))
+    if efficiency is None:
+        table = BUILDERS[plan.target](plan, Path(runs_dir))
+    elif plan.target != "table4" or (efficiency.dataset, efficiency.target) != (plan.dataset, plan.target):
+        raise DataError(f"the efficiency measurement is {efficiency.target} of dataset {efficiency.dataset!r}; "
+                        f"{plan.target} of dataset {plan.dataset!r} cannot read it (only Table 4 reads one)")
+    else:
+        table = table4(plan, Path(runs_dir), efficiency)
     table.notes += plan.notes  # how the plan departs from the paper's (the dataset's modalities)
     _seed_note(table)
     table.notes += settings_notes(Path(runs_dir), plan.runs())  # the runs' non-default training settings

@@ -17,7 +17,7 @@ launches every run that way (:func:`method_training`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from crossan.config import dataset_letters, encoder_spec
@@ -89,6 +89,17 @@ def method_training(config: Mapping[str, Any], dataset: str, method: str) -> dic
     return training
 
 
+def methods_training(config: Mapping[str, Any], dataset: str, methods: Iterable[str]) -> dict[str, Any]:
+    """The ``training`` settings of ``dataset`` that any of ``methods`` uses, as
+    :func:`method_training` gives each, a per-method block holding the entries of those methods:
+    what ``crossan efficiency --training`` rebuilds a table's runs from."""
+    training: dict[str, Any] = {}
+    for method in dict.fromkeys(methods):
+        for key, value in method_training(config, dataset, method).items():
+            training[key] = {**training.get(key, {}), **value} if key in PER_METHOD_SETTINGS else value
+    return training
+
+
 def run_from_name(name: str, training: Mapping[str, Any], source: str = "config.yaml", **inputs: Any) -> RunConfig:
     """The run folder ``name`` stands for under the ``training`` settings (a dataset's, or
     :func:`method_training`'s), with ``inputs`` (``data_dir``, ``out_dir``, ...). ``source``
@@ -140,22 +151,26 @@ def input_flags(fields: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return [(flag, fields[field]) for flag, field in INPUT_FLAGS.items() if field in fields]
 
 
-def input_fields(config: Mapping[str, Any], dataset: str, method: str) -> dict[str, Any]:
+def input_fields(config: Mapping[str, Any], dataset: str, method: str,
+                 folders: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Where a run of ``method`` on ``dataset`` reads its items, as
     :class:`~crossan.runs.run_config.RunConfig` fields: the sequences, and the feature folder
     (side adapters), the graph file too (graph recommenders), or the covers, both checkpoints
     and the title length of stage 1 (end-to-end runs); nothing more for ID-SASRec and
-    popularity. The paths are the workflow's (``results/{dataset}/...``)."""
+    popularity. The paths are the workflow's (``results/{dataset}/...``), in ``folders``
+    (stage -> folder name, :class:`crossan.runs.variants.DatasetFolders`; default the plain
+    ``media``, ``features``, ``graph``)."""
+    folder = {"media": "media", "features": "features", "graph": "graph", **(folders or {})}
     info = METHODS[method]
     inputs: dict[str, Any] = {"data_dir": f"results/{dataset}/data"}
     if info.family == END_TO_END:
         text, image = encoder_spec(config, dataset, "text"), encoder_spec(config, dataset, "image")
-        return inputs | {"media_dir": f"results/{dataset}/media", "text_model": str(text["model"]),
+        return inputs | {"media_dir": f"results/{dataset}/{folder['media']}", "text_model": str(text["model"]),
                          "image_model": str(image["model"]), "text_max_length": int(text["max_length"])}
     if info.reads_content:
-        inputs["features_dir"] = f"results/{dataset}/features"
+        inputs["features_dir"] = f"results/{dataset}/{folder['features']}"
     if info.family == GRAPH:
-        inputs["graph_file"] = f"results/{dataset}/graph/graph.h5"
+        inputs["graph_file"] = f"results/{dataset}/{folder['graph']}/graph.h5"
     return inputs
 
 

@@ -90,7 +90,8 @@ class Method:
 
     ``name_fields``: the fields of :data:`NAME_FIELDS` its run name writes, in that order.
     ``settings``: the ``config.yaml`` ``training`` keys that change its results.
-    ``fixed``: run fields the method always has (the end-to-end baselines are T+I, concat).
+    ``fixed``: run fields the method always has (IISAN is T+I; the end-to-end baselines are T+I,
+    concat): a run spec or command that leaves them out gets these.
     ``default_fusion``: the fusion a run gets when its spec names none (:data:`NO_FUSION` for
     methods that fuse nothing themselves). ``size``: what the run name's ``h`` is for it.
     """
@@ -116,9 +117,10 @@ class Method:
         return self.default_fusion == "momef"
 
 
-def _side_adapter(name: str, label: str, fusion: str, *extra_settings: str) -> Method:
+def _side_adapter(name: str, label: str, fusion: str, *extra_settings: str,
+                  fixed: Mapping[str, Any] = MappingProxyType({})) -> Method:
     return Method(name, label, CACHED_STATE, _SIDE_ADAPTER_FIELDS, (*_SIDE_ADAPTER_SETTINGS, *extra_settings),
-                  default_fusion=fusion, size="adapter bottleneck")
+                  default_fusion=fusion, size="adapter bottleneck", fixed=fixed)
 
 
 def _end_to_end(name: str, label: str, name_fields: tuple[str, ...], size: str, *extra: str) -> Method:
@@ -135,7 +137,7 @@ def _graph(name: str, label: str, *extra_settings: str) -> Method:
 METHODS: Mapping[str, Method] = MappingProxyType({method.name: method for method in (
     _side_adapter("crossan", "CROSSAN", "momef"),
     _side_adapter("indsan", "INDSAN", "momef"),
-    _side_adapter("iisan", "IISAN", "concat", "inter_tower"),
+    _side_adapter("iisan", "IISAN", "concat", "inter_tower", fixed=MappingProxyType({"modalities": "TI"})),
     _side_adapter("iisan-e", "IISAN-E", "concat", "inter_tower"),
     _side_adapter("crossan-moda", "CROSSAN-MoDA", "momef", "moda_rank", "moda_experts"),
     Method("id-sasrec", "SASRec (item IDs)", CACHED_STATE, ("lr", "seed"), (*_LOOP, *_SEQUENTIAL_CONVENTIONS),

@@ -9,5 +9,7 @@
   every family (:func:`~crossan.train.outputs.finish_run`);
 * one trainer per family: :mod:`~crossan.train.cached`, :mod:`~crossan.train.e2e`,
   :mod:`~crossan.train.graph`, :mod:`~crossan.train.popularity`, dispatched by
-  :func:`crossan.train.entry.train`; :mod:`~crossan.train.run` is ``crossan train``.
+  :func:`crossan.train.entry.train`; :mod:`~crossan.train.run` is ``crossan train``;
+* :mod:`~crossan.train.efficiency`: Table 4's time and memory, the runs measured side by side in
+  one job (``crossan efficiency``, :mod:`~crossan.train.efficiency_cli`).
 """

@@ -36,7 +36,7 @@ from crossan.runs.run_config import RunConfig
 from crossan.runs.vocabulary import ALL_LETTERS, CACHED_STATE_METHODS
 from crossan.train.devices import deterministic_on_cpu, reset_peak_memory, resolve_device
 from crossan.train.inputs import ItemStates, load_item_states, load_sequences
-from crossan.train.loop import ItemEncoder, Trained, evaluate_best, fit
+from crossan.train.loop import ItemEncoder, Prepared, Trained, evaluate_best, fit
 from crossan.train.outputs import RunResult, finish_run, log_result, start_run
 from crossan.train.towers import compute_item_towers, empty_item_towers
 
@@ -171,6 +171,43 @@ def alignment_metrics(run: RunConfig, model: nn.Module, trained: Trained) -> dic
                           "loss_per_epoch": trained.auxiliary}}
 
 
+def prepare_on_states(run: RunConfig, device: torch.device) -> tuple[Prepared, ItemStates | None]:
+    """A cached-state or ID run ready for :func:`~crossan.train.loop.fit` on ``device``: its
+    sequences and cached states loaded, the model built under ``run.seed``, Adam with its
+    groups (and the gradient scaler of float16 autocast); also the states (``None`` for
+    ID-SASRec), which the item towers read after training. (:func:`train_on_states` checks
+    that ``run`` is such a run.)
+
+    Raises:
+        DataError, ConfigError: bad inputs or configuration.
+    """
+    data = load_sequences(Path(run.data_dir), run.max_len)
+    states = None
+    if run.uses_content:
+        states = load_item_states(Path(run.features_dir), run.modalities, device,
+                                  item_ids=data.item_ids, standardize=run.standardize_states)
+    torch.manual_seed(run.seed)
+    try:
+        model = build_model(model_config(run, states, data.n_items)).to(device)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    groups = parameter_groups(model, run)
+    optimizer = torch.optim.Adam(groups, weight_decay=run.weight_decay)
+    autocast = uses_cached_autocast(run, device) and states is not None
+    scaler = torch.amp.GradScaler(device.type) if autocast else None
+    if len(groups) > 1 or autocast:
+        log.info("%s: learning rates %s; %s", run.method,
+                 ", ".join(f"{g['name']} {g['lr']:g} ({len(g['params'])} tensors)" for g in groups),
+                 "float16 autocast + gradient scaler" if autocast else "float32")
+    extra = paper_configuration(run)
+    if len(groups) > 1:
+        extra["learning_rates"] = {str(g["name"]): g["lr"] for g in groups}
+    if autocast:
+        extra["precision"] = "float16 autocast"
+    encoder = item_encoder(model, states, device, autocast=autocast)
+    return Prepared(data, model, encoder, optimizer, device, scaler, extra), states
+
+
 def train_on_states(run: RunConfig) -> RunResult:
     """Train, early-stop, evaluate and write the outputs of a cached-state or ID run.
 
@@ -184,38 +221,15 @@ def train_on_states(run: RunConfig) -> RunResult:
     with deterministic_on_cpu(device):
         start_run(run)
         reset_peak_memory(device)
-        data = load_sequences(Path(run.data_dir), run.max_len)
-        states = None
-        if run.uses_content:
-            states = load_item_states(Path(run.features_dir), run.modalities, device,
-                                      item_ids=data.item_ids, standardize=run.standardize_states)
-        torch.manual_seed(run.seed)
-        try:
-            model = build_model(model_config(run, states, data.n_items)).to(device)
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
-        groups = parameter_groups(model, run)
-        optimizer = torch.optim.Adam(groups, weight_decay=run.weight_decay)
-        autocast = uses_cached_autocast(run, device) and states is not None
-        scaler = torch.amp.GradScaler(device.type) if autocast else None
-        if len(groups) > 1 or autocast:
-            log.info("%s: learning rates %s; %s", run.method,
-                     ", ".join(f"{g['name']} {g['lr']:g} ({len(g['params'])} tensors)" for g in groups),
-                     "float16 autocast + gradient scaler" if autocast else "float32")
-        encoder = item_encoder(model, states, device, autocast=autocast)
-        extra = paper_configuration(run)
-        if len(groups) > 1:
-            extra["learning_rates"] = {str(g["name"]): g["lr"] for g in groups}
-        if autocast:
-            extra["precision"] = "float16 autocast"
-        trained = fit(run, data, model, encoder, optimizer, device, scaler)
+        prepared, states = prepare_on_states(run, device)
+        data, model, encoder = prepared.data, prepared.model, prepared.encoder
+        trained = fit(run, data, model, encoder, prepared.optimizer, device, prepared.scaler)
         final = evaluate_best(run, data, model, encoder, device)
         name = run_name(run)
         towers = (compute_item_towers(model, states, name) if states is not None
                   else empty_item_towers(data.item_ids, name))
         result = finish_run(run, data, device, final, rows=trained.rows, best_epoch=trained.best_epoch,
                             towers=towers, model=model,
-                            extra=extra | alignment_metrics(run, model, trained))
+                            extra=prepared.extra | alignment_metrics(run, model, trained))
     log_result(result)
     return result
-

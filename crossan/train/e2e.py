@@ -38,14 +38,15 @@ from torch import Tensor, nn
 from crossan.encoders.load import load_encoder
 from crossan.errors import ConfigError
 from crossan.models.e2e.item_encoder import EndToEndConfig, build_e2e_model
+from crossan.progress import Progress
 from crossan.runs.identity import run_name
 from crossan.runs.run_config import RunConfig
 from crossan.runs.vocabulary import END_TO_END
 from crossan.train.devices import deterministic_on_cpu, reset_peak_memory, resolve_device
 from crossan.train.e2e_inputs import ItemInputs, load_item_inputs
 from crossan.train.inputs import load_sequences
-from crossan.train.loop import ItemEncoder, evaluate_best, fit
-from crossan.train.outputs import RunResult, finish_run, log_result, start_run
+from crossan.train.loop import ItemEncoder, Prepared, evaluate_best, fit
+from crossan.train.outputs import RunResult, finish_run, log_result, progress_label, start_run
 from crossan.train.towers import compute_item_towers
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,63 @@ def fit_cls_standardization(
     return counts
 
 
+def check_end_to_end(run: RunConfig) -> None:
+    """:class:`ConfigError` unless ``run`` is an end-to-end run with its media folder and both
+    checkpoints."""
+    if run.family != END_TO_END:
+        raise ConfigError(f"end-to-end runs are fft, adapter and lora, not {run.method!r}")
+    missing = [name for name in ("media_dir", "text_model", "image_model") if not getattr(run, name)]
+    if missing:
+        raise ConfigError(f"{run.method} trains the encoders themselves and needs {', '.join(missing)} "
+                          "(crossan train --media, --text-model, --image-model)")
+
+
+def prepare_end_to_end(run: RunConfig, device: torch.device) -> tuple[Prepared, ItemInputs]:
+    """An end-to-end run ready for :func:`~crossan.train.loop.fit` on ``device``: its sequences,
+    the checkpoints and every item's inputs loaded, the model built under ``run.seed`` (with
+    gradient checkpointing and the ``[CLS]`` standardisation its settings ask for), Adam with
+    its groups (and a gradient scaler under float16 autocast); also the item inputs, which the
+    item towers read after training.
+
+    Raises:
+        ConfigError: not an end-to-end method, or no media folder / encoder checkpoints given.
+        DataError: missing or mismatched inputs (``items.csv``, ``image.h5``).
+    """
+    check_end_to_end(run)
+    data = load_sequences(Path(run.data_dir), run.max_len)
+    text_encoder = load_encoder("text", run.text_model)
+    image_encoder = load_encoder("image", run.image_model)
+    inputs = load_item_inputs(Path(run.data_dir), Path(run.media_dir), text_encoder, image_encoder,
+                              run.text_max_length, device)
+
+    torch.manual_seed(run.seed)
+    config = EndToEndConfig.of(run.method, run.hidden, lora_alpha=run.lora_alpha, max_len=run.max_len,
+                               sequence_encoder=run.sequence_encoder)
+    model = build_e2e_model(config, text_encoder.model, image_encoder.model).to(device)
+    if run.gradient_checkpointing:
+        for tower in (model.item_encoder.text, model.item_encoder.image):
+            tower.backbone.activation_checkpointing_enable({"use_reentrant": False})
+    dtype = autocast_dtype(device, run.mixed_precision)
+    standardized = (fit_cls_standardization(model, inputs, run.eval_batch_size, dtype)
+                    if run.standardize_states else {})
+    groups = parameter_groups(model, run)
+    optimizer = torch.optim.Adam(groups, weight_decay=run.weight_decay)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    log.info("%s: encoders %s + %s; learning rates %s; %s%s", run.method, run.text_model, run.image_model,
+             ", ".join(f"{g['name']} {g['lr']:g}" for g in groups),
+             f"autocast {dtype}" if dtype else "float32",
+             ", gradient checkpointing" if run.gradient_checkpointing else "")
+    encoder = ItemEncoder(make_e2e_encoder(model, inputs, dtype), chunk=run.eval_batch_size)
+    extra = {
+        "inputs": inputs.report,
+        "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
+        "gradient_checkpointing": run.gradient_checkpointing,
+        "learning_rates": {str(g["name"]): g["lr"] for g in groups},
+        "standardized_cls_items": standardized,
+    }
+    return Prepared(data, model, encoder, optimizer, device, scaler, extra), inputs
+
+
 def train_end_to_end(run: RunConfig) -> RunResult:
     """Train, early-stop, evaluate and write the outputs of an end-to-end run.
 
@@ -153,50 +211,19 @@ def train_end_to_end(run: RunConfig) -> RunResult:
         DataError: missing or mismatched inputs (``items.csv``, ``image.h5``).
         NonFiniteLossError: the loss became NaN or infinite.
     """
-    if run.family != END_TO_END:
-        raise ConfigError(f"train_end_to_end trains fft, adapter and lora, not {run.method!r}")
-    missing = [name for name in ("media_dir", "text_model", "image_model") if not getattr(run, name)]
-    if missing:
-        raise ConfigError(f"{run.method} trains the encoders themselves and needs {', '.join(missing)} "
-                          "(crossan train --media, --text-model, --image-model)")
+    check_end_to_end(run)
     device = resolve_device(run.device)
     with deterministic_on_cpu(device):
         start_run(run)
         reset_peak_memory(device)
-        data = load_sequences(Path(run.data_dir), run.max_len)
-        text_encoder = load_encoder("text", run.text_model)
-        image_encoder = load_encoder("image", run.image_model)
-        inputs = load_item_inputs(Path(run.data_dir), Path(run.media_dir), text_encoder, image_encoder,
-                                  run.text_max_length, device)
-
-        torch.manual_seed(run.seed)
-        config = EndToEndConfig.of(run.method, run.hidden, lora_alpha=run.lora_alpha, max_len=run.max_len,
-                                   sequence_encoder=run.sequence_encoder)
-        model = build_e2e_model(config, text_encoder.model, image_encoder.model).to(device)
-        if run.gradient_checkpointing:
-            for tower in (model.item_encoder.text, model.item_encoder.image):
-                tower.backbone.activation_checkpointing_enable({"use_reentrant": False})
-        dtype = autocast_dtype(device, run.mixed_precision)
-        standardized = (fit_cls_standardization(model, inputs, run.eval_batch_size, dtype)
-                        if run.standardize_states else {})
-        groups = parameter_groups(model, run)
-        optimizer = torch.optim.Adam(groups, weight_decay=run.weight_decay)
-        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-        log.info("%s: encoders %s + %s; learning rates %s; %s%s", run.method, run.text_model, run.image_model,
-                 ", ".join(f"{g['name']} {g['lr']:g}" for g in groups),
-                 f"autocast {dtype}" if dtype else "float32",
-                 ", gradient checkpointing" if run.gradient_checkpointing else "")
-        encoder = ItemEncoder(make_e2e_encoder(model, inputs, dtype), chunk=run.eval_batch_size)
-        trained = fit(run, data, model, encoder, optimizer, device, scaler)
+        prepared, inputs = prepare_end_to_end(run, device)
+        data, model, encoder = prepared.data, prepared.model, prepared.encoder
+        trained = fit(run, data, model, encoder, prepared.optimizer, device, prepared.scaler)
         final = evaluate_best(run, data, model, encoder, device)
-        towers = compute_item_towers(model, inputs, run_name(run), chunk=run.eval_batch_size)
+        with Progress(progress_label(run_name(run)), inputs.n_items, "items", step="item towers",
+                      summary=False) as items:
+            towers = compute_item_towers(model, inputs, run_name(run), chunk=run.eval_batch_size, progress=items)
         result = finish_run(run, data, device, final, rows=trained.rows, best_epoch=trained.best_epoch,
-                            towers=towers, model=model, extra={
-                                "inputs": inputs.report,
-                                "precision": str(dtype).removeprefix("torch.") if dtype else "float32",
-                                "gradient_checkpointing": run.gradient_checkpointing,
-                                "learning_rates": {str(g["name"]): g["lr"] for g in groups},
-                                "standardized_cls_items": standardized,
-                            })
+                            towers=towers, model=model, extra=prepared.extra)
     log_result(result)
     return result

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from crossan.progress import Progress
 from crossan.runs.vocabulary import KS
 from crossan.train.inputs import EvalSplit, SequenceData, eval_batches
 from crossan.train.metrics import evaluate_full_ranking
@@ -27,10 +28,16 @@ Evaluation = tuple[dict[str, float], dict[str, np.ndarray]]
 
 
 def all_item_embeddings(encode: Callable[[Tensor], Tensor], n_items: int, device: torch.device,
-                        chunk: int = ITEM_CHUNK) -> Tensor:
-    """``[n_items + 1, d]`` embeddings of every item id, row 0 (padding) zero."""
+                        chunk: int = ITEM_CHUNK, progress: Progress | None = None) -> Tensor:
+    """``[n_items + 1, d]`` embeddings of every item id, row 0 (padding) zero. ``progress``:
+    counts the ``n_items + 1`` ids as they are encoded."""
     ids = torch.arange(n_items + 1, device=device)
-    table = torch.cat([encode(ids[start : start + chunk]) for start in range(0, n_items + 1, chunk)])
+    parts = []
+    for start in range(0, n_items + 1, chunk):
+        parts.append(encode(ids[start : start + chunk]))
+        if progress is not None:
+            progress.update(len(parts[-1]))
+    table = torch.cat(parts)
     table[0] = 0
     return table
 
@@ -50,14 +57,16 @@ def evaluate_split(model: nn.Module, table: Tensor, split: EvalSplit, device: to
 def evaluate_model(
     model: nn.Module, encode: Callable[[Tensor], Tensor], data: SequenceData, device: torch.device,
     repeat_targets: str, splits: tuple[str, ...] = ("valid",), item_chunk: int = ITEM_CHUNK,
+    progress: Progress | None = None,
 ) -> dict[str, Evaluation]:
     """Evaluate ``splits`` of ``data`` with item embeddings computed once for all of them
-    (``encode``: item ids ``[N] -> [N, d]``, ``item_chunk`` items at a time)."""
+    (``encode``: item ids ``[N] -> [N, d]``, ``item_chunk`` items at a time; ``progress``
+    counts the ``n_items + 1`` ids encoded)."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            table = all_item_embeddings(encode, data.n_items, device, item_chunk)
+            table = all_item_embeddings(encode, data.n_items, device, item_chunk, progress)
             return {name: evaluate_split(model, table, getattr(data, name), device, repeat_targets)
                     for name in splits}
     finally:

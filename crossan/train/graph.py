@@ -25,7 +25,6 @@ loop, which follow MMRec's protocol for these models:
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -38,6 +37,7 @@ from crossan.errors import ConfigError, DataError
 from crossan.graph_file.build import StoredGraph, read_graph
 from crossan.models.graph.base import GraphData, GraphRecommender
 from crossan.models.graph.registry import graph_model
+from crossan.progress import Progress, log_progress
 from crossan.runs.identity import run_name
 from crossan.runs.run_config import RunConfig
 from crossan.runs.settings import CONVENTIONS
@@ -48,10 +48,17 @@ from crossan.train.inputs import EvalSplit, SequenceData, load_item_states, load
 from crossan.train.loop import EarlyStopping, optimizer_step
 from crossan.train.loss import check_finite
 from crossan.train.metrics import evaluate_full_ranking
-from crossan.train.outputs import RunResult, epoch_row, finish_run, log_result, mean_of, start_run
+from crossan.train.outputs import (
+    RunResult,
+    epoch_row,
+    epoch_text,
+    finish_run,
+    log_result,
+    mean_of,
+    progress_label,
+    start_run,
+)
 from crossan.train.towers import empty_item_towers
-
-log = logging.getLogger(__name__)
 
 
 def graph_data(stored: StoredGraph, features_dir: Path, modalities: str, item_ids: list[str],
@@ -182,9 +189,13 @@ def evaluate_graph_model(model: GraphRecommender, rows: Tensor, split: EvalSplit
 
 
 def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: Tensor, params: dict[str, Any],
-              sampler: NegativeSampler, device: torch.device) -> tuple[GraphRecommender, float, int, list[dict[str, float]]]:
+              sampler: NegativeSampler, device: torch.device,
+              point: str = "") -> tuple[GraphRecommender, float, int, list[dict[str, float]]]:
     """Train one grid point: ``(model at its best epoch, best valid HR@10, best epoch, log rows)``
-    (``sampler``: the run's negatives, the same for every grid point)."""
+    (``sampler``: the run's negatives, the same for every grid point). Each epoch is a progress
+    line (:func:`~crossan.train.outputs.epoch_text`, after ``point``, e.g. ``grid point 2/4, ``);
+    an epoch longer than 30 s also counts its batches every 30 s."""
+    label = progress_label(run_name(run))
     config_type, model_type = graph_model(run.method)
     config = model_config(run, config_type, params)
     torch.manual_seed(run.seed)
@@ -201,14 +212,18 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
         started = time.perf_counter()
         order = torch.randperm(len(users_all), generator=generator)
         total = 0.0
-        for step, start in enumerate(range(0, len(order), run.batch_size)):
-            index = order[start:start + run.batch_size]
-            users, positives = users_all[index], items_all[index]
-            negatives = sampler(users, generator)
-            loss = model.loss(users.to(device), positives.to(device), negatives.to(device))
-            check_finite(loss.detach(), epoch, step)
-            optimizer_step(loss, optimizer)
-            total += float(loss.detach()) * len(index)
+        starts = range(0, len(order), run.batch_size)
+        with Progress(label, len(starts), "batches", step=f"{point}epoch {epoch}/{run.max_epochs}",
+                      summary=False) as progress:
+            for step, start in enumerate(starts):
+                index = order[start:start + run.batch_size]
+                users, positives = users_all[index], items_all[index]
+                negatives = sampler(users, generator)
+                loss = model.loss(users.to(device), positives.to(device), negatives.to(device))
+                check_finite(loss.detach(), epoch, step)
+                optimizer_step(loss, optimizer)
+                total += float(loss.detach()) * len(index)
+                progress.update()
         schedule.step()  # after the epoch, as MMRec's trainer (the next epoch's rate)
         sync_device(device)
         train_seconds = time.perf_counter() - started
@@ -216,8 +231,7 @@ def train_one(run: RunConfig, graph: GraphData, data: SequenceData, valid_rows: 
         valid, _ = evaluate_graph_model(model, valid_rows, data.valid, run.repeat_targets)
         eval_seconds = time.perf_counter() - started
         rows.append(epoch_row(epoch, total / max(len(order), 1), valid, train_seconds, eval_seconds))
-        log.debug("epoch %d: loss %.4f, valid HR@10 %.4f (%.2fs)", epoch, rows[-1]["train_loss"],
-                  valid["HR@10"], train_seconds)
+        log_progress(label, point + epoch_text(rows[-1], run.max_epochs))
         if stopping.update(model, epoch, valid["HR@10"]):
             break
     stopping.restore(model)
@@ -244,18 +258,20 @@ def train_graph_run(run: RunConfig) -> RunResult:
         test_rows = stored.interactions.user_rows(data.test.user_index)
         config_type, _ = graph_model(run.method)
         points = grid_points(dict(run.graph_grid), config_type)
-        log.info("%s on %s: %d users, %d items, %d training pairs, %d grid point(s), on %s", run.method,
-                 run.modalities, graph.n_users, graph.n_items, len(graph.user), len(points), device)
+        label = progress_label(run_name(run))
+        log_progress(label, f"{run.method} on {run.modalities}: {graph.n_users} users, {graph.n_items} items, "
+                     f"{len(graph.user)} training pairs, {len(points)} grid point(s), on {device}")
 
         sampler = NegativeSampler(graph, run.graph_negatives)
         results, best = [], None
         for number, params in enumerate(points):
-            model, hr, epoch, rows = train_one(run, graph, data, valid_rows, params, sampler, device)
+            point = f"grid point {number + 1}/{len(points)}, " if len(points) > 1 else ""
+            model, hr, epoch, rows = train_one(run, graph, data, valid_rows, params, sampler, device, point)
             seconds = mean_of(rows, "train_seconds")
             results.append({"params": params, "valid_HR@10": hr, "best_epoch": epoch, "epochs_run": len(rows),
                             "seconds_per_epoch": seconds})
-            log.info("grid point %d/%d %s: valid HR@10 %.4f at epoch %d of %d (%.3f s/epoch)", number + 1,
-                     len(points), params or "(defaults)", hr, epoch, len(rows), seconds)
+            log_progress(label, f"grid point {number + 1}/{len(points)} {params or '(defaults)'}: valid HR@10 "
+                         f"{hr:.4f} at epoch {epoch} of {len(rows)} ({seconds:.3f} s/epoch)")
             if best is None or hr > best[1]:
                 best = (model, hr, epoch, rows, params, number)
             else:

@@ -47,6 +47,7 @@ Batches (:func:`train_batches`)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -553,6 +554,12 @@ def train_batches(
             return
         batch = make_batch(split, rows)
         yield batch if device is None else batch.to(device)
+
+
+def batches_per_epoch(data: SequenceData | TrainSplit, batch_size: int) -> int:
+    """How many batches :func:`train_batches` yields per epoch (the last one may be smaller)."""
+    split = data.train if isinstance(data, SequenceData) else data
+    return math.ceil(int(split.trainable.sum()) / batch_size)
 
 
 def eval_batches(

@@ -18,17 +18,26 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from crossan.models.trainable import count_trainable
+from crossan.progress import Progress, log_progress
+from crossan.runs.identity import run_name
 from crossan.runs.run_config import RunConfig
 from crossan.train.devices import sync_device
 from crossan.train.evaluation import ITEM_CHUNK, evaluate_model
-from crossan.train.inputs import SequenceData, TrainBatch, item_popularity_counts, train_batches
+from crossan.train.inputs import (
+    SequenceData,
+    TrainBatch,
+    batches_per_epoch,
+    item_popularity_counts,
+    train_batches,
+)
 from crossan.train.loss import NEGATIVES, check_finite, debiased_in_batch_loss, log_popularity_from_counts
-from crossan.train.outputs import epoch_row
+from crossan.train.outputs import epoch_row, epoch_text, progress_label
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,22 @@ class Trained:
     rows: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     auxiliary: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """A run ready for :func:`fit`: its sequences, its model (on ``device``) and item encoder,
+    Adam (and a gradient scaler under float16 autocast), and what its ``metrics.json`` adds
+    (``extra``). Each family builds one (:func:`crossan.train.cached.prepare_on_states`,
+    :func:`crossan.train.e2e.prepare_end_to_end`); :func:`time_batches` times its steps."""
+
+    data: SequenceData
+    model: nn.Module
+    encoder: ItemEncoder
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    scaler: torch.amp.GradScaler | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EarlyStopping:
@@ -113,31 +138,53 @@ def batch_loss(model: nn.Module, encode: TrainingEncoder, batch: TrainBatch,
     return (loss if auxiliary is None else loss + auxiliary), auxiliary
 
 
+def training_log_popularity(run: RunConfig, data: SequenceData, device: torch.device) -> Tensor:
+    """The loss's log item popularity over the training split (``run.popularity_smoothing``), on ``device``."""
+    return log_popularity_from_counts(item_popularity_counts(data), smoothing=run.popularity_smoothing).to(device)
+
+
+def train_step(run: RunConfig, model: nn.Module, encode: TrainingEncoder, batch: TrainBatch, log_popularity: Tensor,
+               optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, epoch: int,
+               step: int) -> tuple[Tensor, Tensor | None]:
+    """One training step of :func:`fit`: :func:`batch_loss`, the finiteness check (naming
+    ``epoch`` and ``step``), backward and Adam; returns ``(loss, auxiliary)``."""
+    loss, auxiliary = batch_loss(model, encode, batch, log_popularity, run.negatives)
+    check_finite(loss.detach(), epoch, step)
+    optimizer_step(loss, optimizer, scaler)
+    return loss, auxiliary
+
+
 def fit(run: RunConfig, data: SequenceData, model: nn.Module, encoder: ItemEncoder, optimizer: torch.optim.Optimizer,
         device: torch.device, scaler: torch.amp.GradScaler | None = None) -> Trained:
     """Train ``model`` (on ``device``, its trainable parameters in ``optimizer``) until
     validation HR@10 stops improving or ``run.max_epochs``; the best epoch's state is restored.
     ``scaler``: a gradient scaler for float16 autocast (end-to-end runs on a GPU without bfloat16;
-    side-adapter runs with ``cached_mixed_precision`` on a GPU, as IISAN ``Code_Cached/run.py``)."""
-    log_popularity = log_popularity_from_counts(item_popularity_counts(data),
-                                                smoothing=run.popularity_smoothing).to(device)
+    side-adapter runs with ``cached_mixed_precision`` on a GPU, as IISAN ``Code_Cached/run.py``).
+
+    Progress lines (:mod:`crossan.progress`, labelled ``crossan train <run name>``): one at the
+    start, one per epoch (:func:`~crossan.train.outputs.epoch_text`), and, in an epoch that
+    takes longer than 30 s (end-to-end runs), its batches and evaluated items every 30 s."""
+    log_popularity = training_log_popularity(run, data, device)
     generator = torch.Generator().manual_seed(run.seed)
-    log.info("%s: %d trainable parameters, %d items, %d training users, on %s", run.method, count_trainable(model),
-             data.n_items, int(data.train.trainable.sum()), device)
+    label = progress_label(run_name(run))
+    n_batches = batches_per_epoch(data, run.batch_size)
+    log_progress(label, f"{count_trainable(model)} trainable parameters, {data.n_items} items, "
+                 f"{int(data.train.trainable.sum())} training users ({n_batches} batches per epoch), on {device}")
     encode = encoder.for_training()
     trained, stopping = Trained(), EarlyStopping(run.patience)
     for epoch in range(1, run.max_epochs + 1):
         model.train()
+        where = f"epoch {epoch}/{run.max_epochs}"
         started = time.perf_counter()
         total, positions, auxiliary, steps = 0.0, 0, 0.0, 0
-        for step, batch in enumerate(train_batches(data, run.batch_size, generator, device=device)):
-            loss, aux = batch_loss(model, encode, batch, log_popularity, run.negatives)
-            check_finite(loss.detach(), epoch, step)
-            optimizer_step(loss, optimizer, scaler)
-            n = int((batch.targets != 0).sum())
-            total, positions = total + float(loss.detach()) * n, positions + n
-            if aux is not None:
-                auxiliary, steps = auxiliary + float(aux.detach()), steps + 1
+        with Progress(label, n_batches, "batches", step=where, summary=False) as progress:
+            for step, batch in enumerate(train_batches(data, run.batch_size, generator, device=device)):
+                loss, aux = train_step(run, model, encode, batch, log_popularity, optimizer, scaler, epoch, step)
+                n = int((batch.targets != 0).sum())
+                total, positions = total + float(loss.detach()) * n, positions + n
+                if aux is not None:
+                    auxiliary, steps = auxiliary + float(aux.detach()), steps + 1
+                progress.update()
         if steps:
             trained.auxiliary.append(auxiliary / steps)
             log.info("epoch %d: alignment loss (x %g) %.4f per batch", epoch, run.align_weight, auxiliary / steps)
@@ -145,12 +192,13 @@ def fit(run: RunConfig, data: SequenceData, model: nn.Module, encoder: ItemEncod
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        valid, _ = evaluate_model(model, encoder.embed, data, device, run.repeat_targets, item_chunk=encoder.chunk)["valid"]
+        with Progress(label, data.n_items + 1, "items", step=f"{where} evaluation", summary=False) as items:
+            valid, _ = evaluate_model(model, encoder.embed, data, device, run.repeat_targets,
+                                      item_chunk=encoder.chunk, progress=items)["valid"]
         sync_device(device)
         eval_seconds = time.perf_counter() - started
         trained.rows.append(epoch_row(epoch, total / max(positions, 1), valid, train_seconds, eval_seconds))
-        log.info("epoch %d: loss %.4f, valid HR@10 %.4f NDCG@10 %.4f (%.1fs + %.1fs eval)", epoch,
-                 trained.rows[-1]["train_loss"], valid["HR@10"], valid["NDCG@10"], train_seconds, eval_seconds)
+        log_progress(label, epoch_text(trained.rows[-1], run.max_epochs))
         if stopping.update(model, epoch, valid["HR@10"]):
             log.info("early stop: no validation HR@10 improvement for %d epochs; best epoch %d",
                      run.patience, stopping.best_epoch)
@@ -161,8 +209,43 @@ def fit(run: RunConfig, data: SequenceData, model: nn.Module, encoder: ItemEncod
     return trained
 
 
+def time_batches(run: RunConfig, prepared: Prepared, batches: int, warmup: int = 0) -> list[float]:
+    """Seconds of each of ``batches`` training steps of ``prepared``, after ``warmup`` untimed
+    ones: :func:`fit`'s steps (its batch order under ``run.seed``, each batch made and moved to
+    the device as there, :func:`train_step`, the loss read back), continuing into further
+    epochs when one has fewer batches. A step's time runs from the end of the previous one to
+    the device's synchronisation after it, so it includes making its batch. The model is left
+    trained by those steps."""
+    if batches < 1 or warmup < 0:
+        raise ValueError(f"time_batches needs batches >= 1 and warmup >= 0, got {batches} and {warmup}")
+    log_popularity = training_log_popularity(run, prepared.data, prepared.device)
+    encode = prepared.encoder.for_training()
+    generator = torch.Generator().manual_seed(run.seed)
+    prepared.model.train()
+    seconds: list[float] = []
+    steps, epoch = 0, 0
+    while len(seconds) < batches:
+        epoch += 1
+        started = time.perf_counter()
+        for step, batch in enumerate(train_batches(prepared.data, run.batch_size, generator, device=prepared.device)):
+            loss, _ = train_step(run, prepared.model, encode, batch, log_popularity, prepared.optimizer,
+                                 prepared.scaler, epoch, step)
+            float(loss.detach())  # fit reads every loss back
+            sync_device(prepared.device)
+            if steps >= warmup:
+                seconds.append(time.perf_counter() - started)
+            steps += 1
+            if len(seconds) == batches:
+                break
+            started = time.perf_counter()
+    return seconds
+
+
 def evaluate_best(run: RunConfig, data: SequenceData, model: nn.Module, encoder: ItemEncoder,
                   device: torch.device) -> dict[str, tuple[dict[str, float], dict]]:
-    """The restored best checkpoint's ``valid`` and ``test`` evaluations, with per-user vectors."""
-    return evaluate_model(model, encoder.embed, data, device, run.repeat_targets, splits=("valid", "test"),
-                          item_chunk=encoder.chunk)
+    """The restored best checkpoint's ``valid`` and ``test`` evaluations, with per-user vectors
+    (its items counted in progress lines when they take longer than 30 s)."""
+    with Progress(progress_label(run_name(run)), data.n_items + 1, "items", step="final evaluation",
+                  summary=False) as items:
+        return evaluate_model(model, encoder.embed, data, device, run.repeat_targets, splits=("valid", "test"),
+                              item_chunk=encoder.chunk, progress=items)

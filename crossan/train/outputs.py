@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +17,9 @@ from torch import nn
 
 import crossan
 from crossan.atomic import write_text_atomic
-from crossan.data.buckets import BUCKET_RULE, item_buckets
+from crossan.data.buckets import bucket_record
 from crossan.models.trainable import count_trainable
+from crossan.progress import log_progress
 from crossan.runs.folder import (
     GATES_FILE,
     LOG_COLUMNS,
@@ -39,8 +39,6 @@ from crossan.train.evaluation import Evaluation
 from crossan.train.inputs import SequenceData, item_popularity_counts
 from crossan.train.metrics import metrics_by_bucket, save_per_user
 from crossan.train.towers import ItemTowers, write_item_towers
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +85,19 @@ def epoch_row(epoch: int, train_loss: float, valid: dict[str, float], train_seco
             "train_seconds": train_seconds, "eval_seconds": eval_seconds}
 
 
+def epoch_text(row: dict[str, float], max_epochs: int) -> str:
+    """The progress line of an epoch from its :func:`epoch_row`: ``epoch 3/50: loss 1.2340,
+    valid HR@10 0.1234 NDCG@10 0.0567 (1.2 s + 0.2 s eval)``."""
+    return (f"epoch {int(row['epoch'])}/{max_epochs}: loss {row['train_loss']:.4f}, valid HR@10 "
+            f"{row['valid_HR@10']:.4f} NDCG@10 {row['valid_NDCG@10']:.4f} "
+            f"({row['train_seconds']:.1f} s + {row['eval_seconds']:.1f} s eval)")
+
+
+def progress_label(name: str) -> str:
+    """The label of a run's progress lines (:mod:`crossan.progress`): ``crossan train NAME``."""
+    return f"crossan train {name}"
+
+
 def versions() -> dict[str, str]:
     return {
         "crossan": crossan.__version__,
@@ -120,12 +131,13 @@ def gates_payload(model: nn.Module | None) -> dict[str, Any]:
 
 def test_by_popularity(data: SequenceData, per_user_test: dict[str, np.ndarray]) -> dict[str, Any]:
     """Test HR@10 / NDCG@10 and users per target-popularity bucket (:mod:`crossan.data.buckets`:
-    training-count terciles over items, the thresholds ``stats.json`` records), with the
-    thresholds: ``{"by", "head_min_count", "tail_max_count", "head": {"users", "HR@10",
-    "NDCG@10"}, "torso": {...}, "tail": {...}}``."""
-    head_min, tail_max, bucket = item_buckets(item_popularity_counts(data).numpy())
-    by_bucket = metrics_by_bucket(per_user_test, data.test.target, bucket)
-    return {"by": BUCKET_RULE, "head_min_count": head_min, "tail_max_count": tail_max} | by_bucket
+    head and tail each the fewest items holding a third of the training interactions, the
+    thresholds ``stats.json`` records), with the buckets' definition: ``{"by",
+    "head_min_count", "tail_max_count", "items", "interactions", "empty_buckets", "head":
+    {"users", "HR@10", "NDCG@10"}, "torso": {...}, "tail": {...}}`` (a bucket without test
+    users: ``users`` 0 and ``None`` metrics)."""
+    record, bucket = bucket_record(item_popularity_counts(data).numpy())
+    return record | metrics_by_bucket(per_user_test, data.test.target, bucket)
 
 
 def write_log_csv(path: Path, rows: list[dict[str, float]]) -> None:
@@ -138,11 +150,11 @@ def write_log_csv(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 def log_result(result: RunResult) -> None:
-    """The one line a finished run logs: its best epoch and test metrics."""
+    """The one line a finished run logs, a progress line: its best epoch and test metrics."""
     metrics = result.metrics
-    log.info("best epoch %d of %d: valid HR@10 %.4f, test HR@10 %.4f NDCG@10 %.4f -> %s", metrics.best_epoch,
-             metrics.epochs_run, metrics.valid["HR@10"], metrics.test["HR@10"], metrics.test["NDCG@10"],
-             result.out_dir)
+    log_progress(progress_label(metrics.run_name),
+                 f"best epoch {metrics.best_epoch} of {metrics.epochs_run}: valid HR@10 {metrics.valid['HR@10']:.4f}, "
+                 f"test HR@10 {metrics.test['HR@10']:.4f} NDCG@10 {metrics.test['NDCG@10']:.4f} -> {result.out_dir}")
 
 
 def mean_of(rows: list[dict[str, float]], key: str) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 
 from crossan.atomic import atomic_output
 from crossan.errors import DataError
+from crossan.progress import Progress
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,13 +53,14 @@ class ItemTowers:
         return self.outputs[:, self.towers.index(name)]
 
 
-def compute_item_towers(model: nn.Module, states, run_name: str = "", chunk: int = CHUNK) -> ItemTowers:
+def compute_item_towers(model: nn.Module, states, run_name: str = "", chunk: int = CHUNK,
+                        progress: Progress | None = None) -> ItemTowers:
     """Every item's tower outputs through ``model``'s content item encoder (eval mode).
 
     ``states``: the run's :class:`~crossan.train.inputs.ItemStates` (rows ``1..n_items``), or an
     end-to-end run's :class:`~crossan.train.e2e_inputs.ItemInputs`: anything whose
     ``gather(ids)`` gives what the item encoder's ``tower_outputs`` and ``availability`` read.
-    ``chunk``: items at once.
+    ``chunk``: items at once. ``progress``: counts the ``n_items`` items as they are done.
     """
     import torch  # only training needs torch; tables read the file without it
 
@@ -75,6 +77,8 @@ def compute_item_towers(model: nn.Module, states, run_name: str = "", chunk: int
                 mask = encoder.availability(gathered, has)
                 available.append(mask.cpu() if mask is not None
                                  else torch.ones(outputs[-1].shape[:2], dtype=torch.bool))
+                if progress is not None:
+                    progress.update(len(outputs[-1]))
     finally:
         model.train(was_training)
     return ItemTowers(

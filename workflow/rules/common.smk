@@ -6,7 +6,7 @@ import shlex
 from crossan.config import dataset_letters, dataset_media, dataset_modalities, encoder_spec
 from crossan.data.layout import MODALITY_PARTS
 from crossan.data.raw_state import write_raw_state
-from crossan.encoders.tiny import built_model_root
+from crossan.encoders.options import built_model_root
 from crossan.results.plan import (
     BEYOND_FIGURES,
     BEYOND_TABLES,
@@ -27,6 +27,7 @@ from crossan.runs.specs import (
     planned_run_names,
     run_by_name,
 )
+from crossan.runs.variants import dataset_folders
 from crossan.runs.vocabulary import END_TO_END, GRAPH, MODALITY_LETTERS, POPULARITY_FAMILY
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
@@ -40,6 +41,38 @@ def media_modalities(dataset):
 def feature_modalities(dataset):
     """The encoders the dataset's declared modalities run, in canonical order."""
     return list(dataset_modalities(config, dataset))
+
+
+@functools.cache
+def folders(dataset):
+    """The folder of each stage of ``dataset`` in this invocation (crossan/runs/variants.py):
+    ``media``, ``runs``, ... under the config files' settings; ``media-x1a2b3c4``, ... for
+    what --config changes."""
+    return dataset_folders(config, FILES_CONFIG, dataset)
+
+
+def folder(dataset, stage):
+    """results/{dataset}/{stage's folder}."""
+    return folders(dataset).path(stage)
+
+
+def suffix(stage):
+    """An input function that checks the requested folder's suffix (wildcard ``{stage}_x``)
+    against this invocation's settings and needs no file: a folder of other settings cannot
+    be built from these."""
+
+    def check(wildcards):
+        wanted, configured = wildcards[f"{stage}_x"], folders(wildcards.dataset).suffix(stage)
+        if wanted != configured:
+            given = folders(wildcards.dataset).describe() or "the config files' own settings"
+            raise WorkflowError(
+                f"results/{wildcards.dataset}/{stage}{wanted}/ was made with other settings than this "
+                f"invocation's ({given}): its folder is results/{wildcards.dataset}/{stage}{configured}/. "
+                f"Rerun with the --config that made it, or ask for the folder these settings give."
+            )
+        return []
+
+    return check
 
 
 def dataset_entry(wildcards):
@@ -126,7 +159,7 @@ def media_input(wildcards):
     """The media file an encoder reads; titles come from items.csv."""
     if wildcards.modality == "text":
         return []
-    return f"results/{wildcards.dataset}/media/{wildcards.modality}.h5"
+    return f"{folder(wildcards.dataset, 'media')}/{wildcards.modality}.h5"
 
 
 def item_table(wildcards, titles=False):
@@ -157,8 +190,9 @@ def encoder_model_input(wildcards):
 def feature_shards(wildcards):
     count = config["features"]["shards"]
     return expand(
-        "results/{dataset}/features/shards/{modality}-{shard}-of-{num_shards}.h5",
-        dataset=wildcards.dataset, modality=wildcards.modality, shard=range(count), num_shards=count,
+        "{features}/shards/{modality}-{shard}-of-{num_shards}.h5",
+        features=folder(wildcards.dataset, "features"), modality=wildcards.modality, shard=range(count),
+        num_shards=count,
     )
 
 
@@ -180,7 +214,7 @@ def run_is_end_to_end(wildcards):
 
 def run_path(key):
     """A training rule's output: the run folder's file ``key`` (crossan.runs.folder.RUN_FILES)."""
-    return f"results/{{dataset}}/runs/{{run}}/{RUN_FILES[key]}"
+    return f"results/{{dataset}}/runs{{runs_x}}/{{run}}/{RUN_FILES[key]}"
 
 
 def run_training(wildcards):
@@ -192,7 +226,7 @@ def run_training(wildcards):
 
 def run_input_flags(wildcards):
     """``crossan train`` flags naming where a run reads its items (crossan.runs.specs.input_fields)."""
-    inputs = input_fields(config, wildcards.dataset, parsed_run(wildcards).method)
+    inputs = input_fields(config, wildcards.dataset, parsed_run(wildcards).method, folders(wildcards.dataset).names)
     return " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in input_flags(inputs))
 
 
@@ -205,15 +239,15 @@ def run_inputs(wildcards):
     inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
     inputs["item_table"] = item_table(wildcards, titles=run.family == END_TO_END)
     if run.family == END_TO_END:
-        inputs["covers"] = f"results/{wildcards.dataset}/media/image.h5"
+        inputs["covers"] = f"{folder(wildcards.dataset, 'media')}/image.h5"
         for modality in ("text", "image"):
             if model := built_model_dir(wildcards.dataset, modality):
                 inputs[f"{modality}_model"] = model
         return inputs
     for letter in run.modalities:
-        inputs[MODALITY_LETTERS[letter]] = f"results/{wildcards.dataset}/features/{MODALITY_LETTERS[letter]}.h5"
+        inputs[MODALITY_LETTERS[letter]] = f"{folder(wildcards.dataset, 'features')}/{MODALITY_LETTERS[letter]}.h5"
     if run.family == GRAPH:
-        inputs["graph"] = f"results/{wildcards.dataset}/graph/graph.h5"
+        inputs["graph"] = f"{folder(wildcards.dataset, 'graph')}/graph.h5"
     return inputs
 
 
@@ -223,11 +257,11 @@ def run_outputs(dataset):
     extra = planned_run_names(config, dataset)
     check_run_modalities(config, dataset, extra)
     names = dict.fromkeys(experiment_runs(config, dataset) + extra)
-    return [f"results/{dataset}/runs/{name}/{METRICS_FILE}" for name in names]
+    return [f"{folder(dataset, 'runs')}/{name}/{METRICS_FILE}" for name in names]
 
 
 def run_files(dataset, names, files):
-    return [f"results/{dataset}/runs/{name}/{file}" for name in names for file in files]
+    return [f"{folder(dataset, 'runs')}/{name}/{file}" for name in names for file in files]
 
 
 @functools.cache
@@ -237,17 +271,39 @@ def cached_plan(dataset, target):
     return target_plan(config, dataset, target)
 
 
+def check_target_folder(wildcards):
+    """The suffix check of a table's or figure's folder (tables, figures or beyond)."""
+    for stage in ("tables", "figures", "beyond"):
+        if hasattr(wildcards, f"{stage}_x"):
+            suffix(stage)(wildcards)
+
+
 def table_inputs(wildcards):
     """What a table reads of each run of its plan: metrics, per-user test metrics (t-tests),
     settings.json (the notes on non-default settings, Table B2's experts) and, for Tables 1
     and B1, the tower outputs (mutual information)."""
+    check_target_folder(wildcards)
     files = [METRICS_FILE, PER_USER_FILES["test"], SETTINGS_FILE]
     if wildcards.table in ("table1", "tableB1"):
         files.append(TOWERS_FILE)
-    return run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.table).runs(), files)
+    inputs = run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.table).runs(), files)
+    if wildcards.table == "table4":  # TT and GM, measured side by side (rule efficiency)
+        inputs.append(efficiency_file(wildcards.dataset))
+    return inputs
+
+
+def efficiency_file(dataset):
+    """Table 4's time and memory measured side by side (rule efficiency, workflow/rules/efficiency.smk)."""
+    return f"{folder(dataset, 'efficiency')}/table4.json"
+
+
+def efficiency_flag(wildcards):
+    """`crossan table`'s --efficiency: the measurement for Table 4, nothing for the other tables."""
+    return f"--efficiency {efficiency_file(wildcards.dataset)}" if wildcards.table == "table4" else ""
 
 
 def figure_inputs(wildcards):
+    check_target_folder(wildcards)
     files = [GATES_FILE] if wildcards.figure == "figure4" else [METRICS_FILE]
     return run_files(wildcards.dataset, cached_plan(wildcards.dataset, wildcards.figure).runs(), files)
 
@@ -265,9 +321,9 @@ def plan_param(key, caption=False):
 
 def target_files(dataset, target):
     """The files of one table or figure of one dataset; those beyond the paper under beyond/."""
-    folder = "beyond" if target in BEYOND_TABLES + BEYOND_FIGURES else "tables" if target in TABLES else "figures"
+    stage = "beyond" if target in BEYOND_TABLES + BEYOND_FIGURES else "tables" if target in TABLES else "figures"
     extensions = ("csv", "md", "html") if target in TABLES + BEYOND_TABLES else ("png", "svg", "csv")
-    return [f"results/{dataset}/{folder}/{target}.{ext}" for ext in extensions]
+    return [f"{folder(dataset, stage)}/{target}.{ext}" for ext in extensions]
 
 
 def target_outputs(target):
@@ -280,8 +336,9 @@ def all_outputs(wildcards):
     outputs = []
     for name in config["datasets"]:
         outputs += [f"results/{name}/data/stats.json", f"results/{name}/data/layout_report.json"]
-        outputs += expand("results/{dataset}/media/{modality}.h5", dataset=name, modality=media_modalities(name))
-        outputs += expand("results/{dataset}/features/{modality}.h5", dataset=name, modality=feature_modalities(name))
+        outputs += expand("{media}/{modality}.h5", media=folder(name, "media"), modality=media_modalities(name))
+        outputs += expand("{features}/{modality}.h5", features=folder(name, "features"),
+                          modality=feature_modalities(name))
         outputs += run_outputs(name)
         for target in planned_targets(config, name):
             outputs += target_files(name, target)

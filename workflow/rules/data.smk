@@ -54,9 +54,9 @@ rule download_microlens:
     conda:
         "../../envs/data.yaml"
     shell:
-        "crossan download --base-url {params.url} --variant {params.variant}"
+        "crossan --progress-fd 3 download --base-url {params.url} --variant {params.variant}"
         " --out resources/{wildcards.dataset}/download --workers {params.workers}"
-        " --retries {params.retries} {params.limits} {params.max_items} > {log} 2>&1"
+        " --retries {params.retries} {params.limits} {params.max_items} 3>&2 > {log} 2>&1"
 
 
 rule dataset_manifest:

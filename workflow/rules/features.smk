@@ -25,8 +25,9 @@ rule extract_features:
         item_table=encoder_item_table,  # titles for text, only the ids otherwise
         media=media_input,
         model=encoder_model_input,
+        settings=suffix("features"),
     output:
-        "results/{dataset}/features/shards/{modality}-{shard}-of-{num_shards}.h5",
+        "results/{dataset}/features{features_x}/shards/{modality}-{shard}-of-{num_shards}.h5",
     wildcard_constraints:
         modality=r"text|image|video|audio",
         shard=r"\d+",
@@ -44,9 +45,9 @@ rule extract_features:
         device=config["device"],
         chunk_batches=config["features"]["chunk_batches"],
     log:
-        "results/{dataset}/logs/extract_{modality}_{shard}-of-{num_shards}.log",
+        "results/{dataset}/logs/extract{features_x}_{modality}_{shard}-of-{num_shards}.log",
     benchmark:
-        "results/{dataset}/benchmarks/extract_{modality}_{shard}-of-{num_shards}.tsv"
+        "results/{dataset}/benchmarks/extract{features_x}_{modality}_{shard}-of-{num_shards}.tsv"
     threads: config["features"]["threads"]
     resources:
         mem_mb=by_dataset(3000, 8000),
@@ -55,25 +56,26 @@ rule extract_features:
     conda:
         "../../envs/models.yaml"
     shell:
-        "crossan extract-features --modality {wildcards.modality} --model {params.model}"
+        "crossan --progress-fd 3 extract-features --modality {wildcards.modality} --model {params.model}"
         " --layers {params.layers} --batch-size {params.batch_size} {params.max_length}"
         " --items {input.item_table} {params.media_flag} --out {output}"
         " --shard {wildcards.shard} --num-shards {wildcards.num_shards}"
         " --chunk-batches {params.chunk_batches} --device {params.device} --threads {threads}"
-        " > {log} 2>&1"
+        " 3>&2 > {log} 2>&1"
 
 
 rule merge_features:
     """Gather a modality's shards into one file (checked: same config, every row once)."""
     input:
-        feature_shards,
+        shards=feature_shards,
+        settings=suffix("features"),
     output:
-        "results/{dataset}/features/{modality}.h5",
+        "results/{dataset}/features{features_x}/{modality}.h5",
     wildcard_constraints:
         modality=r"text|image|video|audio",
     log:
-        "results/{dataset}/logs/merge_features_{modality}.log",
+        "results/{dataset}/logs/merge_features{features_x}_{modality}.log",
     conda:
         "../../envs/models.yaml"
     shell:
-        "crossan merge-features --out {output} {input} > {log} 2>&1"
+        "crossan merge-features --out {output} {input.shards} > {log} 2>&1"

@@ -11,20 +11,21 @@ rule build_graph:
         test="results/{dataset}/data/test.parquet",
         item_table=item_table,
         features=lambda wc: expand(
-            "results/{dataset}/features/{modality}.h5", dataset=wc.dataset, modality=feature_modalities(wc.dataset)
+            "{features}/{modality}.h5", features=folder(wc.dataset, "features"), modality=feature_modalities(wc.dataset)
         ),
+        settings=suffix("graph"),
     output:
-        "results/{dataset}/graph/graph.h5",
+        "results/{dataset}/graph{graph_x}/graph.h5",
     params:
         data=lambda wc: f"results/{wc.dataset}/data",
-        features=lambda wc: f"results/{wc.dataset}/features",
+        features=lambda wc: folder(wc.dataset, "features"),
         modalities=lambda wc: dataset_letters(config, wc.dataset),  # the declared ones: TIVA, T, ...
         # layer, k, max_len and z-scoring as flags: changing one rebuilds the graph
         flags=lambda wc: graph_build_flags(training_settings(config, wc.dataset)),
     log:
-        "results/{dataset}/logs/graph/build_graph.log",
+        "results/{dataset}/logs/graph{graph_x}/build_graph.log",
     benchmark:
-        "results/{dataset}/benchmarks/graph/build_graph.tsv"
+        "results/{dataset}/benchmarks/graph{graph_x}/build_graph.tsv"
     threads: 1
     # MicroLens-100K: 19,738 items x 4 modalities x 768-d states (7 layers read, 0.9 GB as
     # float32) and 2,048 x 19,738 similarities per block; seconds of compute.

@@ -7,8 +7,9 @@ rule sample_media:
         manifest="resources/{dataset}/dataset.json",
         item_ids="results/{dataset}/data/item_ids.csv",
         raw=media_part,
+        settings=suffix("media"),
     output:
-        "results/{dataset}/media/{modality}.h5",
+        "results/{dataset}/media{media_x}/{modality}.h5",
     wildcard_constraints:
         modality=r"video|audio|image",
     params:
@@ -20,9 +21,9 @@ rule sample_media:
         chunk_items=media_setting("chunk_items"),
         jpeg_quality=media_setting("jpeg_quality"),
     log:
-        "results/{dataset}/logs/sample_media_{modality}.log",
+        "results/{dataset}/logs/sample_media{media_x}_{modality}.log",
     benchmark:
-        "results/{dataset}/benchmarks/sample_media_{modality}.tsv"
+        "results/{dataset}/benchmarks/sample_media{media_x}_{modality}.tsv"
     threads: lambda wc: dataset_media(config, wc.dataset)["workers"]
     resources:
         mem_mb=4000,
@@ -30,9 +31,9 @@ rule sample_media:
     conda:
         "../../envs/data.yaml"
     shell:
-        "crossan sample-media --dataset-json {input.manifest} --items {input.item_ids}"
-        " --out results/{wildcards.dataset}/media --modalities {wildcards.modality}"
+        "crossan --progress-fd 3 sample-media --dataset-json {input.manifest} --items {input.item_ids}"
+        " --out results/{wildcards.dataset}/media{wildcards.media_x} --modalities {wildcards.modality}"
         " --frames {params.frames} --seconds {params.seconds} --sample-rate {params.sample_rate}"
         " --video-size {params.video_size} --image-size {params.image_size}"
         " --chunk-items {params.chunk_items} --jpeg-quality {params.jpeg_quality}"
-        " --workers {threads} > {log} 2>&1"
+        " --workers {threads} 3>&2 > {log} 2>&1"

@@ -5,7 +5,7 @@
 
 TABLE_COMMAND = (
     "crossan table --plan {params.plan:q} --runs {params.runs}"
-    " --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+    " --csv {output.csv} --md {output.md} --html {output.html} {params.efficiency} > {log} 2>&1"
 )
 FIGURE_COMMAND = (
     "crossan figure --plan {params.plan:q} --runs {params.runs}"
@@ -21,15 +21,15 @@ rule table:
         unpack(table_inputs),
     output:
         csv=report(
-            "results/{dataset}/tables/{table}.csv",
+            "results/{dataset}/tables{tables_x}/{table}.csv",
             caption="../report/table_data.rst",
             category="Table data",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "{table}"},
         ),
-        md="results/{dataset}/tables/{table}.md",
+        md="results/{dataset}/tables{tables_x}/{table}.md",
         html=report(
-            "results/{dataset}/tables/{table}.html",
+            "results/{dataset}/tables{tables_x}/{table}.html",
             caption="../report/table.rst",
             category="Tables",
             subcategory="{dataset}",
@@ -39,12 +39,13 @@ rule table:
         table="table[1345678]",
     params:
         plan=plan_param("table"),
-        runs=lambda wc: f"results/{wc.dataset}/runs",
+        efficiency=efficiency_flag,
+        runs=lambda wc: folder(wc.dataset, "runs"),
         caption=plan_param("table", caption=True),
     log:
-        "results/{dataset}/logs/tables/{table}.log",
+        "results/{dataset}/logs/tables{tables_x}/{table}.log",
     benchmark:
-        "results/{dataset}/benchmarks/tables/{table}.tsv"
+        "results/{dataset}/benchmarks/tables{tables_x}/{table}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -61,22 +62,22 @@ rule figure:
         unpack(figure_inputs),
     output:
         png=report(
-            "results/{dataset}/figures/{figure}.png",
+            "results/{dataset}/figures{figures_x}/{figure}.png",
             caption="../report/figure.rst",
             category="Figures",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "{figure}"},
         ),
-        svg="results/{dataset}/figures/{figure}.svg",
-        csv="results/{dataset}/figures/{figure}.csv",
+        svg="results/{dataset}/figures{figures_x}/{figure}.svg",
+        csv="results/{dataset}/figures{figures_x}/{figure}.csv",
     wildcard_constraints:
         figure="figure[345]",
     params:
         plan=plan_param("figure"),
-        runs=lambda wc: f"results/{wc.dataset}/runs",
+        runs=lambda wc: folder(wc.dataset, "runs"),
         caption=plan_param("figure", caption=True),
     log:
-        "results/{dataset}/logs/figures/{figure}.log",
+        "results/{dataset}/logs/figures{figures_x}/{figure}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -93,15 +94,15 @@ rule beyond_table:
         unpack(table_inputs),
     output:
         csv=report(
-            "results/{dataset}/beyond/{table}.csv",
+            "results/{dataset}/beyond{beyond_x}/{table}.csv",
             caption="../report/table_data.rst",
             category=BEYOND,
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "target": "{table} data"},
         ),
-        md="results/{dataset}/beyond/{table}.md",
+        md="results/{dataset}/beyond{beyond_x}/{table}.md",
         html=report(
-            "results/{dataset}/beyond/{table}.html",
+            "results/{dataset}/beyond{beyond_x}/{table}.html",
             caption="../report/beyond_table.rst",
             category=BEYOND,
             subcategory="{dataset}",
@@ -111,12 +112,13 @@ rule beyond_table:
         table="tableB[123]",
     params:
         plan=plan_param("table"),
-        runs=lambda wc: f"results/{wc.dataset}/runs",
+        efficiency=efficiency_flag,
+        runs=lambda wc: folder(wc.dataset, "runs"),
         caption=plan_param("table", caption=True),
     log:
-        "results/{dataset}/logs/beyond/{table}.log",
+        "results/{dataset}/logs/beyond{beyond_x}/{table}.log",
     benchmark:
-        "results/{dataset}/benchmarks/beyond/{table}.tsv"
+        "results/{dataset}/benchmarks/beyond{beyond_x}/{table}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -133,22 +135,22 @@ rule beyond_figure:
         unpack(figure_inputs),
     output:
         png=report(
-            "results/{dataset}/beyond/{figure}.png",
+            "results/{dataset}/beyond{beyond_x}/{figure}.png",
             caption="../report/beyond_figure.rst",
             category=BEYOND,
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "target": "{figure}"},
         ),
-        svg="results/{dataset}/beyond/{figure}.svg",
-        csv="results/{dataset}/beyond/{figure}.csv",
+        svg="results/{dataset}/beyond{beyond_x}/{figure}.svg",
+        csv="results/{dataset}/beyond{beyond_x}/{figure}.csv",
     wildcard_constraints:
         figure="figureB1",
     params:
         plan=plan_param("figure"),
-        runs=lambda wc: f"results/{wc.dataset}/runs",
+        runs=lambda wc: folder(wc.dataset, "runs"),
         caption=plan_param("figure", caption=True),
     log:
-        "results/{dataset}/logs/beyond/{figure}.log",
+        "results/{dataset}/logs/beyond{beyond_x}/{figure}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -162,7 +164,7 @@ rule beyond_figure:
 # Named targets: `snakemake --cores 8 table5` builds Table 5 (and the runs it reads) for every
 # configured dataset, `tableB1` Table B1 beyond the paper; `figures` builds the paper's three
 # figures, `beyond` every table and figure beyond the paper.
-for _target in (*TABLES, *BEYOND_TABLES, *BEYOND_FIGURES):
+for _target in (*TABLES, *FIGURES, *BEYOND_TABLES, *BEYOND_FIGURES):
 
     rule:
         name:

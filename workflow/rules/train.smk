@@ -8,6 +8,7 @@ rule train_run:
     ViT in the loop (fft, adapter, lora: they read the covers and checkpoints, not the features)."""
     input:
         unpack(run_inputs),
+        settings=suffix("runs"),
     output:
         settings=run_path("settings"),
         per_user_valid=run_path("per_user_valid"),
@@ -20,14 +21,14 @@ rule train_run:
         run=r"[^/]+__[^/]+",
     params:
         inputs=run_input_flags,
-        out=lambda wc: f"results/{wc.dataset}/runs/{wc.run}",
+        out=lambda wc: f"results/{wc.dataset}/runs{wc.runs_x}/{wc.run}",
         # the training settings the method uses (JSON): with the name, all the run is made of
         training=run_training,
         device=config["device"],
     log:
-        "results/{dataset}/logs/train/{run}.log",
+        "results/{dataset}/logs/train{runs_x}/{run}.log",
     benchmark:
-        "results/{dataset}/benchmarks/train/{run}.tsv"
+        "results/{dataset}/benchmarks/train{runs_x}/{run}.tsv"
     # One thread per run: small matrices gain little from a second thread (13.8 s vs 13.1 s for
     # 6 demo epochs), two runs side by side gain 2x, and a fixed count keeps results bit-identical.
     threads: 1
@@ -46,5 +47,5 @@ rule train_run:
     conda:
         "../../envs/models.yaml"
     shell:
-        "crossan train --run {wildcards.run} --training {params.training:q} {params.inputs}"
-        " --out {params.out} --device {params.device} --threads {threads} > {log} 2>&1"
+        "crossan --progress-fd 3 train --run {wildcards.run} --training {params.training:q} {params.inputs}"
+        " --out {params.out} --device {params.device} --threads {threads} 3>&2 > {log} 2>&1"
