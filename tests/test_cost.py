@@ -166,3 +166,14 @@ def test_importing_the_estimator_loads_no_torch() -> None:
     code = "import sys, crossan.runs.cost, crossan.runs.cost_cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "False"
+
+
+def test_an_unfinished_stats_file_does_not_stop_the_estimate(tmp_path: Path) -> None:
+    """Snakemake prints the estimate at its start: an empty or partial stats.json (a touched
+    output, an older layout) falls back to the configured size instead of failing."""
+    config = validate_config(raw_config())
+    stats = tmp_path / "demo" / "data" / "stats.json"
+    stats.parent.mkdir(parents=True)
+    for text in ("", '{"users": 3}', "[]"):
+        stats.write_text(text, encoding="utf-8")
+        assert estimate_cost(config, "demo", results=tmp_path).size.users == config["catalog"]["demo"]["users"]

@@ -216,6 +216,16 @@ class CostEstimate:
 # ----------------------------------------------------------------------------- sizes
 
 
+def _read_stats(path: Path) -> dict[str, Any]:
+    """``stats.json`` of the data step, or ``{}`` when it is absent, unfinished or of another
+    layout: an estimate must never stop a workflow from starting."""
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+        return stats if all(key in stats for key in ("users", "items", "mean_sequence_length")) else {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
 def dataset_size(config: Mapping[str, Any], dataset: str, users: int | None = None, items: int | None = None,
                  results: Path = Path("results")) -> DatasetSize:
     """The dataset's size: ``users``/``items`` when given, else ``results/{dataset}/data/stats.json``,
@@ -223,8 +233,7 @@ def dataset_size(config: Mapping[str, Any], dataset: str, users: int | None = No
     entry = config["catalog"][dataset]
     stats_path = Path(results) / dataset / "data" / "stats.json"
     known: tuple[int | None, int | None, float, str] = (None, None, DEFAULT_PAIRS_PER_USER, "")
-    if stats_path.is_file():
-        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    if stats := _read_stats(stats_path):
         known = (int(stats["users"]), int(stats["items"]), float(stats["mean_sequence_length"]) - 2, str(stats_path))
     elif entry.get("kind") == "demo":
         known = (int(entry["users"]), int(entry["items"]), DEFAULT_PAIRS_PER_USER, f"catalog.{dataset}")
