@@ -546,8 +546,9 @@ def test_a_title_only_dataset_with_string_ids_runs_only_text(tmp_path: Path) -> 
 
 def test_two_settings_tables_land_side_by_side(tmp_path: Path) -> None:
     """A training setting given with --config trains the runs it renames and writes every table
-    and figure into tables-x…/, figures-x…/, beyond-x…/: nothing of the default folders is
-    planned again, so both settings' tables stay to compare."""
+    and figure into tables-x…/, figures-x…/, beyond-x…/ (Table 4's measurement into
+    efficiency-x…/): nothing of the default folders is planned again, so both settings' tables
+    stay to compare."""
     small_demo_config(tmp_path)
     mark_all_done(tmp_path, create=True)
     result = snakemake(tmp_path, "-n", "--cores", "1", "all", "--config", "training={weight_decay: 1e-4}")
@@ -556,8 +557,9 @@ def test_two_settings_tables_land_side_by_side(tmp_path: Path) -> None:
     assert f"results/demo/tables{suffix}/ (training.weight_decay=0.0001)" in result.stdout + result.stderr
     targets = {output for rule, output in jobs if rule != "train_run"}
     assert {Path(output).parent.name for output in targets} == {f"tables{suffix}", f"figures{suffix}",
-                                                               f"beyond{suffix}"}
-    assert {rule for rule, _ in jobs} == {"train_run", "table", "figure", "beyond_table", "beyond_figure"}
+                                                               f"beyond{suffix}", f"efficiency{suffix}"}
+    assert {rule for rule, _ in jobs} == {"train_run", "efficiency", "table", "figure", "beyond_table",
+                                          "beyond_figure"}
     assert all("-x" in Path(output).parent.name for rule, output in jobs if rule == "train_run")
     assert not any(output.startswith(("results/demo/tables/", "results/demo/figures/")) for _, output in jobs)
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "all").stdout  # defaults intact
