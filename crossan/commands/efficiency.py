@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from crossan.argtypes import non_negative_int, positive_int
-from crossan.commands.train import json_object
-from crossan.runs.specs import INPUT_FLAGS
+from crossan.commands.train import add_run_inputs, add_run_settings
 from crossan.runs.vocabulary import DEVICES
 
 DEFAULT_BATCHES = 20  # timed training batches per measurement of a cached-state run
@@ -18,15 +17,6 @@ DEFAULT_REPEATS = 2
 # experiments.table4.measure's keys (config.yaml) -> their defaults: what the workflow passes
 MEASURE_DEFAULTS: Mapping[str, int] = {"repeats": DEFAULT_REPEATS, "batches": DEFAULT_BATCHES,
                                        "end_to_end_batches": DEFAULT_END_TO_END_BATCHES}
-INPUT_HELP: Mapping[str, str] = {
-    "--data": "results/{dataset}/data",
-    "--features": "results/{dataset}/features (the cached states of IISAN-E and CROSSAN)",
-    "--graph": "the dataset's graph file (graph recommenders, which this command does not measure)",
-    "--media": "results/{dataset}/media, for image.h5 (fft, adapter, lora)",
-    "--text-model": "BERT checkpoint: Hugging Face id or folder (fft, adapter, lora)",
-    "--image-model": "ViT checkpoint: Hugging Face id or folder (fft, adapter, lora)",
-    "--text-max-length": "WordPiece tokens per title (fft, adapter, lora)",
-}
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,16 +29,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "batches. Writes --out (JSON), which `crossan table --efficiency` reads.",
     )
     parser.add_argument("--plan", required=True, help="the table's plan as JSON (`crossan plan table4 --json`)")
-    settings = parser.add_mutually_exclusive_group()
-    settings.add_argument("--config", type=Path, default=None,
-                          help="config.yaml whose training settings the runs use (default: ./config.yaml)")
-    settings.add_argument("--training", type=json_object, default=None, metavar="JSON",
-                          help="the training settings the plan's methods use, as JSON (what the workflow passes)")
-    inputs = parser.add_argument_group("inputs", "as `crossan train`'s; with --config (or neither) they default "
-                                       "to the workflow's paths under results/{dataset}/")
-    for flag, field in INPUT_FLAGS.items():
-        inputs.add_argument(flag, dest=field, type=positive_int if field == "text_max_length" else str,
-                            default=None, help=INPUT_HELP[flag])
+    add_run_settings(parser, "the plan's methods use")
+    add_run_inputs(parser, "as `crossan train`'s; with --config (or neither) they default to the workflow's "
+                   "paths under results/{dataset}/ (graph recommenders are not measured)")
     parser.add_argument("--out", required=True, type=Path,
                         help="the JSON to write (results/{dataset}/efficiency/table4.json)")
     parser.add_argument("--device", choices=DEVICES, default=DEVICES[0])

@@ -8,7 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from crossan.argtypes import positive_int
+from crossan.runs.specs import INPUT_FLAGS
 from crossan.runs.vocabulary import DEVICES
+
+# what each of crossan train's (and crossan efficiency's) input flags names
+INPUT_HELP: dict[str, str] = {
+    "--data": "results/{dataset}/data",
+    "--features": "results/{dataset}/features (cached states, graph content)",
+    "--graph": "the dataset's graph file (graph recommenders)",
+    "--media": "results/{dataset}/media, for image.h5 (fft, adapter, lora)",
+    "--text-model": "BERT checkpoint: Hugging Face id or folder (fft, adapter, lora)",
+    "--image-model": "ViT checkpoint: Hugging Face id or folder (fft, adapter, lora)",
+    "--text-max-length": "WordPiece tokens per title (fft, adapter, lora)",
+}
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -34,23 +46,34 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     parser.add_argument("--run", required=True, metavar="NAME",
                         help="the run's name, e.g. demo__crossan-TIVA-momef-k2-h512-lr1e-03-s0-x59096742 "
                         "(crossan run-name prints it): dataset, method and the fields its tables vary")
-    settings = parser.add_mutually_exclusive_group()
-    settings.add_argument("--config", type=Path, default=None,
-                          help="config.yaml whose training settings the run uses (default: ./config.yaml)")
-    settings.add_argument("--training", type=json_object, default=None, metavar="JSON",
-                          help="the training settings the run's method uses, as JSON (what the workflow passes)")
-    inputs = parser.add_argument_group("inputs", "default: the workflow's paths under results/{dataset}/ "
-                                       "and, for fft/adapter/lora, the checkpoints of config.yaml")
-    inputs.add_argument("--data", type=Path, help="results/{dataset}/data")
-    inputs.add_argument("--features", type=Path, help="results/{dataset}/features (cached states, graph content)")
-    inputs.add_argument("--graph", type=Path, help="the dataset's graph file (graph recommenders)")
-    inputs.add_argument("--media", type=Path, help="results/{dataset}/media, for image.h5 (fft, adapter, lora)")
-    inputs.add_argument("--text-model", help="BERT checkpoint: Hugging Face id or folder (fft, adapter, lora)")
-    inputs.add_argument("--image-model", help="ViT checkpoint: Hugging Face id or folder (fft, adapter, lora)")
-    inputs.add_argument("--text-max-length", type=positive_int, help="WordPiece tokens per title (fft, adapter, lora)")
+    add_run_settings(parser, "the run's method uses")
+    add_run_inputs(parser, "default: the workflow's paths under results/{dataset}/ and, for fft/adapter/lora, "
+                   "the checkpoints of config.yaml")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default results/{dataset}/runs/NAME)")
     parser.add_argument("--device", choices=DEVICES, default=DEVICES[0])
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's own). The same seed gives "
                         "the same numbers for the same thread count; the workflow passes 1.")
     parser.set_defaults(handler="crossan.train.run:train_cli")
+
+
+def add_run_settings(parser: argparse.ArgumentParser, whose: str) -> None:
+    """``--config`` or ``--training``: where a run's training settings come from."""
+    settings = parser.add_mutually_exclusive_group()
+    settings.add_argument("--config", type=Path, default=None,
+                          help="config.yaml whose training settings to use (default: ./config.yaml)")
+    settings.add_argument("--training", type=json_object, default=None, metavar="JSON",
+                          help=f"the training settings {whose}, as JSON (what the workflow passes)")
+
+
+def add_run_inputs(parser: argparse.ArgumentParser, description: str) -> None:
+    """The input flags of :data:`~crossan.runs.specs.INPUT_FLAGS`, each into its RunConfig field."""
+    inputs = parser.add_argument_group("inputs", description)
+    for flag, field in INPUT_FLAGS.items():
+        inputs.add_argument(flag, dest=field, type=positive_int if field == "text_max_length" else str,
+                            default=None, help=INPUT_HELP[flag])
+
+
+def given_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig input fields the command line gave (:func:`add_run_inputs`)."""
+    return {field: getattr(args, field) for field in INPUT_FLAGS.values() if getattr(args, field) is not None}

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crossan.commands.train import given_inputs
 from crossan.config import load_config
 from crossan.errors import ConfigError
 from crossan.results.plan import TargetPlan
 from crossan.runs.run_config import RunConfig
 from crossan.runs.settings import training_settings
-from crossan.runs.specs import INPUT_FLAGS, input_fields, run_from_name
+from crossan.runs.specs import input_fields, run_from_name
 from crossan.train.efficiency import measure_runs
 
 
@@ -40,7 +41,7 @@ def plan_runs(plan: TargetPlan, training: Mapping[str, Any], inputs: Mapping[str
 def efficiency_cli(args: argparse.Namespace) -> int:
     """Measure the plan's runs and write the record (``crossan efficiency``); returns the exit status."""
     plan = TargetPlan.from_json(args.plan)
-    given = {field: getattr(args, field) for field in INPUT_FLAGS.values() if getattr(args, field) is not None}
+    given = given_inputs(args)
     methods = {row.method for row in plan.rows if row.runs}
     if args.training is not None:
         training, source = args.training, "--training"

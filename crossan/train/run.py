@@ -13,24 +13,19 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from crossan.commands.train import given_inputs
 from crossan.config import load_config
 from crossan.errors import ConfigError
 from crossan.runs.identity import parse_run_name, run_name
 from crossan.runs.settings import training_settings
-from crossan.runs.specs import INPUT_FLAGS, input_fields, run_from_name
+from crossan.runs.specs import input_fields, run_from_name
 from crossan.runs.vocabulary import METHODS
 from crossan.train.entry import train
 
 log = logging.getLogger(__name__)
-
-
-def _given_inputs(args: argparse.Namespace) -> dict[str, Any]:
-    values = ((field, getattr(args, flag.removeprefix("--").replace("-", "_"))) for flag, field in INPUT_FLAGS.items())
-    return {field: str(value) if isinstance(value, Path) else value for field, value in values if value is not None}
 
 
 def train_cli(args: argparse.Namespace) -> int:
@@ -40,7 +35,7 @@ def train_cli(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / dataset / "runs" / args.run
     if out.name != args.run:
         raise ConfigError(f"--out {out} must be a folder named {args.run} (the run's name)")
-    given = {"out_dir": str(out), "device": args.device, **_given_inputs(args)}
+    given = {"out_dir": str(out), "device": args.device, **given_inputs(args)}
     if args.training is not None:
         if unused := sorted(set(args.training) - set(METHODS[method].settings)):
             raise ConfigError(f"--training: {method} does not use {', '.join(unused)}; its settings: "
