@@ -45,8 +45,7 @@ import polars as pl
 
 from crossan.atomic import atomic_output
 from crossan.commands.index import RUNNING_WITHIN_S, STATES, TABLE_FILE
-from crossan.config import encoder_spec, load_config
-from crossan.encoders.options import built_model_root
+from crossan.config import load_config
 from crossan.errors import ConfigError, DataError
 from crossan.results.plan import experiment_runs
 from crossan.results.runs import compare_runs as paired_tests
@@ -54,8 +53,8 @@ from crossan.results.runs import read_settings
 from crossan.results.tables import relative_improvement
 from crossan.runs.folder import METRICS_FILE, RUN_FILES, RunMetrics
 from crossan.runs.identity import SEPARATOR, name_digest, parse_run_name, settings_digest
-from crossan.runs.specs import planned_run_names
-from crossan.runs.vocabulary import END_TO_END, GRAPH, METHODS, METRIC_NAMES, MODALITY_LETTERS
+from crossan.runs.specs import planned_run_names, run_input_files
+from crossan.runs.vocabulary import END_TO_END, METHODS, METRIC_NAMES
 
 LISTED_METRICS: tuple[str, ...] = ("HR@10", "NDCG@10")  # the listing's test metrics
 # the name fields of a run table, in run-name order (then the settings digest)
@@ -100,23 +99,15 @@ def planned_runs(config: Mapping[str, Any], dataset: str) -> list[str]:
 
 def run_input_paths(config: Mapping[str, Any], dataset: str, name: str, results_root: Path) -> list[Path]:
     """The files the training job of run ``name`` reads whose time stamps Snakemake compares
-    (the workflow's ``run_inputs``): the three splits; the feature file of each modality the
-    run reads, and the graph file for a graph recommender; for an end-to-end run (fft,
-    adapter, lora) the item table (titles), the covers and the text and image checkpoints the
-    workflow builds (``resources/models/NAME``, next to ``results_root``) instead. The item
-    table of the other runs is marked ancient there, so it is not listed."""
-    root = Path(results_root) / dataset
-    fields = parse_run_name(name)
-    family = METHODS[fields["method"]].family
-    paths = [root / "data" / f"{split}.parquet" for split in ("train", "valid", "test")]
-    if family == END_TO_END:
-        paths += [root / "data" / "items.csv", root / "media" / "image.h5"]
-        models = (built_model_root(str(encoder_spec(config, dataset, m)["model"])) for m in ("text", "image"))
-        return paths + [Path(results_root).parent / model for model in dict.fromkeys(models) if model]
-    paths += [root / "features" / f"{MODALITY_LETTERS[letter]}.h5" for letter in fields["modalities"]]
-    if family == GRAPH:
-        paths.append(root / "graph" / "graph.h5")
-    return paths
+    (:func:`~crossan.runs.specs.run_input_files`, under ``results_root``; the checkpoints the
+    workflow builds next to it): the item table only for an end-to-end run, the others' is
+    marked ancient in the workflow."""
+    files = run_input_files(config, dataset, name, results=str(results_root))
+    if METHODS[parse_run_name(name)["method"]].family != END_TO_END:
+        del files["item_table"]
+    paths = (Path(results_root).parent / path if role.endswith("_model") else Path(path)
+             for role, path in files.items())
+    return list(dict.fromkeys(paths))
 
 
 def snakemake_mtime(path: Path) -> float | None:

@@ -21,11 +21,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from crossan.config import dataset_letters, encoder_spec
+from crossan.encoders.options import built_model_root
 from crossan.errors import ConfigError
 from crossan.runs.identity import changed_settings, describe_changed, name_digest, parse_run_name, run_name
 from crossan.runs.run_config import RunConfig
 from crossan.runs.settings import PER_METHOD_SETTINGS, default_training, run_fields, setting_value, training_settings
-from crossan.runs.vocabulary import END_TO_END, GRAPH, METHODS, NAME_DEFAULTS
+from crossan.runs.vocabulary import END_TO_END, GRAPH, METHODS, MODALITY_LETTERS, NAME_DEFAULTS
 
 _SPEC_DEFAULTS: Mapping[str, Any] = {**{key: value for key, value in NAME_DEFAULTS.items() if key != "seed"},
                                      "seeds": [NAME_DEFAULTS["seed"]]}
@@ -172,6 +173,33 @@ def input_fields(config: Mapping[str, Any], dataset: str, method: str,
     if info.family == GRAPH:
         inputs["graph_file"] = f"results/{dataset}/{folder['graph']}/graph.h5"
     return inputs
+
+
+def run_input_files(config: Mapping[str, Any], dataset: str, name: str, folders: Mapping[str, str] | None = None,
+                    results: str = "results") -> dict[str, str]:
+    """The files the training job of run ``name`` reads, by role (the workflow's ``run_inputs``,
+    which marks ``item_table`` ancient unless the run reads titles): the three splits and the
+    item table; then the covers and the text and image checkpoints the workflow builds
+    (``resources/models/NAME``) for an end-to-end run (fft, adapter, lora), or the feature file
+    of each modality the run reads, and the graph file for a graph recommender. Under
+    ``results`` and in ``folders`` (stage -> folder name, as :func:`input_fields`)."""
+    folder = {"media": "media", "features": "features", "graph": "graph", **(folders or {})}
+    fields = parse_run_name(name)
+    family = METHODS[fields["method"]].family
+    root = f"{results}/{dataset}"
+    files = {split: f"{root}/data/{split}.parquet" for split in ("train", "valid", "test")}
+    files["item_table"] = f"{root}/data/items.csv"
+    if family == END_TO_END:
+        files["covers"] = f"{root}/{folder['media']}/image.h5"
+        for modality in ("text", "image"):
+            if model := built_model_root(str(encoder_spec(config, dataset, modality)["model"])):
+                files[f"{modality}_model"] = str(model)
+        return files
+    for letter in fields.get("modalities") or "":
+        files[MODALITY_LETTERS[letter]] = f"{root}/{folder['features']}/{MODALITY_LETTERS[letter]}.h5"
+    if family == GRAPH:
+        files["graph"] = f"{root}/{folder['graph']}/graph.h5"
+    return files
 
 
 def graph_build_flags(settings: Mapping[str, Any]) -> str:

@@ -26,9 +26,10 @@ from crossan.runs.specs import (
     method_training,
     planned_run_names,
     run_by_name,
+    run_input_files,
 )
 from crossan.runs.variants import dataset_folders
-from crossan.runs.vocabulary import END_TO_END, GRAPH, MODALITY_LETTERS, POPULARITY_FAMILY
+from crossan.runs.vocabulary import END_TO_END, POPULARITY_FAMILY
 
 MEDIA_MODALITIES = ["video", "audio", "image"]
 
@@ -231,24 +232,14 @@ def run_input_flags(wildcards):
 
 
 def run_inputs(wildcards):
-    """Sequences, and the feature file of each modality the run reads; an end-to-end run
-    (fft, adapter, lora) reads the covers and the text and image checkpoints instead; a graph
-    recommender also reads the dataset's graph file."""
-    run = parsed_run(wildcards)
-    data = f"results/{wildcards.dataset}/data"
-    inputs = {split: f"{data}/{split}.parquet" for split in ("train", "valid", "test")}
-    inputs["item_table"] = item_table(wildcards, titles=run.family == END_TO_END)
-    if run.family == END_TO_END:
-        inputs["covers"] = f"{folder(wildcards.dataset, 'media')}/image.h5"
-        for modality in ("text", "image"):
-            if model := built_model_dir(wildcards.dataset, modality):
-                inputs[f"{modality}_model"] = model
-        return inputs
-    for letter in run.modalities:
-        inputs[MODALITY_LETTERS[letter]] = f"{folder(wildcards.dataset, 'features')}/{MODALITY_LETTERS[letter]}.h5"
-    if run.family == GRAPH:
-        inputs["graph"] = f"{folder(wildcards.dataset, 'graph')}/graph.h5"
-    return inputs
+    """What a run's training job reads (crossan.runs.specs.run_input_files): sequences, and the
+    feature file of each modality it reads, or the covers and checkpoints (fft, adapter, lora),
+    and the graph file (graph recommenders); items.csv by its time stamp only for a run that
+    reads titles (item_table)."""
+    run = parsed_run(wildcards)  # a name of other settings stops here, naming the right one
+    files = run_input_files(config, wildcards.dataset, wildcards.run, folders(wildcards.dataset).names)
+    files["item_table"] = item_table(wildcards, titles=run.family == END_TO_END)
+    return files
 
 
 def run_outputs(dataset):
