@@ -25,7 +25,7 @@ place (define a second catalog entry to keep both).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,9 @@ def _with_dataset(base: Mapping[str, Any], config: Mapping[str, Any], dataset: s
     return {**base, "catalog": {**base.get("catalog", {}), dataset: config["catalog"][dataset]}}
 
 
-def _differences(prefix: str, now: Mapping[str, Any], before: Mapping[str, Any], keys: Any = None) -> dict[str, Any]:
+def _differences(prefix: str, now: Mapping[str, Any], before: Mapping[str, Any],
+                 keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """``{prefix}.{key}: new value`` for each of ``keys`` (default: all) whose value differs."""
     keys = sorted(set(now) | set(before)) if keys is None else keys
     return {f"{prefix}.{key}": _plain(now.get(key)) for key in keys if _plain(now.get(key)) != _plain(before.get(key))}
 
@@ -138,8 +140,3 @@ def dataset_folders(config: Mapping[str, Any], base: Mapping[str, Any], dataset:
                "tables": results, "figures": results, "beyond": results, "efficiency": results}
     names = {stage: f"{stage}{_suffix(changes[stage])}" for stage in FOLDERS}
     return DatasetFolders(dataset, names, changes)
-
-
-def default_folders(dataset: str) -> DatasetFolders:
-    """The folders of ``dataset`` under the config files' own settings."""
-    return DatasetFolders(dataset, {stage: stage for stage in FOLDERS}, {stage: {} for stage in FOLDERS})
